@@ -1,0 +1,1784 @@
+"""footfall: a small, privacy-friendly web analytics collector that speaks Umami's collection API.
+
+Run it with ``footfall serve`` (or just ``footfall``): it listens on 127.0.0.1:8000, creates ``footfall.db`` and a website
+called ``default`` on first start, and prints the ``<script>`` tag to paste. Any Umami client (the browser tracker,
+``@umami/node``, the ``umami-analytics`` PyPI client, ``curl``) can send to ``POST /api/send`` and ``POST /api/batch``.
+
+Every event lands in one WAL-mode SQLite file whose layout, ``schema.sql``, is a public contract: people query it with
+``sqlite3 footfall.db``. No IP address and no full user-agent string is ever written to it.
+
+Sections (search for the banner titles):
+    Constants and defaults
+    Configuration
+    Wire types
+    Errors
+    Data path
+    Sessions and visits
+    Storage
+    HTTP handlers
+    App factory and lifespan
+    CLI
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import contextlib
+import dataclasses
+import datetime as dt
+import functools
+import hashlib
+import hmac
+import logging
+import math
+import os
+import re
+import secrets
+import sqlite3
+import struct
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+import aiosqlite
+import click
+import msgspec
+import user_agents
+from litestar import Litestar, Request, Response, get, post
+from litestar.config.cors import CORSConfig
+from litestar.exceptions import HTTPException
+
+__version__ = "0.1.0"
+
+log = logging.getLogger("footfall")
+
+
+###############################################################################################################################
+# Constants and defaults
+###############################################################################################################################
+
+#: Largest /api/send body, in bytes (a tracker hit is ~300 bytes; 64 KiB leaves room for generous ``data``).
+MAX_SEND_BODY_BYTES = 64 * 1024
+#: Largest /api/batch body, in bytes.
+MAX_BATCH_BODY_BYTES = 1024 * 1024
+#: Most items in one /api/batch request.
+MAX_BATCH_ITEMS = 500
+
+# Column limits, mirrored as CHECKs in schema.sql. Longer values are truncated (Umami answers 500 there).
+MAX_URL_CHARS = 500  #: url_path, url_query, referrer_*, page_title
+MAX_EVENT_NAME_CHARS = 50
+MAX_TAG_CHARS = 50
+MAX_HOSTNAME_CHARS = 100
+MAX_LANGUAGE_CHARS = 35
+MAX_SCREEN_CHARS = 11
+MAX_CAMPAIGN_CHARS = 255  #: utm_* and click ids
+MAX_DISTINCT_ID_CHARS = 50
+MAX_AGENT_FIELD_CHARS = 20  #: browser, os, device
+
+# Bounds on ``data`` (Umami's tracker documents them; Umami's server does not enforce them).
+MAX_DATA_KEYS = 50  #: flattened keys per event or identify
+MAX_DATA_DEPTH = 5  #: nesting levels of objects
+MAX_DATA_STRING_CHARS = 500  #: longer string values are truncated
+MAX_DATA_KEY_CHARS = 500  #: a longer dotted key is refused
+
+#: A timestamp further than this in the future is refused, in seconds.
+MAX_FUTURE_SECONDS = 3600
+#: Web vitals in milliseconds must lie in [0, MAX_VITAL_MS]; CLS in [0, MAX_CLS] (Umami's bounds).
+MAX_VITAL_MS = 60_000
+MAX_CLS = 100
+
+#: A previous period's salt is kept this long after its period ends, in seconds, for late batches.
+SALT_GRACE_SECONDS = 3600
+#: A cache token older than this is stale and ignored, in seconds.
+TOKEN_MAX_AGE_SECONDS = 24 * 3600
+#: Parsed user agents kept in memory (a hit costs ~0.1 µs, a miss ~500 µs).
+UA_CACHE_SIZE = 4096
+#: Sessions whose visit state is kept in memory at most; the oldest are forgotten first.
+MAX_TRACKED_SESSIONS = 200_000
+#: Key lookups (session and visit UUID → integer key) the writer keeps in memory, per table.
+MAX_CACHED_KEYS = 100_000
+
+#: Events one transaction commits at most (a group commit of 2,000 small rows takes ~20 ms).
+WRITE_BATCH_MAX_EVENTS = 2000
+#: Attempts at one group commit when the database is busy, full or read-only, before its requests get 503.
+WRITE_ATTEMPTS = 3
+#: First back-off between attempts, in seconds; doubles each time.
+WRITE_BACKOFF_SECONDS = 0.1
+#: The writer wakes at least this often to flush bot counts, in seconds.
+WRITER_IDLE_SECONDS = 1.0
+#: Background upkeep (website reload, salts, visit eviction) runs this often, in seconds.
+MAINTENANCE_SECONDS = 2.0
+#: Seconds a client is asked to wait (Retry-After) when footfall is overloaded or the database is unavailable.
+RETRY_AFTER_SECONDS = 1
+
+#: Current schema version, kept in ``PRAGMA user_version``.
+SCHEMA_VERSION = 1
+
+#: UUID namespace of Umami's ``uuid()`` helper (the DNS namespace), so session ids match Umami's formula.
+UMAMI_UUID_NAMESPACE = uuid.NAMESPACE_DNS
+
+EVENT_PAGEVIEW = 1
+EVENT_CUSTOM = 2
+EVENT_PERFORMANCE = 5
+
+DATA_STRING = 1
+DATA_NUMBER = 2
+DATA_BOOLEAN = 3
+DATA_DATE = 4
+DATA_ARRAY = 5
+
+
+
+def asset_path(name: str) -> Path:
+    """A file footfall ships: in ``footfall_assets/`` beside this module when installed, beside it in a checkout."""
+    here = Path(__file__).resolve().parent
+    installed = here / "footfall_assets" / name
+    return installed if installed.exists() else here / name
+
+
+###############################################################################################################################
+# Configuration
+###############################################################################################################################
+
+
+class Setting(NamedTuple):
+    """One setting: its name, default and help text. The CLI options and the README table are made from these."""
+
+    name: str
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()
+
+
+#: Every setting footfall has. Each is a ``footfall serve --NAME`` option and a ``FOOTFALL_NAME`` environment variable.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("db", "footfall.db", "Path of the SQLite database file; created with its schema if missing."),
+    Setting("host", "127.0.0.1", "Address to listen on. Put a reverse proxy in front to serve the internet."),
+    Setting("port", 8000, "TCP port to listen on."),
+    Setting("max_body_bytes", MAX_SEND_BODY_BYTES, "Largest /api/send body in bytes; a larger one gets 413."),
+    Setting("batch_max_items", MAX_BATCH_ITEMS, "Most items in one /api/batch request; more gets 413."),
+    Setting("batch_max_bytes", MAX_BATCH_BODY_BYTES, "Largest /api/batch body in bytes; a larger one gets 413."),
+    Setting("salt_rotation", "month", "How often the random session salt changes.", ("day", "week", "month")),
+    Setting("visit_timeout", 30, "Minutes without activity after which a session's next event starts a new visit."),
+    Setting("bot_check", True, "Refuse bot user agents: answer {\"beep\":\"boop\"} and only count them."),
+    Setting("write_queue_max", 20_000, "Events that may wait to be written; beyond that requests get 503."),
+    Setting("busy_timeout_ms", 5000, "How long a write waits for a lock held by another program before it gets 503."),
+    Setting("log_level", "info", "Log verbosity.", ("debug", "info", "warning", "error")),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """footfall's settings; see ``SETTINGS`` for what each means."""
+
+    db: str = "footfall.db"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = MAX_SEND_BODY_BYTES
+    batch_max_items: int = MAX_BATCH_ITEMS
+    batch_max_bytes: int = MAX_BATCH_BODY_BYTES
+    salt_rotation: str = "month"
+    visit_timeout: int = 30
+    bot_check: bool = True
+    write_queue_max: int = 20_000
+    busy_timeout_ms: int = 5000
+    log_level: str = "info"
+
+
+class ConfigError(ValueError):
+    """A setting has a value footfall cannot use; the message says which and how to fix it."""
+
+
+_TRUE_WORDS = {"1", "true", "yes", "on"}
+_FALSE_WORDS = {"0", "false", "no", "off"}
+
+
+def _convert_setting(setting: Setting, raw: Any) -> Any:
+    default = setting.default
+    if isinstance(default, bool):
+        if isinstance(raw, bool):
+            return raw
+        word = str(raw).strip().lower()
+        if word in _TRUE_WORDS or word in _FALSE_WORDS:
+            return word in _TRUE_WORDS
+        raise ConfigError(f"{setting.name} must be true or false, not {raw!r}")
+    if isinstance(default, int):
+        try:
+            value = int(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{setting.name} must be a whole number, not {raw!r}") from None
+        if value < 1 and setting.name != "port" or value < 0:
+            raise ConfigError(f"{setting.name} must be positive, not {raw!r}")
+        return value
+    value = str(raw)
+    if setting.choices and value not in setting.choices:
+        raise ConfigError(f"{setting.name} must be one of {', '.join(setting.choices)}, not {raw!r}")
+    return value
+
+
+def env_name(setting: Setting) -> str:
+    """The environment variable that sets ``setting``, e.g. ``FOOTFALL_DB``."""
+    return "FOOTFALL_" + setting.name.upper()
+
+
+def load_config(options: Mapping[str, Any], environ: Mapping[str, str]) -> Config:
+    """Build a Config from command-line options (None = not given), then ``FOOTFALL_*`` variables, then defaults."""
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = options.get(setting.name)
+        if raw is None:
+            raw = environ.get(env_name(setting))
+        values[setting.name] = setting.default if raw is None else _convert_setting(setting, raw)
+    config = Config(**values)
+    if config.port > 65535:
+        raise ConfigError(f"port must be at most 65535, not {config.port}")
+    if config.write_queue_max < config.batch_max_items:
+        raise ConfigError("write_queue_max must be at least batch_max_items, or a full batch could never be written")
+    return config
+
+
+###############################################################################################################################
+# Wire types
+###############################################################################################################################
+
+
+class Payload(msgspec.Struct):
+    """The ``payload`` of an /api/send body; every field Umami v3.1 accepts. Unknown fields are ignored."""
+
+    website: str | None = None
+    link: str | None = None
+    pixel: str | None = None
+    hostname: str | None = None
+    screen: str | None = None
+    language: str | None = None
+    url: str | None = None
+    referrer: str | None = None
+    title: str | None = None
+    tag: str | None = None
+    id: str | None = None
+    name: str | None = None
+    data: dict[str, Any] | None = None
+    timestamp: int | float | str | None = None
+    ip: str | None = None
+    userAgent: str | None = None  # noqa: N815 (Umami's field name)
+    browser: str | None = None
+    os: str | None = None
+    device: str | None = None
+    lcp: float | None = None
+    inp: float | None = None
+    cls: float | None = None
+    fcp: float | None = None
+    ttfb: float | None = None
+
+
+class SendRequest(msgspec.Struct):
+    """An /api/send body, and one item of an /api/batch body."""
+
+    type: Literal["event", "identify", "performance"]
+    payload: Payload
+
+
+class SendResponse(msgspec.Struct):
+    """The answer to an accepted hit."""
+
+    cache: str
+    sessionId: str  # noqa: N815
+    visitId: str  # noqa: N815
+
+
+class BatchDetail(msgspec.Struct):
+    """One failed batch item: its index and the error body /api/send would have answered."""
+
+    index: int
+    response: dict[str, Any]
+
+
+class BatchResponse(msgspec.Struct, omit_defaults=True):
+    """The answer to /api/batch; ``cache`` is the first accepted item's token, absent when there is none."""
+
+    size: int
+    processed: int
+    errors: int
+    details: list[BatchDetail]
+    cache: str | None = None
+
+
+class DataRow(NamedTuple):
+    """One flattened key of ``data``: (data_key, data_type, string_value, number_value, date_value)."""
+
+    data_key: str
+    data_type: int
+    string_value: str | None
+    number_value: float | None
+    date_value: int | None
+
+
+class Hit(NamedTuple):
+    """A validated hit: the payload's fields checked, bounded and typed, ready to enrich."""
+
+    kind: str
+    website_id: str
+    created_at: int
+    hostname: str | None
+    screen: str | None
+    language: str | None
+    url: str | None
+    referrer: str | None
+    title: str | None
+    tag: str | None
+    distinct_id: str | None
+    name: str | None
+    data: list[DataRow]
+    browser: str | None
+    os: str | None
+    device: str | None
+    vitals: tuple[float | None, float | None, float | None, float | None, float | None]  # lcp, inp, cls, fcp, ttfb
+
+
+class SessionRow(NamedTuple):
+    """A session's first-seen attributes, as stored in the ``session`` table."""
+
+    session_id: str
+    website_key: int
+    browser: str | None
+    os: str | None
+    device: str | None
+    screen: str | None
+    language: str | None
+    country: str | None
+    region: str | None
+    city: str | None
+    distinct_id: str | None
+    created_at: int
+
+
+class EventRow(NamedTuple):
+    """A ``website_event`` row without its keys (the writer resolves session and visit UUIDs to keys)."""
+
+    created_at: int
+    event_type: int
+    event_name: str | None
+    url_path: str
+    url_query: str | None
+    referrer_path: str | None
+    referrer_query: str | None
+    referrer_domain: str | None
+    page_title: str | None
+    hostname: str | None
+    tag: str | None
+    utm_source: str | None
+    utm_medium: str | None
+    utm_campaign: str | None
+    utm_content: str | None
+    utm_term: str | None
+    gclid: str | None
+    fbclid: str | None
+    msclkid: str | None
+    ttclid: str | None
+    li_fat_id: str | None
+    twclid: str | None
+    lcp: float | None
+    inp: float | None
+    cls: float | None
+    fcp: float | None
+    ttfb: float | None
+
+
+class Record(NamedTuple):
+    """Everything one accepted hit writes: its session, visit, event (None for identify) and data rows."""
+
+    website_id: str
+    session: SessionRow
+    session_known: bool  # a valid cache token says the session row already exists
+    visit_id: str
+    visit_started_at: int
+    event: EventRow | None
+    event_data: list[DataRow]
+    session_data: list[DataRow]
+
+
+###############################################################################################################################
+# Errors
+###############################################################################################################################
+
+
+class ApiError(Exception):
+    """An error answered to the client as Umami's ``{"error": {"message", "code", "status"}}``."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body of this error."""
+        return {"error": {"message": self.message, "code": self.code, "status": self.status}}
+
+
+def bad_request(message: str) -> ApiError:
+    """400: the request is wrong; the message names the field and the problem."""
+    return ApiError(400, "bad-request", message)
+
+
+def forbidden() -> ApiError:
+    """403, as Umami answers an ignored IP."""
+    return ApiError(403, "forbidden", "Forbidden")
+
+
+def too_large(message: str) -> ApiError:
+    """413: the body or batch is over a configured limit."""
+    return ApiError(413, "payload-too-large", message)
+
+
+def unavailable(message: str) -> ApiError:
+    """503 with Retry-After: footfall cannot write right now; the client may send again."""
+    return ApiError(503, "service-unavailable", message, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not take a write (locked, full, read-only) after the retry limit."""
+
+
+def _error_response(error: ApiError) -> Response:
+    return Response(
+        content=msgspec.json.encode(error.body()),
+        status_code=error.status,
+        media_type="application/json",
+        headers=error.headers,
+    )
+
+
+def handle_api_error(request: Request, exc: ApiError) -> Response:
+    """Render an ApiError."""
+    return _error_response(exc)
+
+
+def handle_http_exception(request: Request, exc: HTTPException) -> Response:
+    """Render Litestar's own errors (404, 405, 413 …) in Umami's shape, never with internal detail."""
+    status = exc.status_code
+    if status == 413:
+        return _error_response(too_large("Request body is too large."))
+    if status >= 500:
+        return handle_server_error(request, exc)
+    code = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed"}
+    message = exc.detail if status < 500 and isinstance(exc.detail, str) else "Request failed"
+    return _error_response(ApiError(status, code.get(status, "bad-request"), message, dict(exc.headers or {})))
+
+
+def handle_server_error(request: Request, exc: Exception) -> Response:
+    """Anything unexpected: log the traceback with method and route, answer a fixed 500 (Umami sends its stack; we don't)."""
+    log.error("event=server-error method=%s path=%s", request.method, request.url.path, exc_info=exc)
+    return _error_response(ApiError(500, "server-error", "Server error"))
+
+
+###############################################################################################################################
+# Data path
+###############################################################################################################################
+# request body → decode_send → validate_payload → enrich → derive_session_id / visit → EventWriter.submit → response.
+# Each step is a plain function of values, so tests can run any of them alone.
+
+# RFC 9562 as zod's z.uuid() checks it: version 1-8, variant 10xx; the nil and max UUIDs pass too.
+_UUID_RE = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+    r"|00000000-0000-0000-0000-000000000000|ffffffff-ffff-ffff-ffff-ffffffffffff",
+    re.IGNORECASE,
+)
+# Umami's DATETIME_REGEX (src/lib/constants.ts): such strings are stored as dates.
+_DATETIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{3}(Z|\+[0-9]{2}:[0-9]{2})?)?")
+_SPECIAL_SCHEMES = frozenset({"http", "https", "ws", "wss", "ftp"})
+_FORBIDDEN_HOST_CHARS = frozenset(" <>^|\\%\t\n\r\"`{}")
+# WHATWG URL parsing removes tabs and newlines anywhere and C0 controls and spaces at the ends.
+_URL_STRIP_CHARS = "".join(chr(c) for c in range(0x21))
+_URL_DROP = str.maketrans("", "", "\t\n\r")
+_RESERVED_IN_PATH = frozenset(";/?:@&=+$,#")
+_PERCENT_RUN_RE = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
+_CAMPAIGN_PARAMS = (
+    "utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term",
+    "gclid", "fbclid", "msclkid", "ttclid", "li_fat_id", "twclid",
+)  # fmt: skip
+
+_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError, ValueError)
+
+
+def _clip(value: str | None, limit: int) -> str | None:
+    return None if value is None else value[:limit]
+
+
+def _describe_decode_error(exc: Exception) -> str:
+    if isinstance(exc, RecursionError):
+        return "JSON is nested too deeply"
+    if isinstance(exc, UnicodeDecodeError):
+        return "body is not valid UTF-8"
+    return str(exc).replace("`", "")
+
+
+def decode_send(body: bytes) -> SendRequest:
+    """Decode an /api/send body whatever its Content-Type (sendBeacon sends text/plain); 400 names what is wrong."""
+    try:
+        return msgspec.json.decode(body, type=SendRequest)
+    except _DECODE_ERRORS as exc:
+        raise bad_request(f"Invalid request body: {_describe_decode_error(exc)}") from None
+
+
+def decode_batch(body: bytes, max_items: int) -> list[msgspec.Raw]:
+    """Split an /api/batch body into its raw items; each is decoded on its own so errors are reported per item."""
+    try:
+        items = msgspec.json.decode(body, type=list[msgspec.Raw])
+    except _DECODE_ERRORS as exc:
+        raise bad_request(f"Invalid batch body, expected a JSON array: {_describe_decode_error(exc)}") from None
+    if len(items) > max_items:
+        raise too_large(f"Batch has {len(items)} items; at most {max_items} are accepted per request.")
+    return items
+
+
+def _check_url(value: str | None, field: str) -> str | None:
+    """Refuse what ``new URL(value, base)`` would refuse (Umami answers "Invalid URL."), naming the field."""
+    if value is None:
+        return None
+    cleaned = value.strip(_URL_STRIP_CHARS).translate(_URL_DROP)
+    try:
+        parts = urlsplit(cleaned)
+        port = parts.port  # raises ValueError for a port that is not a number in 0-65535
+        del port
+        host = parts.hostname
+        scheme = parts.scheme.lower()
+        if scheme in _SPECIAL_SCHEMES and not host:
+            raise ValueError("missing host")
+        if host and (_FORBIDDEN_HOST_CHARS & set(host)):
+            raise ValueError("bad host")
+    except ValueError:
+        raise bad_request(f"Invalid URL in payload.{field}: {value[:100]!r}") from None
+    return cleaned
+
+
+def _parse_timestamp(raw: int | float | str | None, now: float) -> int:
+    """Unix seconds from payload.timestamp (numeric strings allowed, 0/'' mean now), as Umami's z.coerce.number().int()."""
+    if raw is None or raw == "":
+        return int(now)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise bad_request(f"payload.timestamp must be Unix seconds, not {str(raw)[:40]!r}") from None
+    if not math.isfinite(value) or value != int(value):
+        raise bad_request("payload.timestamp must be a whole number of Unix seconds")
+    seconds = int(value)
+    if seconds == 0:
+        return int(now)
+    if seconds < 0:
+        raise bad_request("payload.timestamp must be positive")
+    if seconds > now + MAX_FUTURE_SECONDS:
+        raise bad_request(f"payload.timestamp is more than {MAX_FUTURE_SECONDS // 3600} hour in the future")
+    return seconds
+
+
+def _check_vitals(payload: Payload) -> tuple[float | None, ...]:
+    for field in ("lcp", "inp", "fcp", "ttfb"):
+        value = getattr(payload, field)
+        if value is not None and not 0 <= value <= MAX_VITAL_MS:
+            raise bad_request(f"payload.{field} must be between 0 and {MAX_VITAL_MS} ms")
+    if payload.cls is not None and not 0 <= payload.cls <= MAX_CLS:
+        raise bad_request(f"payload.cls must be between 0 and {MAX_CLS}")
+    return (payload.lcp, payload.inp, payload.cls, payload.fcp, payload.ttfb)
+
+
+def _data_value(key: str, value: Any) -> DataRow:
+    """Type one leaf of ``data`` as Umami's DATA_TYPE does (src/lib/data.ts)."""
+    if isinstance(value, bool):
+        return DataRow(key, DATA_BOOLEAN, "true" if value else "false", None, None)
+    if isinstance(value, (int, float)):
+        try:
+            number = float(value)
+        except OverflowError:
+            raise bad_request(f"payload.data.{key[:100]} is too large a number") from None
+        return DataRow(key, DATA_NUMBER, f"{number:.4f}", number, None)
+    if isinstance(value, str):
+        if _DATETIME_RE.fullmatch(value):
+            try:
+                when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                when = None  # e.g. month 13: keep it as a plain string
+            if when is not None:
+                if when.tzinfo is None:
+                    when = when.replace(tzinfo=dt.timezone.utc)
+                return DataRow(key, DATA_DATE, value, None, int(when.timestamp()))
+        return DataRow(key, DATA_STRING, value[:MAX_DATA_STRING_CHARS], None, None)
+    # Arrays, and null (typeof null is 'object' in Umami), are stored as their JSON text.
+    return DataRow(key, DATA_ARRAY, msgspec.json.encode(value).decode()[:MAX_DATA_STRING_CHARS], None, None)
+
+
+def flatten_data(data: Mapping[str, Any]) -> list[DataRow]:
+    """Flatten nested objects into dotted keys and type each leaf; 400 past MAX_DATA_KEYS keys or MAX_DATA_DEPTH levels."""
+    rows: list[DataRow] = []
+    stack: list[tuple[str, Mapping[str, Any], int]] = [("", data, 1)]
+    while stack:
+        prefix, obj, depth = stack.pop()
+        if depth > MAX_DATA_DEPTH:
+            raise bad_request(f"payload.data is nested deeper than {MAX_DATA_DEPTH} levels")
+        for name, value in obj.items():
+            key = f"{prefix}{name}"
+            if len(key) > MAX_DATA_KEY_CHARS:
+                raise bad_request(f"payload.data has a key longer than {MAX_DATA_KEY_CHARS} characters")
+            if isinstance(value, dict):
+                stack.append((key + ".", value, depth + 1))
+                continue
+            if len(rows) == MAX_DATA_KEYS:
+                raise bad_request(f"payload.data has more than {MAX_DATA_KEYS} keys")
+            rows.append(_data_value(key, value))
+    rows.sort()  # stable order, and a key given twice ("a.b" and {"a": {"b"}}) keeps one value
+    return list({row.data_key: row for row in rows}.values())
+
+
+def validate_payload(request: SendRequest, now: float) -> Hit:
+    """Check a decoded hit against Umami's rules and footfall's bounds; return it typed, or raise a 400."""
+    p = request.payload
+    if p.link is not None or p.pixel is not None:
+        raise bad_request("Only payload.website is supported; link and pixel ids are not.")
+    if p.website is None:
+        raise bad_request("payload.website is required")
+    if not _UUID_RE.fullmatch(p.website):
+        raise bad_request("payload.website must be a UUID")
+    url = _check_url(p.url, "url")
+    referrer = _check_url(p.referrer, "referrer")
+    return Hit(
+        kind=request.type,
+        website_id=p.website.lower(),
+        created_at=_parse_timestamp(p.timestamp, now),
+        hostname=_clip(p.hostname, MAX_HOSTNAME_CHARS),
+        screen=_clip(p.screen, MAX_SCREEN_CHARS),
+        language=_clip(p.language, MAX_LANGUAGE_CHARS),
+        url=url,
+        referrer=referrer,
+        title=p.title,
+        tag=_clip(p.tag, MAX_TAG_CHARS),
+        distinct_id=p.id or None,
+        name=p.name or None,
+        data=flatten_data(p.data) if p.data else [],
+        browser=p.browser,
+        os=p.os,
+        device=p.device,
+        vitals=_check_vitals(p),  # type: ignore[arg-type]
+    )
+
+
+class Agent(NamedTuple):
+    """What a user-agent string says: display names, a device class, and whether it is a bot."""
+
+    browser: str | None
+    os: str | None
+    device: str  # 'mobile', 'tablet' or 'desktop'
+    is_bot: bool
+
+
+# Bots and non-browser clients that user-agents' is_bot (device family 'Spider') misses. The Umami Node client's
+# "Mozilla/5.0 Umami/v20.x" is a server-side sender, not a bot, and does not match.
+_BOT_RE = re.compile(
+    r"bot\b|bot/|crawl|spider|slurp|headless|phantomjs|puppeteer|playwright|selenium|lighthouse|pagespeed|"
+    r"curl/|wget/|python-requests|python-urllib|python-httpx|aiohttp|httpie|go-http-client|okhttp|axios/|node-fetch|"
+    r"undici|java/|apache-httpclient|libwww-perl|scrapy|feedfetcher|facebookexternalhit|whatsapp|preview|"
+    r"uptime|pingdom|monitor|statuscake|ahrefs|semrush|mj12|dataforseo|bytespider|petalbot|gptbot|ccbot|claude",
+    re.IGNORECASE,
+)
+# user-agents family names → the display names footfall stores.
+_BROWSER_NAMES = {
+    "Chrome Mobile": "Chrome", "Chrome Mobile iOS": "Chrome", "Chrome Mobile WebView": "Chrome",
+    "Mobile Safari": "Safari", "Mobile Safari UI/WKWebView": "Safari",
+    "Firefox Mobile": "Firefox", "Firefox iOS": "Firefox", "Edge Mobile": "Edge",
+    "Opera Mobile": "Opera", "Samsung Internet": "Samsung Internet", "Other": None,
+}  # fmt: skip
+_OS_NAMES = {"Mac OS X": "macOS", "Chrome OS": "ChromeOS", "Ubuntu": "Linux", "Fedora": "Linux", "Other": None}
+
+
+def parse_agent(user_agent: str) -> Agent:
+    """Classify a user-agent string (~500 µs with user-agents; the Runtime keeps an LRU cache of this function)."""
+    parsed = user_agents.parse(user_agent)
+    family = parsed.browser.family
+    os_family = parsed.os.family
+    device = "mobile" if parsed.is_mobile else "tablet" if parsed.is_tablet else "desktop"
+    is_bot = parsed.is_bot or bool(_BOT_RE.search(user_agent))
+    browser = _BROWSER_NAMES.get(family, family)
+    return Agent(_clip(browser, MAX_AGENT_FIELD_CHARS), _clip(_OS_NAMES.get(os_family, os_family), MAX_AGENT_FIELD_CHARS),
+                 device, is_bot)  # fmt: skip
+
+
+def _device_class(agent: Agent, screen: str | None) -> str:
+    """Umami's rule: a desktop whose screen is at most 1920 pixels wide is a laptop."""
+    if agent.device == "desktop" and screen:
+        width = screen.partition("x")[0]
+        if width.isdigit() and int(width) <= 1920:
+            return "laptop"
+    return agent.device
+
+
+def _decode_uri(text: str) -> str:
+    """Like JavaScript's decodeURI: decode %XX runs that form UTF-8, keep reserved characters and bad runs escaped."""
+    if "%" not in text:
+        return text
+
+    def decode_run(match: re.Match[str]) -> str:
+        run = match.group(0)
+        try:
+            decoded = bytes.fromhex(run.replace("%", "")).decode("utf-8")
+        except UnicodeDecodeError:
+            return run
+        return "".join(quote(c, safe="") if c in _RESERVED_IN_PATH or c == "%" else c for c in decoded)
+
+    return _PERCENT_RUN_RE.sub(decode_run, text)
+
+
+def _strip_www(host: str | None) -> str | None:
+    if host and host.startswith("www."):
+        return host[4:]
+    return host
+
+
+def _split(url: str, base_host: str) -> tuple[str | None, str, str, str]:
+    """(host, path, query, fragment) of ``url`` resolved against ``https://base_host`` as ``new URL()`` would."""
+    parts = urlsplit(url)
+    host = parts.hostname if parts.netloc else base_host
+    path = parts.path
+    if not parts.scheme and not parts.netloc and not path.startswith("/"):
+        path = "/" + path
+    return host, path, parts.query, parts.fragment
+
+
+def enrich(hit: Hit, website_key: int, agent: Agent, session_id: str) -> tuple[SessionRow, EventRow | None]:
+    """Derive the session and event rows of a validated hit: device, URL parts, referrer, campaign parameters."""
+    device = hit.device if hit.device is not None else _device_class(agent, hit.screen)
+    session = SessionRow(
+        session_id=session_id,
+        website_key=website_key,
+        browser=_clip(hit.browser if hit.browser is not None else agent.browser, MAX_AGENT_FIELD_CHARS),
+        os=_clip(hit.os if hit.os is not None else agent.os, MAX_AGENT_FIELD_CHARS),
+        device=_clip(device, MAX_AGENT_FIELD_CHARS),
+        screen=hit.screen,
+        language=hit.language,
+        country=None,
+        region=None,
+        city=None,
+        distinct_id=_clip(hit.distinct_id, MAX_DISTINCT_ID_CHARS),
+        created_at=hit.created_at,
+    )
+    if hit.kind == "identify":
+        return session, None
+    base_host = hit.hostname or "localhost"
+    host, path, query, fragment = _split(hit.url, base_host) if hit.url else (None, "", "", "")
+    title = hit.title
+    if title and "%" in title:
+        with contextlib.suppress(UnicodeDecodeError):
+            title = unquote(title, errors="strict")  # Umami decodeURIComponent()s titles (an old tracker encoded them)
+    if hit.kind == "performance":
+        # Umami keeps only the path (no hash or query), the title and the vitals for performance events.
+        return session, EventRow(hit.created_at, EVENT_PERFORMANCE, None, _clip(_decode_uri(path), MAX_URL_CHARS) or "",
+                                 None, None, None, None, _clip(title, MAX_URL_CHARS), None, None,
+                                 *([None] * len(_CAMPAIGN_PARAMS)), *hit.vitals)  # fmt: skip
+    url_path = _decode_uri(path + ("#" + fragment if fragment else ""))
+    params: dict[str, str] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        params.setdefault(key, value)  # URLSearchParams.get() returns the first
+    campaign = [_clip(params.get(name), MAX_CAMPAIGN_CHARS) for name in _CAMPAIGN_PARAMS]
+    ref_path = ref_query = ref_domain = None
+    if hit.referrer:
+        r_host, r_path, r_query, _ = _split(hit.referrer, base_host)
+        ref_domain, ref_path, ref_query = _strip_www(r_host), _decode_uri(r_path), r_query
+    event = EventRow(
+        hit.created_at,
+        EVENT_CUSTOM if hit.name else EVENT_PAGEVIEW,
+        _clip(hit.name, MAX_EVENT_NAME_CHARS),
+        url_path[:MAX_URL_CHARS],
+        _clip(query, MAX_URL_CHARS) or None,
+        _clip(ref_path, MAX_URL_CHARS),
+        _clip(ref_query, MAX_URL_CHARS) or None,
+        _clip(ref_domain, MAX_URL_CHARS) or None,
+        _clip(title, MAX_URL_CHARS),
+        _clip(hit.hostname or _strip_www(host), MAX_HOSTNAME_CHARS),
+        hit.tag,
+        *campaign,
+        *hit.vitals,
+    )
+    return session, event
+
+
+###############################################################################################################################
+# Sessions and visits
+###############################################################################################################################
+
+
+def umami_uuid(*parts: str | None, secret: str) -> str:
+    """Umami's ``uuid(...parts)``: UUIDv5 in the DNS namespace of sha512-hex(parts joined, then the secret)."""
+    name = "".join(p or "" for p in parts) + secret
+    return str(uuid.uuid5(UMAMI_UUID_NAMESPACE, hashlib.sha512(name.encode()).hexdigest()))
+
+
+def derive_session_id(website_id: str, ip: str, user_agent: str, salt: str, secret: str,
+                      distinct_id: str | None = None) -> str:  # fmt: skip
+    """sessionId as Umami computes it: uuid(website, ip, ua, salt), or uuid(website, id) when the client sends an id."""
+    if distinct_id:
+        return umami_uuid(website_id, distinct_id, secret=secret)
+    return umami_uuid(website_id, ip, user_agent, salt, secret=secret)
+
+
+def derive_visit_id(session_id: str, started_at: int, secret: str) -> str:
+    """visitId: uuid(session, visit start). Differs from Umami on purpose: a visit is a run of activity, not a clock hour."""
+    return umami_uuid(session_id, str(started_at), secret=secret)
+
+
+class Period(NamedTuple):
+    """One salt period: its key in the ``salt`` table and its bounds in Unix seconds."""
+
+    key: str
+    starts_at: int
+    ends_at: int
+
+
+def salt_period(rotation: str, at: float) -> Period:
+    """The day, week (Sunday start, as Umami) or month containing ``at``, in UTC."""
+    day = dt.datetime.fromtimestamp(at, dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    if rotation == "day":
+        start, end = day, day + dt.timedelta(days=1)
+    elif rotation == "week":
+        start = day - dt.timedelta(days=(day.weekday() + 1) % 7)
+        end = start + dt.timedelta(days=7)
+    else:
+        start = day.replace(day=1)
+        end = (start + dt.timedelta(days=32)).replace(day=1)
+    return Period(f"{rotation}:{start.date().isoformat()}", int(start.timestamp()), int(end.timestamp()))
+
+
+class SaltBook:
+    """The random salts of the current and neighbouring periods, mirrored from the ``salt`` table."""
+
+    def __init__(self, rotation: str, salts: Mapping[str, tuple[str, int, int]]) -> None:
+        self.rotation = rotation
+        self._salts = dict(salts)  # period key → (salt, starts_at, ends_at)
+
+    def salt_for(self, at: float, now: float) -> str:
+        """The salt of the period containing ``at``; the current period's when that salt is gone (or never existed)."""
+        found = self._salts.get(salt_period(self.rotation, at).key)
+        if found is None:
+            found = self._salts[salt_period(self.rotation, now).key]
+        return found[0]
+
+    def wanted(self, now: float) -> list[Period]:
+        """Periods that need a salt and have none yet: the current one and the next (made early so rotation never waits)."""
+        current = salt_period(self.rotation, now)
+        following = salt_period(self.rotation, current.ends_at)
+        return [p for p in (current, following) if p.key not in self._salts]
+
+    def expired(self, now: float) -> list[str]:
+        """Periods whose salt must be deleted: ended more than SALT_GRACE_SECONDS ago, or of another rotation."""
+        return [key for key, (_, _, ends_at) in self._salts.items()
+                if ends_at + SALT_GRACE_SECONDS <= now or not key.startswith(self.rotation + ":")]  # fmt: skip
+
+    def add(self, period: Period, salt: str) -> None:
+        self._salts[period.key] = (salt, period.starts_at, period.ends_at)
+
+    def remove(self, key: str) -> None:
+        self._salts.pop(key, None)
+
+
+class VisitTracker:
+    """Which visit each recently active session is in, so visits split after ``timeout`` seconds of silence.
+
+    Map: session_id → [visit_id, started_at, last_seen]. Ordered oldest activity first, so eviction looks at the front.
+    """
+
+    def __init__(self, timeout: int, secret: str, max_sessions: int = MAX_TRACKED_SESSIONS) -> None:
+        self.timeout = timeout
+        self._secret = secret
+        self._max = max_sessions
+        self._visits: dict[str, list[Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self._visits)
+
+    def restore(self, session_id: str, visit_id: str, started_at: int, last_seen: int) -> None:
+        """Remember a visit found in the database at start-up."""
+        self._visits[session_id] = [visit_id, started_at, last_seen]
+
+    def visit_for(self, session_id: str, at: int) -> tuple[str, int]:
+        """The (visit_id, started_at) an event of this session at time ``at`` belongs to; starts a visit when needed."""
+        state = self._visits.get(session_id)
+        if state is not None and state[1] - self.timeout <= at <= state[2] + self.timeout:
+            if at > state[2]:
+                del self._visits[session_id]  # move to the end: most recently active
+                state[2] = at
+                self._visits[session_id] = state
+            state[1] = min(state[1], at)
+            return state[0], state[1]
+        visit_id = derive_visit_id(session_id, at, self._secret)
+        if state is None or at > state[2]:
+            self._visits.pop(session_id, None)
+            self._visits[session_id] = [visit_id, at, at]
+            self._evict(at)
+        return visit_id, at  # an event far older than the session's current visit gets a visit of its own
+
+    def _evict(self, now: int) -> None:
+        cutoff = now - self.timeout
+        while self._visits:
+            oldest_id, oldest = next(iter(self._visits.items()))
+            if oldest[2] >= cutoff and len(self._visits) <= self._max:
+                break
+            del self._visits[oldest_id]
+
+    def evict(self, now: int) -> None:
+        """Forget sessions idle for longer than the timeout."""
+        self._evict(now)
+
+
+class CacheToken(NamedTuple):
+    """What a client's ``x-umami-cache`` token vouches for."""
+
+    website_id: str
+    session_id: str
+    visit_id: str
+    issued_at: int
+
+
+_TOKEN_LAYOUT = struct.Struct(">16s16s16sI")
+_TOKEN_MAC_BYTES = 16
+
+
+def issue_cache_token(key: bytes, website_id: str, session_id: str, visit_id: str, now: float) -> str:
+    """A compact signed token (98 characters): three UUIDs and the issue time, with a truncated HMAC-SHA256."""
+    raw = _TOKEN_LAYOUT.pack(uuid.UUID(website_id).bytes, uuid.UUID(session_id).bytes, uuid.UUID(visit_id).bytes,
+                             int(now))  # fmt: skip
+    mac = hmac.new(key, raw, hashlib.sha256).digest()[:_TOKEN_MAC_BYTES]
+    return base64.urlsafe_b64encode(raw + mac).rstrip(b"=").decode()
+
+
+def read_cache_token(token: str | None, key: bytes, now: float) -> CacheToken | None:
+    """The token's contents if it is ours, untampered and fresh; None otherwise (a bad token is ignored, never an error)."""
+    if not token or len(token) > 200:
+        return None
+    try:
+        blob = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (ValueError, TypeError):
+        return None
+    if len(blob) != _TOKEN_LAYOUT.size + _TOKEN_MAC_BYTES:
+        return None
+    raw, mac = blob[: _TOKEN_LAYOUT.size], blob[_TOKEN_LAYOUT.size :]
+    if not hmac.compare_digest(mac, hmac.new(key, raw, hashlib.sha256).digest()[:_TOKEN_MAC_BYTES]):
+        return None
+    website, session, visit, issued_at = _TOKEN_LAYOUT.unpack(raw)
+    if not now - TOKEN_MAX_AGE_SECONDS <= issued_at <= now + 60:
+        return None
+    return CacheToken(str(uuid.UUID(bytes=website)), str(uuid.UUID(bytes=session)), str(uuid.UUID(bytes=visit)),
+                      issued_at)  # fmt: skip
+
+
+###############################################################################################################################
+# Storage
+###############################################################################################################################
+# The schema is schema.sql (public). prepare_database() applies it and the migrations below once at start, synchronously;
+# then the server holds one aiosqlite connection for the writer and one for reads.
+
+
+#: Numbered migrations: version → function run in one transaction with the bump to that version. Version 1 is schema.sql.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+
+
+def _connect_pragmas(busy_timeout_ms: int) -> str:
+    return ";".join((
+        "PRAGMA journal_mode=WAL",  # readers (sqlite3 shell, summary page) never block the writer, nor it them
+        "PRAGMA synchronous=NORMAL",  # durable across a process crash (kill -9); WAL makes it safe from corruption
+        f"PRAGMA busy_timeout={int(busy_timeout_ms)}",  # wait this long for a lock another program holds
+        "PRAGMA foreign_keys=ON",  # keys between events, sessions and visits stay consistent
+    ))  # fmt: skip
+
+
+def apply_migrations(conn: sqlite3.Connection, migrations: Mapping[int, Callable[[sqlite3.Connection], None]]) -> int:
+    """Bring ``PRAGMA user_version`` up to date, each migration in one transaction with its version bump."""
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    latest = max([1, *migrations])
+    if current > latest:
+        raise ConfigError(f"the database has schema version {current}, newer than this footfall ({latest}); upgrade footfall")
+    if current == 0:
+        conn.execute("PRAGMA user_version = 1")
+        current = 1
+    for version in sorted(v for v in migrations if v > current):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            migrations[version](conn)
+            conn.execute(f"PRAGMA user_version = {int(version)}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        current = version
+    return current
+
+
+class Prepared(NamedTuple):
+    """What start-up learns from the database."""
+
+    secret: str
+    salts: dict[str, tuple[str, int, int]]
+    default_website_id: str | None  # set when this start created the 'default' website
+
+
+def connect(path: str, busy_timeout_ms: int = 5000) -> sqlite3.Connection:
+    """A stdlib connection with footfall's PRAGMAs, in autocommit mode (transactions are explicit)."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_ms / 1000)
+    conn.executescript(_connect_pragmas(busy_timeout_ms))
+    return conn
+
+
+def prepare_database(path: str, rotation: str = "month", now: float | None = None,
+                     migrations: Mapping[int, Callable[[sqlite3.Connection], None]] = MIGRATIONS) -> Prepared:  # fmt: skip
+    """Create or upgrade the database: schema, migrations, install secret, salts, and a 'default' site if there is none."""
+    now = time.time() if now is None else now
+    try:
+        conn = connect(path)
+    except sqlite3.Error as exc:
+        raise ConfigError(f"cannot open database {path}: {exc}") from None
+    try:
+        conn.executescript(asset_path("schema.sql").read_text(encoding="utf-8"))
+        apply_migrations(conn, migrations)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT OR IGNORE INTO setting (name, value, updated_at) VALUES ('install_secret', ?, ?)",
+                     (secrets.token_hex(32), int(now)))  # fmt: skip
+        secret = conn.execute("SELECT value FROM setting WHERE name = 'install_secret'").fetchone()[0]
+        default_id = None
+        if conn.execute("SELECT count(*) FROM website").fetchone()[0] == 0:
+            default_id = str(uuid.uuid4())
+            conn.execute("INSERT INTO website (website_id, name, created_at) VALUES (?, 'default', ?)", (default_id, int(now)))
+        book = SaltBook(rotation, {row[0]: tuple(row[1:]) for row in conn.execute("SELECT period, salt, starts_at, ends_at FROM salt")})  # type: ignore[misc]  # noqa: E501
+        _rotate_salts(conn, book, now)
+        conn.execute("COMMIT")
+        return Prepared(secret, dict(book._salts), default_id)
+    except sqlite3.Error as exc:
+        raise ConfigError(f"cannot prepare database {path}: {exc}") from None
+    finally:
+        conn.close()
+
+
+def _rotate_salts(conn: sqlite3.Connection, book: SaltBook, now: float) -> bool:
+    """Create missing salts and delete expired ones, in the caller's transaction; True if anything changed."""
+    changed = False
+    for period in book.wanted(now):
+        salt = secrets.token_hex(32)
+        conn.execute("INSERT INTO salt (period, salt, starts_at, ends_at) VALUES (?, ?, ?, ?)",
+                     (period.key, salt, period.starts_at, period.ends_at))  # fmt: skip
+        book.add(period, salt)
+        changed = True
+    for key in book.expired(now):
+        conn.execute("DELETE FROM salt WHERE period = ?", (key,))
+        book.remove(key)
+        changed = True
+    return changed
+
+
+def _in_chunks(items: Sequence[Any], size: int = 500) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class _KeyCache:
+    """UUID → integer key for recently used sessions or visits, least recently used dropped first."""
+
+    def __init__(self, limit: int) -> None:
+        self._keys: collections.OrderedDict[str, int] = collections.OrderedDict()
+        self._limit = limit
+
+    def get(self, uuid_text: str) -> int | None:
+        key = self._keys.get(uuid_text)
+        if key is not None:
+            self._keys.move_to_end(uuid_text)
+        return key
+
+    def put(self, uuid_text: str, key: int) -> None:
+        self._keys[uuid_text] = key
+        self._keys.move_to_end(uuid_text)
+        if len(self._keys) > self._limit:
+            self._keys.popitem(last=False)
+
+    def clear(self) -> None:
+        self._keys.clear()
+
+
+class WriteJob(NamedTuple):
+    """Records to commit together, and the future the request awaits."""
+
+    records: list[Record]
+    future: asyncio.Future[None]
+
+
+class _Call(NamedTuple):
+    """Maintenance work run by the writer between commits (only the writer writes)."""
+
+    fn: Callable[[aiosqlite.Connection], Awaitable[Any]]
+    future: asyncio.Future[Any]
+
+
+STOP = object()  #: Queued by close(): everything before it is committed, then the writer ends.
+
+_SESSION_INSERT = ("INSERT INTO session (session_key, session_id, website_key, browser, os, device, screen, language, "
+                   "country, region, city, distinct_id, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")  # fmt: skip
+_VISIT_INSERT = "INSERT INTO visit (visit_key, visit_id, session_key, started_at) VALUES (?,?,?,?)"
+_EVENT_INSERT = (f"INSERT INTO website_event (event_key, website_key, session_key, visit_key, {', '.join(EventRow._fields)}) "
+                 f"VALUES ({', '.join('?' * (len(EventRow._fields) + 4))})")  # fmt: skip
+_EVENT_DATA_INSERT = ("INSERT OR REPLACE INTO event_data (event_key, data_key, data_type, string_value, number_value, "
+                      "date_value) VALUES (?,?,?,?,?,?)")  # fmt: skip
+_SESSION_DATA_UPSERT = (
+    "INSERT INTO session_data (session_key, data_key, data_type, string_value, number_value, date_value, distinct_id, "
+    "created_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (session_key, data_key) DO UPDATE SET data_type = excluded.data_type, "
+    "string_value = excluded.string_value, number_value = excluded.number_value, date_value = excluded.date_value, "
+    "distinct_id = excluded.distinct_id, created_at = excluded.created_at"
+)
+_BOT_UPSERT = ("INSERT INTO bot_counter (website_key, day, hits) VALUES (?,?,?) "
+               "ON CONFLICT (website_key, day) DO UPDATE SET hits = hits + excluded.hits")  # fmt: skip
+
+
+class EventWriter:
+    """The one task that writes events. Invariants:
+
+    * Only this task writes to the database (maintenance goes through ``call()``).
+    * ``submit()`` returns only after its records are committed: a request is acknowledged only then.
+    * Records are group-committed: whatever is queued when a commit starts (up to WRITE_BATCH_MAX_EVENTS) goes into one
+      ``BEGIN IMMEDIATE … COMMIT``, so throughput grows with load instead of paying one fsync-free commit per event.
+    * At most ``max_pending`` events wait at once; past that ``submit()`` raises ``unavailable`` (503), so memory stays
+      bounded under overload.
+    * ``close()`` queues STOP: everything queued before it is committed, then the connection closes.
+    * A database that is busy, full or read-only is retried WRITE_ATTEMPTS times with back-off; then the waiting requests
+      get 503, and the writer goes on with the next ones, so footfall recovers by itself when the condition clears.
+    * Integer keys are assigned here (max(key) + n, read inside the transaction), so a batch is a few ``executemany``
+      calls whatever its size.
+    """
+
+    def __init__(self, path: str, busy_timeout_ms: int, max_pending: int) -> None:
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        self.max_pending = max_pending
+        self.pending = 0  #: events submitted and not yet committed or failed
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._conn: aiosqlite.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._sessions = _KeyCache(MAX_CACHED_KEYS)
+        self._visits = _KeyCache(MAX_CACHED_KEYS)
+        self._bots: collections.Counter[tuple[int, str]] = collections.Counter()
+        self._last_error_log = 0.0
+
+    async def start(self) -> None:
+        """Open the write connection and start the writer task."""
+        self._conn = await aiosqlite.connect(self.path, isolation_level=None)
+        await self._conn.executescript(_connect_pragmas(self.busy_timeout_ms))
+        self._task = asyncio.create_task(self._writer_loop(), name="footfall-writer")
+
+    def remember(self, session_id: str, session_key: int, visit_id: str, visit_key: int) -> None:
+        """Seed the key caches (start-up loads the visits still open)."""
+        self._sessions.put(session_id, session_key)
+        self._visits.put(visit_id, visit_key)
+
+    def count_bot(self, website_key: int, day: str) -> None:
+        """Count one refused bot request; folded into the next commit (not acknowledged, so never waited for)."""
+        self._bots[(website_key, day)] += 1
+
+    async def submit(self, records: list[Record]) -> None:
+        """Queue records and wait until they are committed; 503 if the queue is full or the database unavailable."""
+        if self._closing:
+            raise unavailable("footfall is shutting down; send again shortly.")
+        if self.pending + len(records) > self.max_pending:
+            raise unavailable("footfall is overloaded; send again shortly.")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.pending += len(records)
+        self._queue.put_nowait(WriteJob(records, future))
+        try:
+            await asyncio.shield(future)  # a client hanging up must not cancel a commit other requests share
+        except DatabaseUnavailable as exc:
+            raise unavailable(f"The database cannot be written right now ({exc}); send again shortly.") from None
+
+    async def call(self, fn: Callable[[aiosqlite.Connection], Awaitable[Any]]) -> Any:
+        """Run ``fn(connection)`` in the writer task between commits, and return its result."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Call(fn, future))
+        return await future
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far is committed (tests and shutdown use this instead of sleeping)."""
+        async def nothing(conn: aiosqlite.Connection) -> None:
+            return None
+
+        await self.call(nothing)
+
+    async def close(self) -> None:
+        """Stop accepting, commit everything queued, close the connection. Safe to call twice."""
+        if self._task is None:
+            return
+        self._closing = True
+        self._queue.put_nowait(STOP)
+        await self._task
+        self._task = None
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def _writer_loop(self) -> None:
+        while True:
+            try:
+                item = await asyncio.wait_for(self._queue.get(), WRITER_IDLE_SECONDS)
+            except asyncio.TimeoutError:
+                if self._bots:
+                    await self._commit_jobs([])
+                continue
+            if item is STOP:
+                await self._commit_jobs([])  # bot counts
+                return
+            if isinstance(item, _Call):
+                await self._run_call(item)
+                continue
+            jobs = [item]
+            size = len(item.records)
+            stop_after = False
+            while size < WRITE_BATCH_MAX_EVENTS and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                if nxt is STOP:
+                    stop_after = True
+                    break
+                if isinstance(nxt, _Call):
+                    await self._commit_jobs(jobs)
+                    await self._run_call(nxt)
+                    jobs, size = [], 0
+                    continue
+                jobs.append(nxt)
+                size += len(nxt.records)
+            await self._commit_jobs(jobs)
+            if stop_after:
+                await self._commit_jobs([])
+                return
+
+    async def _run_call(self, call: _Call) -> None:
+        assert self._conn is not None
+        try:
+            result = await call.fn(self._conn)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller
+            if self._conn.in_transaction:
+                await self._conn.rollback()
+            if not call.future.done():
+                call.future.set_exception(exc)
+        else:
+            if not call.future.done():
+                call.future.set_result(result)
+
+    async def _commit_jobs(self, jobs: list[WriteJob]) -> None:
+        """Commit jobs together; retry transient failures; on a bad row, commit the jobs one by one to isolate it."""
+        records = [r for job in jobs for r in job.records]
+        if not records and not self._bots:
+            return
+        error: BaseException | None = None
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                await self.commit_batch(records)
+                error = None
+                break
+            except sqlite3.IntegrityError as exc:
+                error = exc
+                self._sessions.clear()  # a row was deleted behind our back (e.g. footfall forget): re-read keys
+                self._visits.clear()
+            except sqlite3.OperationalError as exc:
+                error = DatabaseUnavailable(str(exc))
+                self._log_error("write-retry", exc)
+                await asyncio.sleep(WRITE_BACKOFF_SECONDS * 2**attempt)
+            except sqlite3.DatabaseError as exc:
+                error = exc
+                break
+        if error is None:
+            for job in jobs:
+                self._settle(job, None)
+        elif isinstance(error, DatabaseUnavailable) or len(jobs) <= 1:
+            self._log_error("write-failed", error)
+            for job in jobs:
+                self._settle(job, error)
+        else:
+            for job in jobs:  # isolate the job that can never commit; the others go through
+                await self._commit_jobs([job])
+
+    def _settle(self, job: WriteJob, error: BaseException | None) -> None:
+        self.pending -= len(job.records)
+        if job.future.done():
+            return
+        if error is None:
+            job.future.set_result(None)
+        else:
+            job.future.set_exception(error)
+
+    def _log_error(self, event: str, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._last_error_log >= 10:
+            self._last_error_log = now
+            log.warning("event=%s error=%r", event, str(exc))
+
+    async def commit_batch(self, records: list[Record]) -> None:
+        """Write records (and pending bot counts) in one transaction; caches change only after COMMIT succeeds."""
+        conn = self._conn
+        assert conn is not None
+        bots, self._bots = self._bots, collections.Counter()
+        new_sessions: dict[str, int] = {}
+        new_visits: dict[str, int] = {}
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            async with conn.execute(
+                "SELECT (SELECT ifnull(max(session_key), 0) FROM session), (SELECT ifnull(max(visit_key), 0) FROM visit),"
+                " (SELECT ifnull(max(event_key), 0) FROM website_event)"
+            ) as cur:
+                next_session, next_visit, next_event = await cur.fetchone()  # type: ignore[misc]
+            session_keys = await self._resolve(conn, "session", [r.session.session_id for r in records], self._sessions)
+            session_rows = []
+            for r in records:
+                sid = r.session.session_id
+                if sid not in session_keys:
+                    next_session += 1
+                    session_keys[sid] = new_sessions[sid] = next_session
+                    session_rows.append((next_session, *r.session))
+            visit_keys = await self._resolve(conn, "visit", [r.visit_id for r in records], self._visits)
+            visit_rows, event_rows, data_rows, session_data_rows = [], [], [], []
+            for r in records:
+                session_key = session_keys[r.session.session_id]
+                if r.visit_id not in visit_keys:
+                    next_visit += 1
+                    visit_keys[r.visit_id] = new_visits[r.visit_id] = next_visit
+                    visit_rows.append((next_visit, r.visit_id, session_key, r.visit_started_at))
+                if r.event is not None:
+                    next_event += 1
+                    event_rows.append((next_event, r.session.website_key, session_key, visit_keys[r.visit_id], *r.event))
+                    data_rows.extend((next_event, *d) for d in r.event_data)
+                for d in r.session_data:
+                    session_data_rows.append((session_key, *d, r.session.distinct_id, r.session.created_at))
+            for sql, rows in ((_SESSION_INSERT, session_rows), (_VISIT_INSERT, visit_rows), (_EVENT_INSERT, event_rows),
+                              (_EVENT_DATA_INSERT, data_rows), (_SESSION_DATA_UPSERT, session_data_rows),
+                              (_BOT_UPSERT, [(w, d, n) for (w, d), n in bots.items()])):  # fmt: skip
+                if rows:
+                    await conn.executemany(sql, rows)
+            await conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                await conn.rollback()
+            self._bots.update(bots)  # counts are not lost with the failed transaction
+            raise
+        for sid, key in new_sessions.items():
+            self._sessions.put(sid, key)
+        for vid, key in new_visits.items():
+            self._visits.put(vid, key)
+
+    @staticmethod
+    async def _resolve(conn: aiosqlite.Connection, table: str, ids: list[str], cache: _KeyCache) -> dict[str, int]:
+        """Keys of the given UUIDs that exist: from the cache, else one ``IN (…)`` query per 500 misses."""
+        found: dict[str, int] = {}
+        missing: list[str] = []
+        for uuid_text in dict.fromkeys(ids):
+            key = cache.get(uuid_text)
+            if key is None:
+                missing.append(uuid_text)
+            else:
+                found[uuid_text] = key
+        for chunk in _in_chunks(missing):
+            sql = f"SELECT {table}_id, {table}_key FROM {table} WHERE {table}_id IN ({', '.join('?' * len(chunk))})"
+            async with conn.execute(sql, chunk) as cur:
+                for uuid_text, key in await cur.fetchall():
+                    found[uuid_text] = key
+                    cache.put(uuid_text, key)
+        return found
+
+
+###############################################################################################################################
+# HTTP handlers
+###############################################################################################################################
+
+
+class Runtime:
+    """All of footfall's mutable state while it serves: config, writer, reader, salts, visits, websites, caches."""
+
+    def __init__(self, config: Config, clock: Callable[[], float]) -> None:
+        self.config = config
+        self.clock = clock
+        self.writer = EventWriter(config.db, config.busy_timeout_ms, config.write_queue_max)
+        self.reader: aiosqlite.Connection | None = None
+        self.secret = ""
+        self.token_key = b""
+        self.salts = SaltBook(config.salt_rotation, {})
+        self.visits = VisitTracker(config.visit_timeout * 60, "")
+        self.websites: dict[str, int] = {}
+        self.parse_agent = functools.lru_cache(maxsize=UA_CACHE_SIZE)(parse_agent)
+        self.prepared: Prepared | None = None
+        self._maintenance: asyncio.Task[None] | None = None
+        self._websites_loaded_at = 0.0
+
+    async def start(self) -> None:
+        """Prepare the database, open connections, restore open visits, start the writer and upkeep tasks."""
+        now = self.clock()
+        self.prepared = await asyncio.to_thread(prepare_database, self.config.db, self.config.salt_rotation, now)
+        self.secret = self.prepared.secret
+        self.token_key = bytes.fromhex(self.secret)
+        self.salts = SaltBook(self.config.salt_rotation, self.prepared.salts)
+        self.visits = VisitTracker(self.config.visit_timeout * 60, self.secret)
+        self.reader = await aiosqlite.connect(self.config.db, isolation_level=None)
+        await self.reader.executescript(_connect_pragmas(self.config.busy_timeout_ms) + ";PRAGMA query_only=1")
+        await self.load_websites()
+        await self.writer.start()
+        await self._restore_visits(now)
+        self._maintenance = asyncio.create_task(self._maintenance_loop(), name="footfall-maintenance")
+
+    async def close(self) -> None:
+        """Stop upkeep, drain and close the writer, close the reader."""
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
+        await self.writer.close()
+        if self.reader is not None:
+            await self.reader.close()
+            self.reader = None
+
+    async def load_websites(self) -> None:
+        """Reload the active websites (``footfall site add/remove`` may run while we serve)."""
+        assert self.reader is not None
+        async with self.reader.execute("SELECT website_id, website_key FROM website WHERE deleted_at IS NULL") as cur:
+            self.websites = {row[0]: row[1] for row in await cur.fetchall()}
+        self._websites_loaded_at = time.monotonic()
+
+    async def website_key(self, website_id: str) -> int:
+        """The key of an active website; 400 'Website not found.' otherwise (a miss reloads at most once a second)."""
+        key = self.websites.get(website_id)
+        if key is None and time.monotonic() - self._websites_loaded_at >= 1.0:
+            await self.load_websites()
+            key = self.websites.get(website_id)
+        if key is None:
+            raise bad_request("Website not found.")
+        return key
+
+    async def _restore_visits(self, now: float) -> None:
+        """Reload visits active within the timeout, so a restart does not split them."""
+        assert self.reader is not None
+        sql = """SELECT s.session_id, s.session_key, v.visit_id, v.visit_key, v.started_at, max(e.created_at)
+                   FROM website_event e JOIN visit v ON v.visit_key = e.visit_key JOIN session s ON s.session_key = v.session_key
+                  WHERE e.website_key IN (SELECT website_key FROM website) AND e.created_at >= ?
+                  GROUP BY e.visit_key ORDER BY max(e.created_at)"""  # noqa: E501
+        async with self.reader.execute(sql, (int(now) - self.visits.timeout,)) as cur:
+            for session_id, session_key, visit_id, visit_key, started_at, last_seen in await cur.fetchall():
+                self.visits.restore(session_id, visit_id, started_at, last_seen)
+                self.writer.remember(session_id, session_key, visit_id, visit_key)
+
+    async def _maintenance_loop(self) -> None:
+        while True:
+            await asyncio.sleep(MAINTENANCE_SECONDS)
+            try:
+                await self.maintain()
+            except Exception as exc:  # noqa: BLE001 - upkeep must never stop; the next round retries
+                log.warning("event=maintenance-failed error=%r", str(exc))
+
+    async def maintain(self) -> None:
+        """One round of upkeep: reload websites, create and delete salts, forget idle visits."""
+        now = self.clock()
+        await self.load_websites()
+        if self.salts.wanted(now) or self.salts.expired(now):
+            await self.writer.call(functools.partial(self._rotate_salts, now=now))
+        self.visits.evict(int(now))
+
+    async def _rotate_salts(self, conn: aiosqlite.Connection, now: float) -> None:
+        wanted = [(p, secrets.token_hex(32)) for p in self.salts.wanted(now)]
+        expired = self.salts.expired(now)
+        await conn.execute("BEGIN IMMEDIATE")
+        await conn.executemany("INSERT OR REPLACE INTO salt (period, salt, starts_at, ends_at) VALUES (?,?,?,?)",
+                               [(p.key, s, p.starts_at, p.ends_at) for p, s in wanted])  # fmt: skip
+        await conn.executemany("DELETE FROM salt WHERE period = ?", [(k,) for k in expired])
+        await conn.execute("COMMIT")
+        for period, salt in wanted:
+            self.salts.add(period, salt)
+        for key in expired:
+            self.salts.remove(key)
+
+    async def accept(self, request: SendRequest, client_ip: str, user_agent: str, token: CacheToken | None,
+                     now: float) -> Record | None:  # fmt: skip
+        """Run one decoded hit through the data path; the Record to write, or None for a bot (counted, not stored)."""
+        hit = validate_payload(request, now)
+        website_key = await self.website_key(hit.website_id)
+        agent = self.parse_agent(user_agent)
+        if agent.is_bot and self.config.bot_check:
+            self.writer.count_bot(website_key, time.strftime("%Y-%m-%d", time.gmtime(now)))
+            return None
+        salt = self.salts.salt_for(hit.created_at, now)
+        session_id = derive_session_id(hit.website_id, client_ip, user_agent, salt, self.secret, hit.distinct_id)
+        visit_id, visit_started_at = self.visits.visit_for(session_id, hit.created_at)
+        session, event = enrich(hit, website_key, agent, session_id)
+        known = token is not None and token.session_id == session_id and token.website_id == hit.website_id
+        return Record(hit.website_id, session, known, visit_id, visit_started_at, event,
+                      hit.data if event is not None else [], hit.data if event is None else [])  # fmt: skip
+
+    def answer(self, record: Record, now: float) -> SendResponse:
+        """The 200 body for an accepted record, with a fresh cache token."""
+        session_id = record.session.session_id
+        return SendResponse(
+            cache=issue_cache_token(self.token_key, record.website_id, session_id, record.visit_id, now),
+            sessionId=session_id,
+            visitId=record.visit_id,
+        )
+
+
+_BEEP_BOOP = msgspec.json.encode({"beep": "boop"})
+
+
+def _runtime(request: Request) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+def _json(body: Any) -> Response:
+    return Response(content=msgspec.json.encode(body), media_type="application/json")
+
+
+async def post_send(request: Request) -> Response:
+    """POST /api/send: record one pageview, custom event, identify or performance report."""
+    runtime = _runtime(request)
+    now = runtime.clock()
+    hit = decode_send(await request.body())
+    ip, user_agent = _who(request, hit)
+    token = read_cache_token(request.headers.get("x-umami-cache"), runtime.token_key, now)
+    record = await runtime.accept(hit, ip, user_agent, token, now)
+    if record is None:
+        return Response(content=_BEEP_BOOP, media_type="application/json")
+    await runtime.writer.submit([record])
+    return _json(runtime.answer(record, now))
+
+
+def _who(request: Request, hit: SendRequest) -> tuple[str, str]:
+    """(client IP, user agent) of a hit: the socket peer and the User-Agent header (payload.userAgent overrides it)."""
+    client = request.scope.get("client")
+    ip = client[0] if client else ""
+    user_agent = hit.payload.userAgent or request.headers.get("user-agent", "")
+    if not user_agent.strip():
+        raise bad_request("User-Agent header is required")
+    return ip, user_agent
+
+
+async def post_batch(request: Request) -> Response:
+    """POST /api/batch: each item checked on its own, every accepted one written in one transaction."""
+    runtime = _runtime(request)
+    now = runtime.clock()
+    items = decode_batch(await request.body(), runtime.config.batch_max_items)
+    token = read_cache_token(request.headers.get("x-umami-cache"), runtime.token_key, now)
+    records: list[Record] = []
+    details: list[BatchDetail] = []
+    processed = 0
+    for index, raw in enumerate(items):
+        try:
+            hit = decode_send(raw)
+            ip, user_agent = _who(request, hit)
+            record = await runtime.accept(hit, ip, user_agent, token, now)
+        except ApiError as exc:
+            details.append(BatchDetail(index, exc.body()))
+            continue
+        processed += 1  # a bot item counts as processed, as in Umami (issue #3337)
+        if record is not None:
+            records.append(record)
+    if records:
+        await runtime.writer.submit(records)
+    cache = runtime.answer(records[0], now).cache if records else None
+    return _json(BatchResponse(len(items), processed, len(details), details, cache))
+
+
+async def get_heartbeat() -> Response:
+    """GET /api/heartbeat: liveness, as the umami-analytics client expects."""
+    return Response(content=b'{"ok":true}', media_type="application/json")
+
+
+###############################################################################################################################
+# App factory and lifespan
+###############################################################################################################################
+
+
+def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litestar:
+    """The Litestar app: collection routes, CORS for browsers on other origins, Umami-shaped errors, the lifespan."""
+    runtime = Runtime(config, clock)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar):  # type: ignore[no-untyped-def]
+        await runtime.start()
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await runtime.close()
+
+    handlers = [
+        post("/api/send", request_max_body_size=config.max_body_bytes, status_code=200)(post_send),
+        post("/api/batch", request_max_body_size=config.batch_max_bytes, status_code=200)(post_batch),
+        get("/api/heartbeat")(get_heartbeat),
+    ]
+    return Litestar(
+        route_handlers=handlers,
+        lifespan=[lifespan],
+        # The browser tracker posts JSON with an x-umami-cache header from the site's origin, which needs a preflight.
+        cors_config=CORSConfig(allow_origins=["*"], allow_methods=["GET", "POST", "OPTIONS"],
+                               allow_headers=["content-type", "x-umami-cache"], max_age=86400),  # fmt: skip
+        exception_handlers={ApiError: handle_api_error, HTTPException: handle_http_exception, Exception: handle_server_error},
+        request_max_body_size=config.batch_max_bytes,
+        openapi_config=None,
+        debug=False,
+    )
+
+
+###############################################################################################################################
+# CLI
+###############################################################################################################################
+
+
+def _setting_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Add one ``--name`` option per SETTINGS entry (None when not given, so the environment can fill it in)."""
+    for setting in reversed(SETTINGS):
+        flag = "--" + setting.name.replace("_", "-")
+        help_text = f"{setting.help} [env {env_name(setting)}; default {setting.default!r}]"
+        if isinstance(setting.default, bool):
+            fn = click.option(f"{flag}/--no-{flag[2:]}", setting.name, default=None, help=help_text)(fn)
+        else:
+            kind = click.Choice(setting.choices) if setting.choices else None
+            fn = click.option(flag, setting.name, default=None, type=kind, help=help_text)(fn)
+    return fn
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(asctime)s level=%(levelname)s %(message)s")
+
+
+@click.group(invoke_without_command=True)
+@click.version_option(__version__, prog_name="footfall")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """footfall: Umami-compatible web analytics in one SQLite file.
+
+    Run without a command to serve with the defaults (same as `footfall serve`).
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(serve)
+
+
+@cli.command()
+@_setting_options
+def serve(**options: Any) -> None:
+    """Collect events over HTTP until stopped (SIGTERM or Ctrl-C drain the queue first).
+
+    Example: footfall serve --db /var/lib/footfall/footfall.db --port 8000
+    """
+    import uvicorn
+
+    try:
+        config = load_config(options, os.environ)
+        prepared = prepare_database(config.db, config.salt_rotation)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    _configure_logging(config.log_level)
+    base = f"http://{config.host}:{config.port}"
+    click.echo(f"footfall {__version__} listening on {base}, database {os.path.abspath(config.db)}")
+    if prepared.default_website_id:
+        click.echo(f"Created website 'default' with id {prepared.default_website_id}. Paste this into your pages:")
+        click.echo(f'  <script defer src="{base}/script.js" data-website-id="{prepared.default_website_id}"></script>')
+    server = uvicorn.Server(uvicorn.Config(create_app(config), host=config.host, port=config.port, access_log=False,
+                                           server_header=False, log_level=config.log_level, lifespan="on"))  # fmt: skip
+    server.run()
+    if not server.started:
+        raise click.ClickException(f"could not serve on {base}; is the port free?")
+
+
+def _open_for_cli(db: str) -> sqlite3.Connection:
+    try:
+        prepare_database(db)
+        return connect(db)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+_db_option = click.option("--db", default=lambda: os.environ.get("FOOTFALL_DB", "footfall.db"), show_default="footfall.db",
+                          help="Database file [env FOOTFALL_DB].")  # fmt: skip
+
+
+@cli.group()
+def site() -> None:
+    """Add, list and remove websites."""
+
+
+@site.command("add")
+@click.argument("name")
+@click.option("--domain", help="The site's main domain, e.g. example.com.")
+@click.option("--id", "website_id", help="Keep this website UUID (e.g. your Umami website id, so snippets stay the same).")
+@_db_option
+def site_add(name: str, domain: str | None, website_id: str | None, db: str) -> None:
+    """Add a website and print its UUID (only the UUID, so scripts can capture it).
+
+    Example: footfall site add blog --domain blog.example.com
+    """
+    if not 1 <= len(name) <= 100:
+        raise click.ClickException("NAME must be 1 to 100 characters")
+    if website_id is not None:
+        if not _UUID_RE.fullmatch(website_id):
+            raise click.ClickException(f"--id must be a UUID like {uuid.uuid4()}, not {website_id!r}")
+        website_id = website_id.lower()
+    website_id = website_id or str(uuid.uuid4())
+    conn = _open_for_cli(db)
+    try:
+        conn.execute("INSERT INTO website (website_id, name, domain, created_at) VALUES (?, ?, ?, ?)",
+                     (website_id, name, domain, int(time.time())))  # fmt: skip
+    except sqlite3.IntegrityError:
+        raise click.ClickException(f"a website with id {website_id} already exists; `footfall site list` shows it") from None
+    finally:
+        conn.close()
+    click.echo(website_id)
+
+
+@site.command("list")
+@_db_option
+def site_list(db: str) -> None:
+    """List websites: id, name, domain, and whether removed.
+
+    Example: footfall site list --db footfall.db
+    """
+    conn = _open_for_cli(db)
+    try:
+        rows = conn.execute("SELECT website_id, name, ifnull(domain, ''), deleted_at FROM website ORDER BY website_key").fetchall()
+    finally:
+        conn.close()
+    for website_id, name, domain, deleted_at in rows:
+        click.echo("\t".join((website_id, name, domain, "removed" if deleted_at else "active")))
+
+
+@site.command("remove")
+@click.argument("website_id")
+@_db_option
+def site_remove(website_id: str, db: str) -> None:
+    """Remove a website: its data stays, further events for it get 'Website not found.'.
+
+    Example: footfall site remove 6f1c0b8e-2f5a-4c1e-9d3b-7a8e9f0a1b2c
+    """
+    conn = _open_for_cli(db)
+    try:
+        changed = conn.execute("UPDATE website SET deleted_at = ? WHERE website_id = ? AND deleted_at IS NULL",
+                               (int(time.time()), website_id.lower())).rowcount  # fmt: skip
+    finally:
+        conn.close()
+    if not changed:
+        raise click.ClickException(f"no active website with id {website_id}; `footfall site list` shows the ids")
+    click.echo(f"removed {website_id.lower()}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point (``footfall``); returns the exit code."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="footfall", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        return 1
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

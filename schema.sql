@@ -1,0 +1,247 @@
+-- footfall.db — the public schema of footfall's SQLite file.
+--
+-- This file is a contract: people open the database with `sqlite3 footfall.db` and query it by hand, so every table, column
+-- and view below is documented and kept stable. Tables may gain columns; a column a user might query is never renamed or
+-- dropped without a compatibility view for at least one release. Query the views (`pageviews`, `events`, `custom_events`,
+-- `daily_visitors`, `visits`, `sessions`) rather than the tables: they show text UUIDs and readable ISO-8601 UTC times.
+--
+-- Schema version: 1 (`PRAGMA user_version`). footfall applies this file with CREATE … IF NOT EXISTS on every start, then runs
+-- its numbered migrations, each in one transaction with its user_version bump.
+--
+-- Conventions:
+--   * Every timestamp is an INTEGER of Unix seconds, UTC. The views show them as 'YYYY-MM-DDTHH:MM:SSZ'.
+--   * Tables reference each other by small integer keys (`*_key`); the UUIDs the API speaks (`*_id`) live only in `website`,
+--     `session` and `visit`. This keeps an event row small (≈100 bytes) and inserts fast.
+--   * Names follow Umami's (website, session, website_event, event_data, session_data, url_path, referrer_domain,
+--     event_type …) so people who know Umami can query footfall.
+--   * No IP address and no full user-agent string is ever stored.
+--
+-- Example: pageviews per day for the last week.
+--   SELECT day, count(*) FROM pageviews WHERE day >= date('now', '-7 days') GROUP BY day ORDER BY day;
+
+-----------------------------------------------------------------------------------------------------------------------------
+-- Settings and secrets
+-----------------------------------------------------------------------------------------------------------------------------
+
+-- One row per install-wide setting. Written by footfall on first start (the install secret) and by `footfall` commands.
+-- Kept for the life of the database.
+CREATE TABLE IF NOT EXISTS setting (
+    name       TEXT    PRIMARY KEY,                -- setting name, e.g. 'install_secret'
+    value      TEXT    NOT NULL,                   -- its value (the install secret is 64 random hex digits)
+    updated_at INTEGER NOT NULL                    -- when it was last written, Unix seconds
+) WITHOUT ROWID;
+
+-- One row per salt period (day, week or month, by --salt-rotation). The salt is random; it is mixed into session ids so that
+-- visitors can be told apart within a period but not followed across periods. A salt is deleted once its period has ended
+-- (plus a short grace window), after which no session id of that period can be re-derived from a guessed IP and user agent.
+CREATE TABLE IF NOT EXISTS salt (
+    period     TEXT    PRIMARY KEY,                -- rotation and period start, e.g. 'month:2026-11-01'
+    salt       TEXT    NOT NULL CHECK (length(salt) = 64), -- 64 random hex digits
+    starts_at  INTEGER NOT NULL,                   -- period start, Unix seconds
+    ends_at    INTEGER NOT NULL                    -- period end (exclusive), Unix seconds
+) WITHOUT ROWID;
+
+-----------------------------------------------------------------------------------------------------------------------------
+-- Websites
+-----------------------------------------------------------------------------------------------------------------------------
+
+-- One row per tracked website. Written by `footfall site add` (and on first start, a site called 'default').
+-- `footfall site remove` sets deleted_at; events for a deleted site are refused with 'Website not found.'.
+CREATE TABLE IF NOT EXISTS website (
+    website_key INTEGER PRIMARY KEY,               -- small key the other tables use
+    website_id  TEXT    NOT NULL UNIQUE            -- the UUID sites put in data-website-id (lower case)
+                CHECK (length(website_id) = 36),
+    name        TEXT    NOT NULL CHECK (length(name) BETWEEN 1 AND 100), -- display name
+    domain      TEXT             CHECK (length(domain) <= 100),          -- the site's main domain, if given
+    created_at  INTEGER NOT NULL,                  -- Unix seconds
+    deleted_at  INTEGER                            -- Unix seconds of soft deletion; NULL while active
+);
+
+-----------------------------------------------------------------------------------------------------------------------------
+-- Sessions and visits
+-----------------------------------------------------------------------------------------------------------------------------
+
+-- One row per session: a visitor (hash of website, IP, user agent and the period salt; or of website and distinct id) within
+-- one salt period. Written by the collector the first time a session is seen; the first-seen attributes stick, as in Umami.
+CREATE TABLE IF NOT EXISTS session (
+    session_key INTEGER PRIMARY KEY,               -- small key the other tables use
+    session_id  TEXT    NOT NULL UNIQUE            -- the UUID returned as sessionId
+                CHECK (length(session_id) = 36),
+    website_key INTEGER NOT NULL REFERENCES website (website_key),
+    browser     TEXT    CHECK (length(browser) <= 20),     -- display name, e.g. 'Chrome', 'Firefox', 'Safari'
+    os          TEXT    CHECK (length(os) <= 20),          -- display name, e.g. 'Windows', 'macOS', 'Android'
+    device      TEXT    CHECK (length(device) <= 20),      -- 'desktop', 'laptop', 'mobile', 'tablet' (or a payload override)
+    screen      TEXT    CHECK (length(screen) <= 11),      -- as sent, e.g. '1920x1080'
+    language    TEXT    CHECK (length(language) <= 35),    -- as sent, e.g. 'en-US'
+    country     TEXT    CHECK (length(country) = 2),       -- ISO 3166-1 alpha-2, when known
+    region      TEXT    CHECK (length(region) <= 20),      -- ISO 3166-2 'CC-RR', when known
+    city        TEXT    CHECK (length(city) <= 50),        -- city name, when known
+    distinct_id TEXT    CHECK (length(distinct_id) <= 50), -- the client's own id for the person (payload.id), if any
+    created_at  INTEGER NOT NULL                   -- first seen, Unix seconds
+);
+
+-- One row per visit: a run of a session's activity with no gap longer than --visit-timeout (30 minutes by default).
+-- Written by the collector when a visit starts.
+CREATE TABLE IF NOT EXISTS visit (
+    visit_key   INTEGER PRIMARY KEY,               -- small key the events use
+    visit_id    TEXT    NOT NULL UNIQUE            -- the UUID returned as visitId
+                CHECK (length(visit_id) = 36),
+    session_key INTEGER NOT NULL REFERENCES session (session_key),
+    started_at  INTEGER NOT NULL                   -- time of the visit's first event, Unix seconds
+);
+CREATE INDEX IF NOT EXISTS idx_visit_session_key ON visit (session_key);
+
+-----------------------------------------------------------------------------------------------------------------------------
+-- Events
+-----------------------------------------------------------------------------------------------------------------------------
+
+-- One row per pageview (event_type 1), custom event (2) or performance report (5). Written by the collector, appended in
+-- time order; `identify` calls write no row here. Strings longer than their limit are truncated, never refused.
+CREATE TABLE IF NOT EXISTS website_event (
+    event_key       INTEGER PRIMARY KEY,           -- insertion order
+    website_key     INTEGER NOT NULL REFERENCES website (website_key),
+    session_key     INTEGER NOT NULL REFERENCES session (session_key),
+    visit_key       INTEGER NOT NULL REFERENCES visit (visit_key),
+    created_at      INTEGER NOT NULL,              -- event time, Unix seconds (payload.timestamp, else time received)
+    event_type      INTEGER NOT NULL CHECK (event_type IN (1, 2, 5)), -- 1 pageview, 2 custom event, 5 performance
+    event_name      TEXT    CHECK (length(event_name) <= 50),         -- custom event name (payload.name)
+    url_path        TEXT    NOT NULL CHECK (length(url_path) <= 500), -- path and #hash, percent-decoded
+    url_query       TEXT    CHECK (length(url_query) <= 500),         -- query string without '?', as sent
+    referrer_path   TEXT    CHECK (length(referrer_path) <= 500),     -- referrer path, percent-decoded
+    referrer_query  TEXT    CHECK (length(referrer_query) <= 500),    -- referrer query string without '?'
+    referrer_domain TEXT    CHECK (length(referrer_domain) <= 500),   -- referrer host without 'www.'
+    page_title      TEXT    CHECK (length(page_title) <= 500),        -- document title
+    hostname        TEXT    CHECK (length(hostname) <= 100),          -- site host (payload.hostname, else the URL's)
+    tag             TEXT    CHECK (length(tag) <= 50),                -- data-tag of the tracker
+    utm_source      TEXT    CHECK (length(utm_source) <= 255),        -- utm_* parameters of the URL, decoded
+    utm_medium      TEXT    CHECK (length(utm_medium) <= 255),
+    utm_campaign    TEXT    CHECK (length(utm_campaign) <= 255),
+    utm_content     TEXT    CHECK (length(utm_content) <= 255),
+    utm_term        TEXT    CHECK (length(utm_term) <= 255),
+    gclid           TEXT    CHECK (length(gclid) <= 255),             -- ad click ids from the URL
+    fbclid          TEXT    CHECK (length(fbclid) <= 255),
+    msclkid         TEXT    CHECK (length(msclkid) <= 255),
+    ttclid          TEXT    CHECK (length(ttclid) <= 255),
+    li_fat_id       TEXT    CHECK (length(li_fat_id) <= 255),
+    twclid          TEXT    CHECK (length(twclid) <= 255),
+    lcp             REAL,                          -- Largest Contentful Paint, ms (performance events)
+    inp             REAL,                          -- Interaction to Next Paint, ms
+    cls             REAL,                          -- Cumulative Layout Shift, unitless
+    fcp             REAL,                          -- First Contentful Paint, ms
+    ttfb            REAL                           -- Time To First Byte, ms
+);
+-- Time-ordered per site, so appends stay at the end of the index (no index on a random key here: that would cost ~3x in
+-- insert speed).
+CREATE INDEX IF NOT EXISTS idx_website_event_website_key_created_at ON website_event (website_key, created_at);
+
+-- One row per flattened key of a custom event's `data` ({"a": {"b": 1}} gives key 'a.b'). Written with its event.
+CREATE TABLE IF NOT EXISTS event_data (
+    event_key    INTEGER NOT NULL REFERENCES website_event (event_key) ON DELETE CASCADE,
+    data_key     TEXT    NOT NULL CHECK (length(data_key) <= 500),      -- dotted key path
+    data_type    INTEGER NOT NULL CHECK (data_type BETWEEN 1 AND 5),    -- 1 string, 2 number, 3 boolean, 4 date, 5 array
+    string_value TEXT    CHECK (length(string_value) <= 500),           -- the value as text (numbers with 4 decimals,
+                                                                        -- dates as ISO-8601, arrays as JSON)
+    number_value REAL,                                                  -- the value, for numbers
+    date_value   INTEGER,                                               -- the value as Unix seconds, for dates
+    PRIMARY KEY (event_key, data_key)
+) WITHOUT ROWID;
+
+-- One row per flattened key a session was `identify`-ed with; a later identify with the same key replaces the value.
+CREATE TABLE IF NOT EXISTS session_data (
+    session_key  INTEGER NOT NULL REFERENCES session (session_key) ON DELETE CASCADE,
+    data_key     TEXT    NOT NULL CHECK (length(data_key) <= 500),      -- dotted key path
+    data_type    INTEGER NOT NULL CHECK (data_type BETWEEN 1 AND 5),    -- as event_data.data_type
+    string_value TEXT    CHECK (length(string_value) <= 500),           -- as event_data.string_value
+    number_value REAL,                                                  -- as event_data.number_value
+    date_value   INTEGER,                                               -- as event_data.date_value
+    distinct_id  TEXT    CHECK (length(distinct_id) <= 50),             -- payload.id at the time, if any
+    created_at   INTEGER NOT NULL,                                      -- last written, Unix seconds
+    PRIMARY KEY (session_key, data_key)
+) WITHOUT ROWID;
+
+-- One row per website and UTC day with the number of requests refused as bots (answered {"beep":"boop"}, nothing else
+-- stored). Written by the collector; lets the summary show how much was filtered.
+CREATE TABLE IF NOT EXISTS bot_counter (
+    website_key INTEGER NOT NULL REFERENCES website (website_key),
+    day         TEXT    NOT NULL CHECK (length(day) = 10),  -- 'YYYY-MM-DD', UTC
+    hits        INTEGER NOT NULL CHECK (hits >= 0),         -- bot requests that day
+    PRIMARY KEY (website_key, day)
+) WITHOUT ROWID;
+
+-----------------------------------------------------------------------------------------------------------------------------
+-- Views: the stable surface for people querying by hand
+-----------------------------------------------------------------------------------------------------------------------------
+
+-- Every event with its website, session and visit UUIDs and the session's attributes; times as ISO-8601 UTC.
+-- Example: SELECT url_path, count(*) FROM events WHERE event_type = 1 GROUP BY 1 ORDER BY 2 DESC LIMIT 10;
+CREATE VIEW IF NOT EXISTS events AS
+SELECT e.event_key,
+       w.website_id,
+       s.session_id,
+       v.visit_id,
+       strftime('%Y-%m-%dT%H:%M:%SZ', e.created_at, 'unixepoch') AS created_at,
+       date(e.created_at, 'unixepoch')                            AS day,
+       e.event_type,
+       CASE e.event_type WHEN 1 THEN 'pageview' WHEN 2 THEN 'event' WHEN 5 THEN 'performance' END AS event_kind,
+       e.event_name, e.url_path, e.url_query,
+       e.referrer_domain, e.referrer_path, e.referrer_query,
+       e.page_title, e.hostname, e.tag,
+       e.utm_source, e.utm_medium, e.utm_campaign, e.utm_content, e.utm_term,
+       e.gclid, e.fbclid, e.msclkid, e.ttclid, e.li_fat_id, e.twclid,
+       e.lcp, e.inp, e.cls, e.fcp, e.ttfb,
+       s.browser, s.os, s.device, s.screen, s.language, s.country, s.region, s.city, s.distinct_id,
+       e.created_at AS created_unix
+  FROM website_event e
+  JOIN website w ON w.website_key = e.website_key
+  JOIN session s ON s.session_key = e.session_key
+  JOIN visit   v ON v.visit_key   = e.visit_key;
+
+-- Pageviews only (event_type 1), same columns as `events`.
+-- Example: SELECT day, count(*) AS views, count(DISTINCT session_id) AS visitors FROM pageviews GROUP BY day;
+CREATE VIEW IF NOT EXISTS pageviews AS
+SELECT * FROM events WHERE event_type = 1;
+
+-- Custom events (event_type 2) with each flattened data key as its own row (a NULL data_key when the event had no data).
+-- Example: SELECT event_name, data_key, string_value, count(*) FROM custom_events GROUP BY 1, 2, 3;
+CREATE VIEW IF NOT EXISTS custom_events AS
+SELECT ev.*, d.data_key, d.data_type, d.string_value, d.number_value,
+       strftime('%Y-%m-%dT%H:%M:%SZ', d.date_value, 'unixepoch') AS date_value
+  FROM events ev
+  LEFT JOIN event_data d ON d.event_key = ev.event_key
+ WHERE ev.event_type = 2;
+
+-- One row per session with text UUIDs and ISO times.
+-- Example: SELECT browser, count(*) FROM sessions GROUP BY 1 ORDER BY 2 DESC;
+CREATE VIEW IF NOT EXISTS sessions AS
+SELECT s.session_id, w.website_id, s.browser, s.os, s.device, s.screen, s.language,
+       s.country, s.region, s.city, s.distinct_id,
+       strftime('%Y-%m-%dT%H:%M:%SZ', s.created_at, 'unixepoch') AS created_at
+  FROM session s
+  JOIN website w ON w.website_key = s.website_key;
+
+-- One row per visit: its start, end, length in seconds, pageviews and custom events.
+-- Example: SELECT avg(duration_s) FROM visits WHERE started_at >= strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-30 days');
+CREATE VIEW IF NOT EXISTS visits AS
+SELECT v.visit_id, s.session_id, w.website_id,
+       strftime('%Y-%m-%dT%H:%M:%SZ', min(e.created_at), 'unixepoch') AS started_at,
+       strftime('%Y-%m-%dT%H:%M:%SZ', max(e.created_at), 'unixepoch') AS ended_at,
+       max(e.created_at) - min(e.created_at)                         AS duration_s,
+       sum(e.event_type = 1)                                          AS pageviews,
+       sum(e.event_type = 2)                                          AS custom_events
+  FROM visit v
+  JOIN website_event e ON e.visit_key = v.visit_key
+  JOIN session s ON s.session_key = v.session_key
+  JOIN website w ON w.website_key = s.website_key
+ GROUP BY v.visit_key;
+
+-- Per website and UTC day: distinct visitors (sessions), visits and pageviews.
+-- Example: SELECT * FROM daily_visitors WHERE day >= date('now', '-30 days') ORDER BY day;
+CREATE VIEW IF NOT EXISTS daily_visitors AS
+SELECT w.website_id,
+       date(e.created_at, 'unixepoch')  AS day,
+       count(DISTINCT e.session_key)    AS visitors,
+       count(DISTINCT e.visit_key)      AS visits,
+       sum(e.event_type = 1)            AS pageviews
+  FROM website_event e
+  JOIN website w ON w.website_key = e.website_key
+ GROUP BY e.website_key, day;
