@@ -1158,6 +1158,7 @@ class EventWriter:
         self.busy_timeout_ms = busy_timeout_ms
         self.max_pending = max_pending
         self.pending = 0  #: events submitted and not yet committed or failed
+        self.commits = 0  #: transactions committed (a batch request is exactly one)
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._conn: aiosqlite.Connection | None = None
         self._task: asyncio.Task[None] | None = None
@@ -1257,6 +1258,7 @@ class EventWriter:
 
     async def _run_call(self, call: _Call) -> None:
         assert self._conn is not None
+        await self._commit_jobs([])  # pending bot counts first, so flush() covers them too
         try:
             result = await call.fn(self._conn)
         except Exception as exc:  # noqa: BLE001 - handed to the caller
@@ -1358,6 +1360,7 @@ class EventWriter:
                 if rows:
                     await conn.executemany(sql, rows)
             await conn.execute("COMMIT")
+            self.commits += 1
         except BaseException:
             if conn.in_transaction:
                 await conn.rollback()

@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS setting (
 -- (plus a short grace window), after which no session id of that period can be re-derived from a guessed IP and user agent.
 CREATE TABLE IF NOT EXISTS salt (
     period     TEXT    PRIMARY KEY,                -- rotation and period start, e.g. 'month:2026-11-01'
-    salt       TEXT    NOT NULL CHECK (length(salt) = 64), -- 64 random hex digits
+    salt       TEXT    NOT NULL CHECK (length(salt) >= 32), -- random hex digits (64 when footfall makes it)
     starts_at  INTEGER NOT NULL,                   -- period start, Unix seconds
     ends_at    INTEGER NOT NULL                    -- period end (exclusive), Unix seconds
 ) WITHOUT ROWID;

@@ -85,10 +85,11 @@ class AppClient(httpx.AsyncClient):
 
 
 @contextlib.asynccontextmanager
-async def open_client(app: litestar.Litestar) -> AsyncIterator[AppClient]:
-    """Run the app's lifespan and a client for it; leaving drains the writer, so rows can be read right after."""
+async def open_client(app: litestar.Litestar, peer: str = "127.0.0.1") -> AsyncIterator[AppClient]:
+    """Run the app's lifespan and a client for it (from address ``peer``); leaving drains the writer."""
     async with app.lifespan():
-        async with AppClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as test_client:
+        transport = httpx.ASGITransport(app=app, client=(peer, 50000))
+        async with AppClient(transport=transport, base_url="http://testserver") as test_client:
             test_client.app = app
             yield test_client
 
