@@ -36,6 +36,7 @@ import math
 import os
 import re
 import secrets
+import signal
 import sqlite3
 import struct
 import sys
@@ -101,6 +102,8 @@ TOKEN_MAX_AGE_SECONDS = 24 * 3600
 UA_CACHE_SIZE = 4096
 #: Sessions whose visit state is kept in memory at most; the oldest are forgotten first.
 MAX_TRACKED_SESSIONS = 200_000
+#: Unknown website ids remembered (for a second each) so floods of random ids stay cheap.
+MAX_MISSING_WEBSITES = 10_000
 #: Key lookups (session and visit UUID → integer key) the writer keeps in memory, per table.
 MAX_CACHED_KEYS = 100_000
 
@@ -1412,7 +1415,7 @@ class Runtime:
         self.parse_agent = functools.lru_cache(maxsize=UA_CACHE_SIZE)(parse_agent)
         self.prepared: Prepared | None = None
         self._maintenance: asyncio.Task[None] | None = None
-        self._websites_loaded_at = 0.0
+        self._missing_websites: dict[str, float] = {}  # website id → monotonic time until which it counts as missing
 
     async def start(self) -> None:
         """Prepare the database, open connections, restore open visits, start the writer and upkeep tasks."""
@@ -1445,14 +1448,27 @@ class Runtime:
         assert self.reader is not None
         async with self.reader.execute("SELECT website_id, website_key FROM website WHERE deleted_at IS NULL") as cur:
             self.websites = {row[0]: row[1] for row in await cur.fetchall()}
-        self._websites_loaded_at = time.monotonic()
 
     async def website_key(self, website_id: str) -> int:
-        """The key of an active website; 400 'Website not found.' otherwise (a miss reloads at most once a second)."""
+        """The key of an active website; 400 'Website not found.' otherwise.
+
+        A miss is looked up in the database (a site added with the CLI a moment ago is found at once); ids found
+        missing are remembered for a second so a flood of random ids costs one query per id per second.
+        """
         key = self.websites.get(website_id)
-        if key is None and time.monotonic() - self._websites_loaded_at >= 1.0:
-            await self.load_websites()
-            key = self.websites.get(website_id)
+        if key is None:
+            now = time.monotonic()
+            if self._missing_websites.get(website_id, 0.0) <= now:
+                assert self.reader is not None
+                sql = "SELECT website_key FROM website WHERE website_id = ? AND deleted_at IS NULL"
+                async with self.reader.execute(sql, (website_id,)) as cur:
+                    row = await cur.fetchone()
+                if row is not None:
+                    key = self.websites[website_id] = row[0]
+                else:
+                    if len(self._missing_websites) >= MAX_MISSING_WEBSITES:
+                        self._missing_websites.clear()
+                    self._missing_websites[website_id] = now + 1.0
         if key is None:
             raise bad_request("Website not found.")
         return key
@@ -1683,6 +1699,10 @@ def serve(**options: Any) -> None:
         click.echo(f'  <script defer src="{base}/script.js" data-website-id="{prepared.default_website_id}"></script>')
     server = uvicorn.Server(uvicorn.Config(create_app(config), host=config.host, port=config.port, access_log=False,
                                            server_header=False, log_level=config.log_level, lifespan="on"))  # fmt: skip
+    # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to the handler that was in place before it started.
+    # A drained, committed shutdown is a success, so that handler does nothing and the exit code is 0 (systemd expects it).
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: None)
     server.run()
     if not server.started:
         raise click.ClickException(f"could not serve on {base}; is the port free?")

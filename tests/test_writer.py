@@ -1,0 +1,125 @@
+"""The writer: group commits, nothing acknowledged lost, bounded queue, and recovery from a busy, full or bad database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+import collector
+from conftest import FIREFOX, AppClient, Clock, assert_api_error, hit, open_client, rows
+
+pytestmark = pytest.mark.anyio
+
+
+async def post(client: AppClient, website: str, path: str = "/", agent: str = FIREFOX):  # type: ignore[no-untyped-def]
+    return await client.post("/api/send", json=hit(website, url=path), headers={"User-Agent": agent})
+
+
+async def test_concurrent_events_are_all_stored(db_path: Path, clock: Clock, website: str) -> None:
+    """1,000 concurrent events: every one is acknowledged, and after shutdown exactly 1,000 rows are there."""
+    async with open_client(collector.create_app(collector.Config(db=str(db_path)), clock)) as client:
+        responses = await asyncio.gather(*(post(client, website, f"/p{i}", f"{FIREFOX} n/{i}") for i in range(1000)))
+        commits = client.app.state.runtime.writer.commits
+    assert [r.status_code for r in responses] == [200] * 1000
+    assert rows(db_path, "SELECT count(*), count(DISTINCT url_path), count(DISTINCT session_key) FROM website_event") == [
+        (1000, 1000, 1000)]
+    assert commits < 1000  # grouped: many events per transaction
+
+
+@contextlib.contextmanager
+def write_lock(db_path: Path):  # type: ignore[no-untyped-def]
+    """Hold the database's write lock from another connection, as a person in a long sqlite3 transaction would."""
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    finally:
+        conn.execute("ROLLBACK")
+        conn.close()
+
+
+async def test_full_queue_answers_503_and_loses_nothing(db_path: Path, clock: Clock, website: str) -> None:
+    """With the writer stuck behind a lock, requests beyond write_queue_max get 503 + Retry-After; the queued ones land."""
+    config = collector.Config(db=str(db_path), batch_max_items=1, write_queue_max=2, busy_timeout_ms=20000)
+    async with open_client(collector.create_app(config, clock)) as client:
+        writer = client.app.state.runtime.writer
+        with write_lock(db_path):
+            waiting = [asyncio.create_task(post(client, website, f"/q{i}")) for i in range(2)]
+            while writer.pending < 2:
+                await asyncio.sleep(0.01)
+            refused = await post(client, website, "/refused")
+            assert_api_error(refused, 503, "service-unavailable", "overloaded")
+            assert refused.headers["retry-after"] == "1"
+        assert [(await t).status_code for t in waiting] == [200, 200]
+        assert (await post(client, website, "/after")).status_code == 200
+    assert rows(db_path, "SELECT url_path FROM website_event ORDER BY 1") == [("/after",), ("/q0",), ("/q1",)]
+
+
+async def test_locked_database_answers_503_then_recovers(db_path: Path, clock: Clock, website: str) -> None:
+    """A lock held past the busy timeout and retries gives 503; once released footfall writes again by itself."""
+    config = collector.Config(db=str(db_path), busy_timeout_ms=50)
+    async with open_client(collector.create_app(config, clock)) as client:
+        with write_lock(db_path):
+            assert_api_error(await post(client, website, "/locked"), 503, "service-unavailable", "cannot be written")
+        assert (await post(client, website, "/free")).status_code == 200
+    assert rows(db_path, "SELECT url_path FROM website_event") == [("/free",)]
+
+
+async def test_full_disk_answers_503_then_recovers(db_path: Path, clock: Clock, website: str) -> None:
+    """'database or disk is full' (PRAGMA max_page_count) gives 503; when space returns, writes resume."""
+    async with open_client(collector.create_app(collector.Config(db=str(db_path)), clock)) as client:
+        writer = client.app.state.runtime.writer
+        assert (await post(client, website, "/before")).status_code == 200
+
+        async def cap(conn):  # type: ignore[no-untyped-def]
+            async with conn.execute("PRAGMA page_count") as cur:
+                (pages,) = await cur.fetchone()
+            await conn.execute(f"PRAGMA max_page_count = {pages}")
+
+        await writer.call(cap)
+        filler = "/" + "f" * 400
+        answers = []
+        for i in range(200):  # fill the last free pages until a write no longer fits
+            answers.append(await post(client, website, filler, f"{FIREFOX} fill/{i}"))
+            if answers[-1].status_code != 200:
+                break
+        assert_api_error(answers[-1], 503, "service-unavailable", "full")
+        stored_while_full = len(answers) - 1
+
+        async def uncap(conn):  # type: ignore[no-untyped-def]
+            await conn.execute("PRAGMA max_page_count = 1073741823")
+
+        await writer.call(uncap)
+        assert (await post(client, website, "/after")).status_code == 200
+    assert rows(db_path, "SELECT count(*) FROM website_event WHERE url_path = ?", (filler,)) == [(stored_while_full,)]
+    assert rows(db_path, "SELECT count(*) FROM website_event WHERE url_path IN ('/before', '/after')") == [(2,)]
+
+
+async def test_a_row_that_cannot_commit_fails_only_its_own_request(db_path: Path, clock: Clock, website: str) -> None:
+    """When one job in a group commit violates a constraint, the others are still committed and acknowledged."""
+    collector.prepare_database(str(db_path))
+    with contextlib.closing(collector.connect(str(db_path))) as conn:
+        conn.execute("CREATE TRIGGER poison BEFORE INSERT ON website_event WHEN NEW.url_path = '/poison' "
+                     "BEGIN SELECT RAISE(ABORT, 'poisoned row'); END")  # fmt: skip
+    async with open_client(collector.create_app(collector.Config(db=str(db_path)), clock)) as client:
+        paths = ["/good-1", "/poison", "/good-2", "/good-3"]
+        answers = await asyncio.gather(*(post(client, website, p, f"{FIREFOX} c/{i}") for i, p in enumerate(paths)))
+    assert [r.status_code for r in answers] == [200, 500, 200, 200]
+    assert_api_error(answers[1], 500, "server-error", "Server error")
+    assert rows(db_path, "SELECT url_path FROM website_event ORDER BY 1") == [("/good-1",), ("/good-2",), ("/good-3",)]
+
+
+async def test_closed_writer_refuses_with_503(db_path: Path, website: str) -> None:
+    """After close() the writer answers 503 rather than accepting what it would never write."""
+    collector.prepare_database(str(db_path))
+    writer = collector.EventWriter(str(db_path), 5000, 10)
+    await writer.start()
+    await writer.close()
+    await writer.close()  # idempotent
+    with pytest.raises(collector.ApiError) as caught:
+        await writer.submit([])
+    assert caught.value.status == 503
