@@ -67,7 +67,7 @@ CREATE TABLE IF NOT EXISTS session (
     session_key INTEGER PRIMARY KEY,               -- small key the other tables use
     session_id  TEXT    NOT NULL UNIQUE            -- the UUID returned as sessionId
                 CHECK (length(session_id) = 36),
-    website_key INTEGER NOT NULL REFERENCES website (website_key),
+    website_key INTEGER NOT NULL REFERENCES website (website_key), -- the session's website
     browser     TEXT    CHECK (length(browser) <= 20),     -- display name, e.g. 'Chrome', 'Firefox', 'Safari'
     os          TEXT    CHECK (length(os) <= 20),          -- display name, e.g. 'Windows', 'macOS', 'Android'
     device      TEXT    CHECK (length(device) <= 20),      -- 'desktop', 'laptop', 'mobile', 'tablet' (or a payload override)
@@ -86,7 +86,7 @@ CREATE TABLE IF NOT EXISTS visit (
     visit_key   INTEGER PRIMARY KEY,               -- small key the events use
     visit_id    TEXT    NOT NULL UNIQUE            -- the UUID returned as visitId
                 CHECK (length(visit_id) = 36),
-    session_key INTEGER NOT NULL REFERENCES session (session_key),
+    session_key INTEGER NOT NULL REFERENCES session (session_key), -- the visit's session
     started_at  INTEGER NOT NULL                   -- time of the visit's first event, Unix seconds
 );
 CREATE INDEX IF NOT EXISTS idx_visit_session_key ON visit (session_key);
@@ -99,9 +99,9 @@ CREATE INDEX IF NOT EXISTS idx_visit_session_key ON visit (session_key);
 -- time order; `identify` calls write no row here. Strings longer than their limit are truncated, never refused.
 CREATE TABLE IF NOT EXISTS website_event (
     event_key       INTEGER PRIMARY KEY,           -- insertion order
-    website_key     INTEGER NOT NULL REFERENCES website (website_key),
-    session_key     INTEGER NOT NULL REFERENCES session (session_key),
-    visit_key       INTEGER NOT NULL REFERENCES visit (visit_key),
+    website_key     INTEGER NOT NULL REFERENCES website (website_key), -- the event's website
+    session_key     INTEGER NOT NULL REFERENCES session (session_key), -- the visitor's session
+    visit_key       INTEGER NOT NULL REFERENCES visit (visit_key),     -- the visit it belongs to
     created_at      INTEGER NOT NULL,              -- event time, Unix seconds (payload.timestamp, else time received)
     event_type      INTEGER NOT NULL CHECK (event_type IN (1, 2, 5)), -- 1 pageview, 2 custom event, 5 performance
     event_name      TEXT    CHECK (length(event_name) <= 50),         -- custom event name (payload.name)
@@ -113,17 +113,17 @@ CREATE TABLE IF NOT EXISTS website_event (
     page_title      TEXT    CHECK (length(page_title) <= 500),        -- document title
     hostname        TEXT    CHECK (length(hostname) <= 100),          -- site host (payload.hostname, else the URL's)
     tag             TEXT    CHECK (length(tag) <= 50),                -- data-tag of the tracker
-    utm_source      TEXT    CHECK (length(utm_source) <= 255),        -- utm_* parameters of the URL, decoded
-    utm_medium      TEXT    CHECK (length(utm_medium) <= 255),
-    utm_campaign    TEXT    CHECK (length(utm_campaign) <= 255),
-    utm_content     TEXT    CHECK (length(utm_content) <= 255),
-    utm_term        TEXT    CHECK (length(utm_term) <= 255),
-    gclid           TEXT    CHECK (length(gclid) <= 255),             -- ad click ids from the URL
-    fbclid          TEXT    CHECK (length(fbclid) <= 255),
-    msclkid         TEXT    CHECK (length(msclkid) <= 255),
-    ttclid          TEXT    CHECK (length(ttclid) <= 255),
-    li_fat_id       TEXT    CHECK (length(li_fat_id) <= 255),
-    twclid          TEXT    CHECK (length(twclid) <= 255),
+    utm_source      TEXT    CHECK (length(utm_source) <= 255),        -- utm_source of the URL, decoded
+    utm_medium      TEXT    CHECK (length(utm_medium) <= 255),        -- utm_medium, decoded
+    utm_campaign    TEXT    CHECK (length(utm_campaign) <= 255),      -- utm_campaign, decoded
+    utm_content     TEXT    CHECK (length(utm_content) <= 255),       -- utm_content, decoded
+    utm_term        TEXT    CHECK (length(utm_term) <= 255),          -- utm_term, decoded
+    gclid           TEXT    CHECK (length(gclid) <= 255),             -- Google Ads click id from the URL
+    fbclid          TEXT    CHECK (length(fbclid) <= 255),            -- Meta click id
+    msclkid         TEXT    CHECK (length(msclkid) <= 255),           -- Microsoft Ads click id
+    ttclid          TEXT    CHECK (length(ttclid) <= 255),            -- TikTok click id
+    li_fat_id       TEXT    CHECK (length(li_fat_id) <= 255),         -- LinkedIn click id
+    twclid          TEXT    CHECK (length(twclid) <= 255),            -- X (Twitter) click id
     lcp             REAL,                          -- Largest Contentful Paint, ms (performance events)
     inp             REAL,                          -- Interaction to Next Paint, ms
     cls             REAL,                          -- Cumulative Layout Shift, unitless
@@ -136,7 +136,7 @@ CREATE INDEX IF NOT EXISTS idx_website_event_website_key_created_at ON website_e
 
 -- One row per flattened key of a custom event's `data` ({"a": {"b": 1}} gives key 'a.b'). Written with its event.
 CREATE TABLE IF NOT EXISTS event_data (
-    event_key    INTEGER NOT NULL REFERENCES website_event (event_key) ON DELETE CASCADE,
+    event_key    INTEGER NOT NULL REFERENCES website_event (event_key) ON DELETE CASCADE, -- the custom event
     data_key     TEXT    NOT NULL CHECK (length(data_key) <= 500),      -- dotted key path
     data_type    INTEGER NOT NULL CHECK (data_type BETWEEN 1 AND 5),    -- 1 string, 2 number, 3 boolean, 4 date, 5 array
     string_value TEXT    CHECK (length(string_value) <= 500),           -- the value as text (numbers with 4 decimals,
@@ -148,7 +148,7 @@ CREATE TABLE IF NOT EXISTS event_data (
 
 -- One row per flattened key a session was `identify`-ed with; a later identify with the same key replaces the value.
 CREATE TABLE IF NOT EXISTS session_data (
-    session_key  INTEGER NOT NULL REFERENCES session (session_key) ON DELETE CASCADE,
+    session_key  INTEGER NOT NULL REFERENCES session (session_key) ON DELETE CASCADE, -- the identified session
     data_key     TEXT    NOT NULL CHECK (length(data_key) <= 500),      -- dotted key path
     data_type    INTEGER NOT NULL CHECK (data_type BETWEEN 1 AND 5),    -- as event_data.data_type
     string_value TEXT    CHECK (length(string_value) <= 500),           -- as event_data.string_value
@@ -162,7 +162,7 @@ CREATE TABLE IF NOT EXISTS session_data (
 -- One row per website and UTC day with the number of requests refused as bots (answered {"beep":"boop"}, nothing else
 -- stored). Written by the collector; lets the summary show how much was filtered.
 CREATE TABLE IF NOT EXISTS bot_counter (
-    website_key INTEGER NOT NULL REFERENCES website (website_key),
+    website_key INTEGER NOT NULL REFERENCES website (website_key), -- the website the bots hit
     day         TEXT    NOT NULL CHECK (length(day) = 10),  -- 'YYYY-MM-DD', UTC
     hits        INTEGER NOT NULL CHECK (hits >= 0),         -- bot requests that day
     PRIMARY KEY (website_key, day)
