@@ -1639,6 +1639,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
         exception_handlers={ApiError: handle_api_error, HTTPException: handle_http_exception, Exception: handle_server_error},
         request_max_body_size=config.batch_max_bytes,
         openapi_config=None,
+        logging_config=None,  # footfall configures logging itself (key=value lines, no IPs); Litestar's would add handlers
         debug=False,
     )
 
