@@ -110,6 +110,7 @@ CREATE TABLE IF NOT EXISTS website_event (
     referrer_path   TEXT    CHECK (length(referrer_path) <= 500),     -- referrer path, percent-decoded
     referrer_query  TEXT    CHECK (length(referrer_query) <= 500),    -- referrer query string without '?'
     referrer_domain TEXT    CHECK (length(referrer_domain) <= 500),   -- referrer host without 'www.'
+    self_referral   INTEGER NOT NULL DEFAULT 0 CHECK (self_referral IN (0, 1)), -- 1 when the referrer is the site itself
     page_title      TEXT    CHECK (length(page_title) <= 500),        -- document title
     hostname        TEXT    CHECK (length(hostname) <= 100),          -- site host (payload.hostname, else the URL's)
     tag             TEXT    CHECK (length(tag) <= 50),                -- data-tag of the tracker
@@ -184,7 +185,7 @@ SELECT e.event_key,
        e.event_type,
        CASE e.event_type WHEN 1 THEN 'pageview' WHEN 2 THEN 'event' WHEN 5 THEN 'performance' END AS event_kind,
        e.event_name, e.url_path, e.url_query,
-       e.referrer_domain, e.referrer_path, e.referrer_query,
+       e.referrer_domain, e.referrer_path, e.referrer_query, e.self_referral,
        e.page_title, e.hostname, e.tag,
        e.utm_source, e.utm_medium, e.utm_campaign, e.utm_content, e.utm_term,
        e.gclid, e.fbclid, e.msclkid, e.ttclid, e.li_fat_id, e.twclid,
