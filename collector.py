@@ -828,7 +828,8 @@ def enrich(hit: Hit, website_key: int, agent: Agent, session_id: str, location: 
     if hit.kind == "identify":
         return session, None
     base_host = hit.hostname or "localhost"
-    host, path, query, fragment = _split(hit.url, base_host) if hit.url else (None, "", "", "")
+    # Like Umami's new URL(url, base): with no url (e.g. @umami/node) the host is the base, localhost when none is sent.
+    host, path, query, fragment = _split(hit.url, base_host) if hit.url else (base_host, "", "", "")
     title = hit.title
     if title and "%" in title:
         with contextlib.suppress(UnicodeDecodeError):
@@ -2088,6 +2089,8 @@ def serve(**options: Any) -> None:
     try:
         config = load_config(options, os.environ)
         prepared = prepare_database(config.db, config.salt_rotation)
+        if config.geoip_db:
+            MaxMindGeo(config.geoip_db).close()  # fail now, with a clear message, rather than inside the server
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     _configure_logging(config.log_level)

@@ -144,7 +144,7 @@ def test_captured_client_requests_all_succeed(db_path: Path) -> None:
     events = rows(db_path, "SELECT event_type, event_name, url_path, url_query, hostname, tag FROM events ORDER BY event_key")
     assert events == [
         (1, None, "/home", None, "example.com", None),
-        (2, "signup-click", "", None, None, None),  # @umami/node sends no url or hostname
+        (2, "signup-click", "", None, "localhost", None),  # @umami/node sends no url or hostname: Umami stores localhost
         (1, None, "/home", None, "example.com", None),
         (2, "signup-click", "/pricing", None, "example.com", None),
         (2, "revenue", "/checkout", None, "example.com", None),
