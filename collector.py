@@ -95,6 +95,8 @@ MAX_DATA_KEY_CHARS = 500  #: a longer dotted key is refused
 
 #: A timestamp further than this in the future is refused, in seconds.
 MAX_FUTURE_SECONDS = 3600
+#: A page's reported visible time (payload.duration, from footfall's tracker) is capped at this, in milliseconds.
+MAX_DURATION_MS = 24 * 3600 * 1000
 #: Web vitals in milliseconds must lie in [0, MAX_VITAL_MS]; CLS in [0, MAX_CLS] (Umami's bounds).
 MAX_VITAL_MS = 60_000
 MAX_CLS = 100
@@ -144,10 +146,12 @@ DATA_ARRAY = 5
 
 
 def asset_path(name: str) -> Path:
-    """A file footfall ships: in ``footfall_assets/`` beside this module when installed, beside it in a checkout."""
+    """A file footfall ships: in ``footfall_assets/`` beside this module when installed; at the top or in assets/ of a checkout."""
     here = Path(__file__).resolve().parent
-    installed = here / "footfall_assets" / name
-    return installed if installed.exists() else here / name
+    for candidate in (here / "footfall_assets" / name, here / name, here / "assets" / name):
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError(f"footfall's {name} is missing from {here}; reinstall footfall")
 
 
 ###############################################################################################################################
@@ -184,6 +188,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("geoip_db", "", "A MaxMind-format City or Country database (.mmdb) for country, region and city."),
     Setting("embedded_geo", True, "Locate countries with the data shipped in the package (no download, ~6 MB)."),
     Setting("remove_trailing_slash", False, "Store /about/ as /about (as Umami's REMOVE_TRAILING_SLASH)."),
+    Setting("tracker_path", "", "Also serve the tracker script at this path (ad blockers block /script.js), e.g. /stats.js."),
+    Setting("collect_path", "", "Also accept hits at this path, answering as /api/send; the served tracker posts there."),
     Setting("write_queue_max", 20_000, "Events that may wait to be written; beyond that requests get 503."),
     Setting("busy_timeout_ms", 5000, "How long a write waits for a lock held by another program before it gets 503."),
     Setting("log_level", "info", "Log verbosity.", ("debug", "info", "warning", "error")),
@@ -210,6 +216,8 @@ class Config:
     geoip_db: str = ""
     embedded_geo: bool = True
     remove_trailing_slash: bool = False
+    tracker_path: str = ""
+    collect_path: str = ""
     write_queue_max: int = 20_000
     busy_timeout_ms: int = 5000
     log_level: str = "info"
@@ -262,6 +270,12 @@ def load_config(options: Mapping[str, Any], environ: Mapping[str, str]) -> Confi
     config = Config(**values)
     if config.port > 65535:
         raise ConfigError(f"port must be at most 65535, not {config.port}")
+    for name in ("tracker_path", "collect_path"):
+        path = getattr(config, name)
+        if path and not re.fullmatch(r"/[A-Za-z0-9._~/-]{1,100}", path):
+            raise ConfigError(f"{name} must be a path like /stats.js (letters, digits, . _ ~ - /), not {path!r}")
+    if config.collect_path in ("/api/send", "/api/batch", "/api/heartbeat") or config.tracker_path == "/script.js":
+        raise ConfigError("tracker_path and collect_path must differ from footfall's own routes")
     parse_networks(config.trusted_proxies, "trusted_proxies")
     parse_networks(config.ignore_ip, "ignore_ip")
     if config.write_queue_max < config.batch_max_items:
@@ -301,6 +315,7 @@ class Payload(msgspec.Struct):
     cls: float | None = None
     fcp: float | None = None
     ttfb: float | None = None
+    duration: float | None = None  # footfall's tracker: ms the page was visible (Umami's tracker sends it and Umami drops it)
 
 
 class SendRequest(msgspec.Struct):
@@ -365,6 +380,7 @@ class Hit(NamedTuple):
     os: str | None
     device: str | None
     vitals: tuple[float | None, float | None, float | None, float | None, float | None]  # lcp, inp, cls, fcp, ttfb
+    duration: int | None  # ms the page was visible, for performance events
 
 
 class SessionRow(NamedTuple):
@@ -415,6 +431,7 @@ class EventRow(NamedTuple):
     cls: float | None
     fcp: float | None
     ttfb: float | None
+    duration: int | None
 
 
 class Record(NamedTuple):
@@ -616,6 +633,14 @@ def _check_vitals(payload: Payload) -> tuple[float | None, ...]:
     return (payload.lcp, payload.inp, payload.cls, payload.fcp, payload.ttfb)
 
 
+def _check_duration(value: float | None) -> int | None:
+    if value is None:
+        return None
+    if value < 0:
+        raise bad_request("payload.duration must be a positive number of milliseconds")
+    return int(min(value, MAX_DURATION_MS))
+
+
 def _data_value(key: str, value: Any) -> DataRow:
     """Type one leaf of ``data`` as Umami's DATA_TYPE does (src/lib/data.ts)."""
     if isinstance(value, bool):
@@ -692,6 +717,7 @@ def validate_payload(request: SendRequest, now: float) -> Hit:
         os=p.os,
         device=p.device,
         vitals=_check_vitals(p),  # type: ignore[arg-type]
+        duration=_check_duration(p.duration),
     )
 
 
@@ -848,7 +874,7 @@ def enrich(hit: Hit, website_key: int, agent: Agent, session_id: str, location: 
         # Umami keeps only the path (no hash or query), the title and the vitals for performance events.
         return session, EventRow(hit.created_at, EVENT_PERFORMANCE, None, _clip(_decode_uri(path), MAX_URL_CHARS) or "",
                                  None, None, None, None, 0, _clip(title, MAX_URL_CHARS), None, None,
-                                 *([None] * len(_CAMPAIGN_PARAMS)), *hit.vitals)  # fmt: skip
+                                 *([None] * len(_CAMPAIGN_PARAMS)), *hit.vitals, hit.duration)  # fmt: skip
     url_path = _decode_uri(path + ("#" + fragment if fragment else ""))
     if remove_trailing_slash:
         url_path = _TRAILING_SLASH_RE.sub("", url_path, count=1)
@@ -878,6 +904,7 @@ def enrich(hit: Hit, website_key: int, agent: Agent, session_id: str, location: 
         hit.tag,
         *campaign,
         *hit.vitals,
+        None,
     )
     return session, event
 
@@ -2011,6 +2038,39 @@ async def post_batch(request: Request) -> Response:
     return _json(BatchResponse(len(items), processed, len(details), details, cache))
 
 
+class TrackerScript(NamedTuple):
+    """The minified tracker as served: plain and gzipped bytes and a strong ETag, prepared once at start-up."""
+
+    body: bytes
+    gzipped: bytes
+    etag: str
+
+
+def load_tracker(collect_path: str = "") -> TrackerScript:
+    """Read assets/script.js, point it at ``collect_path`` when set, and precompute its gzip form and ETag."""
+    import gzip
+
+    body = asset_path("script.js").read_bytes()
+    if collect_path:
+        body = body.replace(b'"/api/send"', msgspec.json.encode(collect_path))
+    return TrackerScript(body, gzip.compress(body, 9, mtime=0), '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+
+
+_SCRIPT_HEADERS = {"Cache-Control": "public, max-age=86400", "Access-Control-Allow-Origin": "*", "Vary": "Accept-Encoding"}
+
+
+async def get_script(request: Request) -> Response:
+    """GET /script.js (and --tracker-path): the tracker, cacheable for a day, revalidated by ETag."""
+    tracker: TrackerScript = request.app.state.tracker
+    headers = {**_SCRIPT_HEADERS, "ETag": tracker.etag}
+    if tracker.etag in request.headers.get("if-none-match", ""):
+        return Response(content=b"", status_code=304, headers=headers)
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        headers["Content-Encoding"] = "gzip"
+        return Response(content=tracker.gzipped, media_type="text/javascript; charset=utf-8", headers=headers)
+    return Response(content=tracker.body, media_type="text/javascript; charset=utf-8", headers=headers)
+
+
 async def get_heartbeat() -> Response:
     """GET /api/heartbeat: liveness, as the umami-analytics client expects."""
     return Response(content=b'{"ok":true}', media_type="application/json")
@@ -2029,6 +2089,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
     async def lifespan(app: Litestar):  # type: ignore[no-untyped-def]
         await runtime.start()
         app.state.runtime = runtime
+        app.state.tracker = await asyncio.to_thread(load_tracker, config.collect_path)
         try:
             yield
         finally:
@@ -2038,7 +2099,11 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
         post("/api/send", request_max_body_size=config.max_body_bytes, status_code=200)(post_send),
         post("/api/batch", request_max_body_size=config.batch_max_bytes, status_code=200)(post_batch),
         get("/api/heartbeat")(get_heartbeat),
+        get(["/script.js", *([config.tracker_path] if config.tracker_path else [])], include_in_schema=False)(get_script),
     ]
+    if config.collect_path:
+        handlers.append(post(config.collect_path, request_max_body_size=config.max_body_bytes, status_code=200,
+                             name="collect-alias")(post_send))  # fmt: skip
     return Litestar(
         route_handlers=handlers,
         lifespan=[lifespan],

@@ -129,7 +129,8 @@ CREATE TABLE IF NOT EXISTS website_event (
     inp             REAL,                          -- Interaction to Next Paint, ms
     cls             REAL,                          -- Cumulative Layout Shift, unitless
     fcp             REAL,                          -- First Contentful Paint, ms
-    ttfb            REAL                           -- Time To First Byte, ms
+    ttfb            REAL,                          -- Time To First Byte, ms
+    duration        INTEGER CHECK (duration >= 0)  -- how long the page was visible, ms (footfall's tracker, on page hide)
 );
 -- Time-ordered per site, so appends stay at the end of the index (no index on a random key here: that would cost ~3x in
 -- insert speed).
@@ -189,7 +190,7 @@ SELECT e.event_key,
        e.page_title, e.hostname, e.tag,
        e.utm_source, e.utm_medium, e.utm_campaign, e.utm_content, e.utm_term,
        e.gclid, e.fbclid, e.msclkid, e.ttclid, e.li_fat_id, e.twclid,
-       e.lcp, e.inp, e.cls, e.fcp, e.ttfb,
+       e.lcp, e.inp, e.cls, e.fcp, e.ttfb, e.duration,
        s.browser, s.os, s.device, s.screen, s.language, s.country, s.region, s.city, s.distinct_id,
        e.created_at AS created_unix
   FROM website_event e
@@ -220,13 +221,14 @@ SELECT s.session_id, w.website_id, s.browser, s.os, s.device, s.screen, s.langua
   FROM session s
   JOIN website w ON w.website_key = s.website_key;
 
--- One row per visit: its start, end, length in seconds, pageviews and custom events.
+-- One row per visit: its start, end, length in seconds (event span or reported visible time), pageviews and custom events.
 -- Example: SELECT avg(duration_s) FROM visits WHERE started_at >= strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-30 days');
 CREATE VIEW IF NOT EXISTS visits AS
 SELECT v.visit_id, s.session_id, w.website_id,
        strftime('%Y-%m-%dT%H:%M:%SZ', min(e.created_at), 'unixepoch') AS started_at,
        strftime('%Y-%m-%dT%H:%M:%SZ', max(e.created_at), 'unixepoch') AS ended_at,
-       max(e.created_at) - min(e.created_at)                         AS duration_s,
+       -- the span of its events, or the visible time its pages reported if that is longer
+       max(max(e.created_at) - min(e.created_at), ifnull(sum(e.duration), 0) / 1000) AS duration_s,
        sum(e.event_type = 1)                                          AS pageviews,
        sum(e.event_type = 2)                                          AS custom_events
   FROM visit v
