@@ -513,7 +513,7 @@ def handle_http_exception(request: Request, exc: HTTPException) -> Response:
     if status >= 500:
         return handle_server_error(request, exc)
     code = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed"}
-    message = exc.detail if status < 500 and isinstance(exc.detail, str) else "Request failed"
+    message = exc.detail if isinstance(exc.detail, str) else "Request failed"
     return _error_response(ApiError(status, code.get(status, "bad-request"), message, dict(exc.headers or {})))
 
 

@@ -26,6 +26,12 @@ def with_site(body: object, website: str) -> object:
     return collector.msgspec.json.decode(collector.msgspec.json.encode(body).replace(b"WEBSITE", website.encode()))
 
 
+def test_config_defaults_are_the_settings_defaults() -> None:
+    """Config and SETTINGS name the same fields with the same defaults (the CLI and README are made from SETTINGS)."""
+    assert {f.name: f.default for f in collector.dataclasses.fields(collector.Config)} == {
+        s.name: s.default for s in collector.SETTINGS}
+
+
 def test_settings_precedence() -> None:
     """An option beats its FOOTFALL_* variable, which beats the default."""
     assert collector.load_config({}, {}) == collector.Config()
