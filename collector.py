@@ -38,7 +38,9 @@ import math
 import os
 import re
 import secrets
+import shutil
 import signal
+import socket
 import sqlite3
 import struct
 import subprocess
@@ -124,6 +126,8 @@ WRITE_BACKOFF_SECONDS = 0.1
 WRITER_IDLE_SECONDS = 1.0
 #: Background upkeep (website reload, salts, visit eviction) runs this often, in seconds.
 MAINTENANCE_SECONDS = 2.0
+#: Per-site retention (website.retention_days) is applied this often, in seconds.
+RETENTION_INTERVAL_SECONDS = 24 * 3600
 #: Seconds a client is asked to wait (Retry-After) when footfall is overloaded or the database is unavailable.
 RETRY_AFTER_SECONDS = 1
 
@@ -148,7 +152,7 @@ DATA_ARRAY = 5
 def asset_path(name: str) -> Path:
     """A file footfall ships: in ``footfall_assets/`` beside this module when installed; at the top or in assets/ of a checkout."""
     here = Path(__file__).resolve().parent
-    for candidate in (here / "footfall_assets" / name, here / name, here / "assets" / name):
+    for candidate in (here / "footfall_assets" / name, here / name, here / "assets" / name, here / "systemd" / name):
         if candidate.exists():
             return candidate
     raise FileNotFoundError(f"footfall's {name} is missing from {here}; reinstall footfall")
@@ -1835,7 +1839,8 @@ class Runtime:
         self.geo: list[MaxMindGeo | EmbeddedGeo] = []
         self.prepared: Prepared | None = None
         self._maintenance: asyncio.Task[None] | None = None
-        self._missing_websites: dict[str, float] = {}  # website id → monotonic time until which it counts as missing
+        self._missing_websites: dict[str, float] = {}
+        self._retention_applied_at = 0.0  # website id → monotonic time until which it counts as missing
 
     async def start(self) -> None:
         """Prepare the database, open connections, restore open visits, start the writer and upkeep tasks."""
@@ -1923,12 +1928,42 @@ class Runtime:
                 log.warning("event=maintenance-failed error=%r", str(exc))
 
     async def maintain(self) -> None:
-        """One round of upkeep: reload websites, create and delete salts, forget idle visits."""
+        """One round of upkeep: reload websites, create and delete salts, forget idle visits, apply retention daily."""
         now = self.clock()
         await self.load_websites()
         if self.salts.wanted(now) or self.salts.expired(now):
             await self.writer.call(functools.partial(self._rotate_salts, now=now))
         self.visits.evict(int(now))
+        if now - self._retention_applied_at >= RETENTION_INTERVAL_SECONDS:
+            self._retention_applied_at = now
+            await self.apply_retention(now)
+
+    async def apply_retention(self, now: float) -> int:
+        """Delete events past each site's retention_days, one small transaction at a time between ingest commits."""
+        assert self.reader is not None
+        sql = "SELECT website_key, retention_days FROM website WHERE retention_days IS NOT NULL"
+        async with self.reader.execute(sql) as cur:
+            sites = await cur.fetchall()
+        total = 0
+        for website_key, days in sites:
+            statement = prune_statement(int(now - days * 86400), website_key)
+            while deleted := await self.writer.call(functools.partial(self._execute_in_transaction, statements=[statement])):
+                total += deleted
+        if total:
+            await self.writer.call(functools.partial(self._execute_in_transaction,
+                                                     statements=[(sql, ()) for sql in ORPHAN_DELETES]))  # fmt: skip
+            log.info("event=retention deleted_events=%d", total)
+        return total
+
+    @staticmethod
+    async def _execute_in_transaction(conn: aiosqlite.Connection, statements: list[tuple[str, tuple[Any, ...]]]) -> int:
+        await conn.execute("BEGIN IMMEDIATE")
+        changed = 0
+        for sql, params in statements:
+            async with conn.execute(sql, params) as cur:
+                changed += cur.rowcount
+        await conn.execute("COMMIT")
+        return changed
 
     async def _rotate_salts(self, conn: aiosqlite.Connection, now: float) -> None:
         wanted = [(p, secrets.token_hex(32)) for p in self.salts.wanted(now)]
@@ -2119,8 +2154,242 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
 
 
 ###############################################################################################################################
+# Operations
+###############################################################################################################################
+# What the operating commands (backup, check, prune, export, forget, stats) do, as plain functions of a database path so
+# tests call them directly. They are safe while footfall serves: reads use their own transaction (WAL), deletes go in
+# small transactions so ingest never waits long.
+
+#: Events deleted per transaction by prune and retention, so a big delete never holds the write lock for long.
+PRUNE_CHUNK_ROWS = 5000
+#: Rows fetched at a time by export (memory stays constant whatever the size of the database).
+EXPORT_BATCH_ROWS = 1000
+_AGE_RE = re.compile(r"(\d+)\s*([hdw])")
+_AGE_UNITS = {"h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_age(text: str) -> int:
+    """Seconds in an age like '400d', '12w' or '36h'; ConfigError otherwise."""
+    match = _AGE_RE.fullmatch(text.strip().lower())
+    if not match or int(match.group(1)) == 0:
+        raise ConfigError(f"{text!r} is not an age like 400d, 12w or 36h")
+    return int(match.group(1)) * _AGE_UNITS[match.group(2)]
+
+
+def backup_database(db: str, dest: Path, now: float | None = None) -> Path:
+    """An online, consistent copy of ``db`` (VACUUM INTO: one read transaction, so footfall keeps writing meanwhile).
+
+    ``dest`` may be a directory (the copy is named footfall-YYYYMMDDTHHMMSSZ.db in it) or a file that does not exist yet.
+    """
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
+    target = dest / f"footfall-{stamp}.db" if dest.is_dir() else dest
+    if target.exists():
+        raise ConfigError(f"{target} already exists; choose another name or a directory")
+    partial = target.with_name(target.name + ".partial")
+    partial.unlink(missing_ok=True)
+    with contextlib.closing(connect(db)) as conn:
+        conn.execute("VACUUM INTO ?", (str(partial),))
+    os.replace(partial, target)  # a backup file either is complete or does not exist
+    return target
+
+
+def expire_backups(folder: Path, keep_days: int, now: float | None = None) -> list[Path]:
+    """Delete footfall-*.db backups in ``folder`` older than ``keep_days``; return what was deleted."""
+    cutoff = (time.time() if now is None else now) - keep_days * 86400
+    removed = []
+    for path in sorted(folder.glob("footfall-*.db")):
+        if path.stat().st_mtime < cutoff:
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def check_database(db: str, now: float | None = None) -> dict[str, Any]:
+    """Integrity, schema version, row counts and salt ages of a database, for `footfall check`."""
+    now = time.time() if now is None else now
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        integrity = [row[0] for row in conn.execute("PRAGMA integrity_check")]
+        tables = ("website", "session", "visit", "website_event", "event_data", "session_data", "bot_counter", "salt")
+        return {
+            "integrity": "ok" if integrity == ["ok"] else "; ".join(integrity[:20]),
+            "schema_version": conn.execute("PRAGMA user_version").fetchone()[0],
+            "rows": {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables},
+            "salts": [{"period": period, "age_days": round((now - starts_at) / 86400, 1)}
+                      for period, starts_at in conn.execute("SELECT period, starts_at FROM salt ORDER BY starts_at")],
+        }  # fmt: skip
+
+
+def _website_key_for(conn: sqlite3.Connection, website_id: str | None) -> int | None:
+    if website_id is None:
+        return None
+    row = conn.execute("SELECT website_key FROM website WHERE website_id = ?", (website_id.lower(),)).fetchone()
+    if row is None:
+        raise ConfigError(f"no website with id {website_id}; `footfall site list` shows the ids")
+    return int(row[0])
+
+
+def prune_statement(cutoff: int, website_key: int | None) -> tuple[str, tuple[Any, ...]]:
+    """The DELETE of one chunk of events older than ``cutoff`` (Unix seconds), of one site or all."""
+    site_clause = "" if website_key is None else " AND website_key = ?"
+    params: tuple[Any, ...] = (cutoff,) if website_key is None else (cutoff, website_key)
+    return (f"DELETE FROM website_event WHERE event_key IN (SELECT event_key FROM website_event "
+            f"WHERE created_at < ?{site_clause} ORDER BY event_key LIMIT {PRUNE_CHUNK_ROWS})", params)  # fmt: skip
+
+
+#: Visits left without events, then sessions left without visits (their session_data goes with them).
+ORPHAN_DELETES = (
+    "DELETE FROM visit WHERE NOT EXISTS (SELECT 1 FROM website_event e WHERE e.visit_key = visit.visit_key)",
+    "DELETE FROM session WHERE NOT EXISTS (SELECT 1 FROM visit v WHERE v.session_key = session.session_key)",
+)
+
+
+def prune_chunk(conn: sqlite3.Connection, cutoff: int, website_key: int | None) -> int:
+    """Delete up to PRUNE_CHUNK_ROWS events older than ``cutoff`` (Unix seconds) in one transaction; return how many."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        deleted = conn.execute(*prune_statement(cutoff, website_key)).rowcount
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return deleted
+
+
+def prune_events(db: str, older_than_s: int, website_id: str | None = None, now: float | None = None,
+                 progress: Callable[[int], None] | None = None) -> dict[str, int]:  # fmt: skip
+    """Delete events older than ``older_than_s`` seconds (of one site, or all), in small transactions, then orphans."""
+    cutoff = int((time.time() if now is None else now) - older_than_s)
+    with contextlib.closing(connect(db)) as conn:
+        website_key = _website_key_for(conn, website_id)
+        total = 0
+        while deleted := prune_chunk(conn, cutoff, website_key):
+            total += deleted
+            if progress is not None:
+                progress(deleted)
+        conn.execute("BEGIN IMMEDIATE")
+        visits, sessions = (conn.execute(sql).rowcount for sql in ORPHAN_DELETES)
+        conn.execute("COMMIT")
+    return {"events": total, "visits": visits, "sessions": sessions}
+
+
+def forget_person(db: str, distinct_id: str, website_id: str | None = None) -> dict[str, int]:
+    """Delete everything stored about one distinct id: its sessions, their visits, events and data (privacy requests)."""
+    with contextlib.closing(connect(db)) as conn:
+        website_key = _website_key_for(conn, website_id)
+        site_clause = "" if website_key is None else " AND website_key = ?"
+        params: tuple[Any, ...] = (distinct_id,) if website_key is None else (distinct_id, website_key)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS forget_keys (session_key INTEGER PRIMARY KEY)")
+            conn.execute("DELETE FROM forget_keys")
+            conn.execute(f"INSERT INTO forget_keys SELECT session_key FROM session WHERE distinct_id = ?{site_clause}", params)
+            conn.execute(f"INSERT OR IGNORE INTO forget_keys SELECT session_key FROM session_data "
+                         f"WHERE distinct_id = ?{'' if website_key is None else ' AND session_key IN (SELECT session_key FROM session WHERE website_key = ?)'}",  # noqa: E501
+                         params)  # fmt: skip
+            counts = {
+                "events": conn.execute("DELETE FROM website_event WHERE session_key IN (SELECT session_key FROM forget_keys)").rowcount,  # noqa: E501
+                "visits": conn.execute("DELETE FROM visit WHERE session_key IN (SELECT session_key FROM forget_keys)").rowcount,
+                "session_data": conn.execute("DELETE FROM session_data WHERE session_key IN (SELECT session_key FROM forget_keys)").rowcount,  # noqa: E501
+                "sessions": conn.execute("DELETE FROM session WHERE session_key IN (SELECT session_key FROM forget_keys)").rowcount,
+            }  # fmt: skip
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return counts
+
+
+#: Columns of `footfall export` (the `events` view, without internal keys).
+EXPORT_COLUMNS = (
+    "website_id", "session_id", "visit_id", "created_at", "event_kind", "event_name", "url_path", "url_query",
+    "referrer_domain", "referrer_path", "referrer_query", "self_referral", "page_title", "hostname", "tag",
+    "utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term", "gclid", "fbclid", "msclkid", "ttclid",
+    "li_fat_id", "twclid", "lcp", "inp", "cls", "fcp", "ttfb", "duration", "browser", "os", "device", "screen",
+    "language", "country", "region", "city", "distinct_id",
+)  # fmt: skip
+
+
+def export_events(db: str, out: Any, fmt: str, website_id: str | None = None, since: int | None = None,
+                  until: int | None = None) -> int:  # fmt: skip
+    """Stream events with their session attributes to the text stream ``out`` as CSV or JSON lines; return the count."""
+    import csv
+
+    clauses, params = ["1"], []
+    if website_id is not None:
+        clauses.append("website_id = ?")
+        params.append(website_id.lower())
+    if since is not None:
+        clauses.append("created_unix >= ?")
+        params.append(since)
+    if until is not None:
+        clauses.append("created_unix < ?")
+        params.append(until)
+    sql = f"SELECT {', '.join(EXPORT_COLUMNS)} FROM events WHERE {' AND '.join(clauses)} ORDER BY event_key"
+    count = 0
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        if website_id is not None:
+            _website_key_for(conn, website_id)
+        cursor = conn.execute(sql, params)
+        writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
+        if writer is not None:
+            writer.writerow(EXPORT_COLUMNS)
+        while batch := cursor.fetchmany(EXPORT_BATCH_ROWS):
+            if writer is not None:
+                writer.writerows(batch)
+            else:
+                out.writelines(msgspec.json.encode(dict(zip(EXPORT_COLUMNS, row))).decode() + "\n" for row in batch)
+            count += len(batch)
+    return count
+
+
+def site_stats(db: str, website_id: str | None, period_s: int, now: float | None = None) -> dict[str, Any]:
+    """Headline numbers and top pages of the last ``period_s`` seconds, read from the public views (`footfall stats`)."""
+    now = time.time() if now is None else now
+    since = int(now - period_s)
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        website_key = _website_key_for(conn, website_id)
+        site = "" if website_key is None else " AND w.website_key = ?"
+        params: tuple[Any, ...] = (since,) if website_key is None else (since, website_key)
+        visits_sql = f"""SELECT count(*), count(DISTINCT v.session_key), ifnull(sum(pv), 0),
+                                ifnull(sum(pv = 1 AND ce = 0), 0), ifnull(avg(span), 0)
+                           FROM (SELECT e.visit_key, sum(e.event_type = 1) AS pv, sum(e.event_type = 2) AS ce,
+                                        max(max(e.created_at) - min(e.created_at), ifnull(sum(e.duration), 0) / 1000) AS span
+                                   FROM website_event e JOIN website w ON w.website_key = e.website_key
+                                  WHERE e.created_at >= ?{site} GROUP BY e.visit_key) AS per_visit
+                           JOIN visit v ON v.visit_key = per_visit.visit_key"""
+        visits, visitors, pageviews, bounces, duration = conn.execute(visits_sql, params).fetchone()
+        top_sql = f"""SELECT e.url_path, count(*) FROM website_event e JOIN website w ON w.website_key = e.website_key
+                       WHERE e.created_at >= ?{site} AND e.event_type = 1 GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10"""
+        top = conn.execute(top_sql, params).fetchall()
+    return {
+        "visitors": visitors, "visits": visits, "pageviews": pageviews,
+        "views_per_visit": round(pageviews / visits, 2) if visits else 0.0,
+        "bounce_rate": round(100 * bounces / visits, 1) if visits else 0.0,
+        "avg_visit_s": round(duration or 0),
+        "top_pages": [{"url_path": path, "pageviews": n} for path, n in top],
+    }  # fmt: skip
+
+
+###############################################################################################################################
 # CLI
 ###############################################################################################################################
+
+
+def sd_notify(state: str, environ: Mapping[str, str] = os.environ) -> bool:
+    """Tell systemd our state over $NOTIFY_SOCKET (Type=notify units); False when not run by systemd."""
+    address = environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]  # an abstract socket
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(address)
+            sock.sendall(state.encode())
+    except OSError as exc:
+        log.warning("event=sd-notify-failed error=%r", str(exc))
+        return False
+    return True
 
 
 def _setting_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -2174,8 +2443,20 @@ def serve(**options: Any) -> None:
     if prepared.default_website_id:
         click.echo(f"Created website 'default' with id {prepared.default_website_id}. Paste this into your pages:")
         click.echo(f'  <script defer src="{base}/script.js" data-website-id="{prepared.default_website_id}"></script>')
-    server = uvicorn.Server(uvicorn.Config(create_app(config), host=config.host, port=config.port, access_log=False,
-                                           server_header=False, log_level=config.log_level, lifespan="on"))  # fmt: skip
+    class NotifyingServer(uvicorn.Server):
+        """uvicorn's server, telling systemd when it is listening (READY=1) and when it starts to drain (STOPPING=1)."""
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                sd_notify(f"READY=1\nSTATUS=listening on {base}")
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            sd_notify("STOPPING=1\nSTATUS=committing queued events")
+            await super().shutdown(sockets)
+
+    server = NotifyingServer(uvicorn.Config(create_app(config), host=config.host, port=config.port, access_log=False,
+                                            server_header=False, log_level=config.log_level, lifespan="on"))  # fmt: skip
     # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to the handler that was in place before it started.
     # A drained, committed shutdown is a success, so that handler does nothing and the exit code is 0 (systemd expects it).
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -2263,6 +2544,175 @@ def site_remove(website_id: str, db: str) -> None:
     if not changed:
         raise click.ClickException(f"no active website with id {website_id}; `footfall site list` shows the ids")
     click.echo(f"removed {website_id.lower()}")
+
+
+@site.command("retention")
+@click.argument("website_id")
+@click.argument("days")
+@_db_option
+def site_retention(website_id: str, days: str, db: str) -> None:
+    """Keep a site's events for DAYS days (deleted daily by the running server), or 'off' to keep everything.
+
+    Example: footfall site retention 6f1c0b8e-2f5a-4c1e-9d3b-7a8e9f0a1b2c 400
+    """
+    value = None if days.lower() == "off" else int(days) if days.isdigit() and int(days) > 0 else None
+    if value is None and days.lower() != "off":
+        raise click.ClickException(f"DAYS must be a positive number of days or 'off', not {days!r}")
+    conn = _open_for_cli(db)
+    try:
+        changed = conn.execute("UPDATE website SET retention_days = ? WHERE website_id = ?", (value, website_id.lower())).rowcount
+    finally:
+        conn.close()
+    if not changed:
+        raise click.ClickException(f"no website with id {website_id}; `footfall site list` shows the ids")
+    click.echo(f"{website_id.lower()}: events kept {'forever' if value is None else f'{value} days'}")
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _checked(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run an operation; its ConfigError or database error becomes a one-line CLI error."""
+    try:
+        return fn(*args, **kwargs)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    except sqlite3.Error as exc:
+        raise click.ClickException(f"database error: {exc}") from None
+
+
+@cli.command()
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option("--keep-days", type=click.IntRange(min=1), help="Then delete footfall-*.db backups in DEST older than this.")
+@_db_option
+def backup(dest: Path, keep_days: int | None, db: str) -> None:
+    """Copy the database consistently while footfall keeps running (into DEST, a new file or a directory).
+
+    Example: footfall backup --db /var/lib/footfall/footfall.db --keep-days 14 /var/lib/footfall/backups
+    """
+    if not Path(db).exists():
+        raise click.ClickException(f"no database at {db}; pass --db or set FOOTFALL_DB")
+    if keep_days is not None or str(dest).endswith("/"):
+        dest.mkdir(parents=True, exist_ok=True)
+    with _console().status(f"Backing up {db}…"):
+        target = _checked(backup_database, db, dest)
+    click.echo(f"{target}\t{target.stat().st_size} bytes")
+    if keep_days is not None:
+        for old in expire_backups(target.parent, keep_days):
+            click.echo(f"deleted {old}")
+
+
+@cli.command()
+@_db_option
+def check(db: str) -> None:
+    """Check the database: integrity, schema version, row counts and salt ages; exit 1 if it is damaged.
+
+    Example: footfall check --db footfall.db
+    """
+    if not Path(db).exists():
+        raise click.ClickException(f"no database at {db}; pass --db or set FOOTFALL_DB")
+    report = _checked(check_database, db)
+    click.echo(f"integrity: {report['integrity']}")
+    click.echo(f"schema version: {report['schema_version']} (this footfall: {SCHEMA_VERSION})")
+    for table, count in report["rows"].items():
+        click.echo(f"rows {table}: {count}")
+    for salt in report["salts"]:
+        click.echo(f"salt {salt['period']}: {salt['age_days']} days old")
+    if report["integrity"] != "ok":
+        raise click.ClickException("the database is damaged; restore a backup (see README, Backups)")
+
+
+@cli.command()
+@click.option("--older-than", "older_than", required=True, help="Age of events to delete, e.g. 400d, 12w, 36h.")
+@click.option("--site", "website_id", help="Only this website's events.")
+@_db_option
+def prune(older_than: str, website_id: str | None, db: str) -> None:
+    """Delete events older than an age, in small transactions so a running footfall never stalls.
+
+    Example: footfall prune --older-than 400d --site 6f1c0b8e-2f5a-4c1e-9d3b-7a8e9f0a1b2c
+    """
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    seconds = _checked(parse_age, older_than)
+    with Progress(SpinnerColumn(), TextColumn("{task.description} {task.completed} events"), console=_console()) as bar:
+        task = bar.add_task("Deleting", total=None)
+        counts = _checked(prune_events, db, seconds, website_id, progress=lambda n: bar.advance(task, n))
+    click.echo(f"deleted {counts['events']} events, {counts['visits']} visits, {counts['sessions']} sessions")
+
+
+@cli.command()
+@click.option("--distinct-id", required=True, help="The id the site passed to umami.identify() / payload.id.")
+@click.option("--site", "website_id", help="Only on this website.")
+@_db_option
+def forget(distinct_id: str, website_id: str | None, db: str) -> None:
+    """Delete a person's sessions, visits, events and data (for privacy requests).
+
+    Example: footfall forget --distinct-id user-42
+    """
+    counts = _checked(forget_person, db, distinct_id, website_id)
+    click.echo(", ".join(f"deleted {n} {what}" for what, n in counts.items()))
+
+
+def _unix(value: dt.datetime | None) -> int | None:
+    return None if value is None else int(value.replace(tzinfo=value.tzinfo or dt.timezone.utc).timestamp())
+
+
+@cli.command()
+@click.option("--site", "website_id", help="Only this website's events.")
+@click.option("--since", type=click.DateTime(), help="From this UTC date or time (e.g. 2026-01-01), inclusive.")
+@click.option("--until", type=click.DateTime(), help="Before this UTC date or time, exclusive.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
+@click.option("-o", "--output", type=click.File("w", encoding="utf-8", lazy=True), default="-", help="File (default stdout).")
+@_db_option
+def export(website_id: str | None, since: dt.datetime | None, until: dt.datetime | None, fmt: str, output: Any,
+           db: str) -> None:  # fmt: skip
+    """Write events with their session attributes as CSV or JSON lines, streamed in constant memory.
+
+    Example: footfall export --since 2026-01-01 --format jsonl -o events.jsonl
+    """
+    if not Path(db).exists():
+        raise click.ClickException(f"no database at {db}; pass --db or set FOOTFALL_DB")
+    count = _checked(export_events, db, output, fmt, website_id, _unix(since), _unix(until))
+    click.echo(f"exported {count} events", err=True)
+
+
+@cli.command()
+@click.option("--site", "website_id", help="Only this website (default: all).")
+@click.option("--period", default="7d", show_default=True, help="How far back, e.g. 24h, 7d, 4w.")
+@_db_option
+def stats(website_id: str | None, period: str, db: str) -> None:
+    """Print the headline numbers and top pages of a period.
+
+    Example: footfall stats --period 30d
+    """
+    if not Path(db).exists():
+        raise click.ClickException(f"no database at {db}; pass --db or set FOOTFALL_DB")
+    numbers = _checked(site_stats, db, website_id, _checked(parse_age, period))
+    click.echo(f"last {period}: {numbers['visitors']} visitors, {numbers['visits']} visits, {numbers['pageviews']} pageviews")
+    click.echo(f"views per visit {numbers['views_per_visit']}, bounce rate {numbers['bounce_rate']}%, "
+               f"average visit {numbers['avg_visit_s']} s")  # fmt: skip
+    for page in numbers["top_pages"]:
+        click.echo(f"{page['pageviews']:>8}  {page['url_path'] or '/'}")
+
+
+@cli.command("install-service")
+@click.option("--unit-dir", type=click.Path(file_okay=False, path_type=Path), default="/etc/systemd/system",
+              show_default=True, help="Where to write the units.")  # fmt: skip
+def install_service(unit_dir: Path) -> None:
+    """Write footfall's systemd units, pointing at this footfall, and say how to start them (run it with sudo).
+
+    Example: sudo footfall install-service
+    """
+    executable = shutil.which("footfall") or str(Path(sys.executable).with_name("footfall"))
+    unit_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("footfall.service", "footfall-backup.service", "footfall-backup.timer"):
+        text = asset_path(name).read_text(encoding="utf-8").replace("/usr/local/bin/footfall", executable)
+        (unit_dir / name).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {unit_dir / name}")
+    click.echo("now: systemctl daemon-reload && systemctl enable --now footfall.service footfall-backup.timer")
 
 
 @cli.command("build-geo-cache", hidden=True)

@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS website (
     name        TEXT    NOT NULL CHECK (length(name) BETWEEN 1 AND 100), -- display name
     domain      TEXT             CHECK (length(domain) <= 100),          -- the site's main domain, if given
     created_at  INTEGER NOT NULL,                  -- Unix seconds
-    deleted_at  INTEGER                            -- Unix seconds of soft deletion; NULL while active
+    deleted_at  INTEGER,                           -- Unix seconds of soft deletion; NULL while active
+    retention_days INTEGER CHECK (retention_days > 0) -- events older than this many days are deleted daily; NULL: kept
 );
 
 -----------------------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,236 @@
+"""Operating commands against real databases: backup, check, prune and retention, forget, export, stats, install-service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import os
+import sqlite3
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+import collector
+from conftest import CHROME, FIREFOX, Clock, LiveServer, add_website, hit, open_client, rows
+
+NOW = time.time()
+DAY = 86400
+
+
+def populate(db_path: Path, hits: list[tuple[str, float, dict[str, Any], str]], now: float = NOW) -> dict[str, str]:
+    """Send (website, time, payload, user agent) hits through the real app with its clock at ``now``; return site ids."""
+    collector.prepare_database(str(db_path), now=now)
+    sites = {name: add_website(db_path, name) for name in sorted({h[0] for h in hits})}
+
+    async def send() -> None:
+        app = collector.create_app(collector.Config(db=str(db_path), embedded_geo=False), Clock(now))
+        async with open_client(app) as client:
+            for site, at, payload, agent in hits:
+                body = hit(sites[site], timestamp=int(at), **payload)
+                response = await client.post("/api/send", json=body, headers={"User-Agent": agent})
+                assert response.status_code == 200, response.text
+
+    asyncio.run(send())
+    return sites
+
+
+def run(*args: str) -> Any:
+    result = CliRunner().invoke(collector.cli, list(args))
+    return result
+
+
+# A known month: S1 has visit A (2 pageviews, 60 s apart) and visit B (1 pageview, a bounce); S2 has visit C
+# (a pageview and a custom event 10 s later); old events 500 days back on both sites; a person who identified as user-42.
+KNOWN = [
+    ("blog", NOW - 3600, {"url": "/a"}, FIREFOX),
+    ("blog", NOW - 3540, {"url": "/b"}, FIREFOX),
+    ("blog", NOW - 600, {"url": "/a"}, FIREFOX),
+    ("blog", NOW - 500, {"url": "/c"}, CHROME),
+    ("blog", NOW - 490, {"url": "/c", "name": "signup"}, CHROME),
+    ("blog", NOW - 500 * DAY, {"url": "/ancient"}, FIREFOX),
+    ("shop", NOW - 500 * DAY, {"url": "/old-shop"}, FIREFOX),
+    ("shop", NOW - 100, {"url": "/cart", "id": "user-42", "name": "buy", "data": {"sku": "x"}}, CHROME),
+    ("shop", NOW - 50, {"url": "/cart", "id": "someone-else"}, CHROME),
+]
+
+
+def test_stats_match_a_known_month(db_path: Path) -> None:
+    """`footfall stats` gives visitors, visits, pageviews, views per visit, bounce rate, visit length and top pages."""
+    sites = populate(db_path, KNOWN)
+    numbers = collector.site_stats(str(db_path), sites["blog"], 30 * DAY, now=NOW)
+    assert numbers == {"visitors": 2, "visits": 3, "pageviews": 4, "views_per_visit": 1.33, "bounce_rate": 33.3,
+                       "avg_visit_s": 23, "top_pages": [{"url_path": "/a", "pageviews": 2},
+                                                        {"url_path": "/b", "pageviews": 1},
+                                                        {"url_path": "/c", "pageviews": 1}]}  # fmt: skip
+    result = run("stats", "--site", sites["blog"], "--period", "30d", "--db", str(db_path))
+    assert result.exit_code == 0, result.output
+    assert "2 visitors, 3 visits, 4 pageviews" in result.output and "bounce rate 33.3%" in result.output
+    assert run("stats", "--period", "soon", "--db", str(db_path)).exit_code == 1
+
+
+def test_prune_deletes_old_events_in_chunks(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """prune --older-than deletes old events (of one site with --site), then visits and sessions left empty."""
+    sites = populate(db_path, KNOWN)
+    monkeypatch.setattr(collector, "PRUNE_CHUNK_ROWS", 1)  # several transactions even on this small database
+    result = run("prune", "--older-than", "400d", "--site", sites["shop"], "--db", str(db_path))
+    assert result.exit_code == 0, result.output
+    assert "deleted 1 events" in result.output
+    assert rows(db_path, "SELECT url_path FROM events WHERE created_unix < ? ORDER BY 1", (NOW - 400 * DAY,)) == [("/ancient",)]
+    assert run("prune", "--older-than", "400d", "--db", str(db_path)).exit_code == 0
+    assert rows(db_path, "SELECT count(*) FROM events WHERE created_unix < ?", (NOW - 400 * DAY,)) == [(0,)]
+    assert rows(db_path, "SELECT count(*) FROM visit v WHERE NOT EXISTS (SELECT 1 FROM website_event e "
+                         "WHERE e.visit_key = v.visit_key)") == [(0,)]  # fmt: skip
+    assert rows(db_path, "SELECT count(*) FROM website_event") == [(7,)]
+    assert run("prune", "--older-than", "0d", "--db", str(db_path)).exit_code == 1
+
+
+@pytest.mark.anyio
+async def test_site_retention_is_applied_by_the_server(db_path: Path) -> None:
+    """`footfall site retention ID DAYS` makes the running server delete that site's older events; other sites keep theirs."""
+    sites = await asyncio.to_thread(populate, db_path, KNOWN)
+    result = await asyncio.to_thread(run, "site", "retention", sites["blog"], "30", "--db", str(db_path))
+    assert result.exit_code == 0, result.output
+    app = collector.create_app(collector.Config(db=str(db_path), embedded_geo=False), Clock(NOW))
+    async with open_client(app) as client:
+        deleted = await client.app.state.runtime.apply_retention(NOW)
+    assert deleted == 1
+    assert rows(db_path, "SELECT url_path FROM events WHERE created_unix < ? ORDER BY 1", (NOW - 30 * DAY,)) == [("/old-shop",)]
+    assert (await asyncio.to_thread(run, "site", "retention", sites["blog"], "off", "--db", str(db_path))).exit_code == 0
+    assert rows(db_path, "SELECT retention_days FROM website WHERE website_id = ?", (sites["blog"],)) == [(None,)]
+    assert (await asyncio.to_thread(run, "site", "retention", sites["blog"], "soon", "--db", str(db_path))).exit_code == 1
+
+
+def test_forget_deletes_one_person(db_path: Path) -> None:
+    """forget --distinct-id removes that person's sessions, visits, events and data, and nobody else's."""
+    populate(db_path, KNOWN)
+    result = run("forget", "--distinct-id", "user-42", "--db", str(db_path))
+    assert result.exit_code == 0, result.output
+    assert "deleted 1 events" in result.output and "deleted 1 sessions" in result.output
+    assert rows(db_path, "SELECT count(*) FROM sessions WHERE distinct_id = 'user-42'") == [(0,)]
+    assert rows(db_path, "SELECT count(*) FROM event_data") == [(0,)]
+    assert rows(db_path, "SELECT count(*) FROM sessions WHERE distinct_id = 'someone-else'") == [(1,)]
+    assert rows(db_path, "SELECT count(*) FROM website_event") == [(8,)]
+
+
+def test_export_csv_and_jsonl_with_filters(db_path: Path, tmp_path: Path) -> None:
+    """export writes every event with its session attributes; --site, --since and --until filter; formats parse back."""
+    sites = populate(db_path, KNOWN)
+    out = tmp_path / "all.csv"
+    result = run("export", "--format", "csv", "-o", str(out), "--db", str(db_path))
+    assert result.exit_code == 0, result.output
+    lines = out.read_text().splitlines()
+    assert lines[0].split(",") == list(collector.EXPORT_COLUMNS) and len(lines) == 1 + len(KNOWN)
+    since = time.strftime("%Y-%m-%d", time.gmtime(NOW - 2 * DAY))
+    jsonl = tmp_path / "shop.jsonl"
+    result = run("export", "--site", sites["shop"], "--since", since, "--format", "jsonl", "-o", str(jsonl), "--db", str(db_path))
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [(r["url_path"], r["distinct_id"], r["browser"]) for r in records] == [
+        ("/cart", "user-42", "Chrome"), ("/cart", "someone-else", "Chrome")]
+    assert all(r["website_id"] == sites["shop"] for r in records)
+    assert run("export", "--site", "b59e9c65-ae32-47f1-8400-119fcf4861c4", "--db", str(db_path)).exit_code == 1
+
+
+def test_export_streams_in_constant_memory(db_path: Path, tmp_path: Path) -> None:
+    """Exporting 30,000 events holds a few MB at most: rows are streamed, not collected."""
+    populate(db_path, [("blog", NOW - 10, {"url": "/seed"}, FIREFOX)])
+    with contextlib.closing(collector.connect(str(db_path))) as conn:
+        conn.execute("INSERT INTO website_event (website_key, session_key, visit_key, created_at, event_type, url_path, "
+                     "page_title) SELECT e.website_key, e.session_key, e.visit_key, e.created_at, 1, '/bulk/' || n.value, "
+                     "'a title that makes each row a little longer than a bare path' FROM website_event e, "
+                     "generate_series(1, 30000) n" if sqlite3.sqlite_version_info >= (3, 45) else
+                     "WITH RECURSIVE n(value) AS (SELECT 1 UNION ALL SELECT value + 1 FROM n WHERE value < 30000) "
+                     "INSERT INTO website_event (website_key, session_key, visit_key, created_at, event_type, url_path, "
+                     "page_title) SELECT e.website_key, e.session_key, e.visit_key, e.created_at, 1, '/bulk/' || n.value, "
+                     "'a title that makes each row a little longer than a bare path' FROM website_event e, n")  # fmt: skip
+    with open(tmp_path / "big.jsonl", "w", encoding="utf-8") as out:
+        tracemalloc.start()
+        count = collector.export_events(str(db_path), out, "jsonl")
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert count == 30001
+    assert peak < 4 * 1024 * 1024, peak
+
+
+@pytest.mark.slow
+def test_backup_while_footfall_writes(db_path: Path, tmp_path: Path) -> None:
+    """backup makes a consistent, complete copy while a live footfall takes events; --keep-days expires old copies."""
+    server = LiveServer(db_path)
+    website = rows(db_path, "SELECT website_id FROM website")[0][0]
+    stop = threading.Event()
+    sent = [0]
+
+    def keep_sending() -> None:
+        with httpx.Client(base_url=server.url, headers={"User-Agent": FIREFOX}) as http:
+            while not stop.is_set():
+                body = {"type": "event", "payload": {"website": website, "url": f"/w{sent[0]}"}}
+                if http.post("/api/send", json=body).status_code == 200:
+                    sent[0] += 1
+
+    writer = threading.Thread(target=keep_sending)
+    writer.start()
+    try:
+        while sent[0] < 50:
+            time.sleep(0.05)
+        folder = tmp_path / "backups"
+        folder.mkdir()
+        old = folder / "footfall-20000101T000000Z.db"
+        old.write_bytes(b"old")
+        os.utime(old, (NOW - 30 * DAY, NOW - 30 * DAY))
+        result = run("backup", "--keep-days", "14", "--db", str(db_path), str(folder))
+        assert result.exit_code == 0, result.output
+        assert f"deleted {old}" in result.output and not old.exists()
+    finally:
+        stop.set()
+        writer.join()
+        assert server.stop() == 0
+    (copy,) = folder.glob("footfall-*.db")
+    assert rows(copy, "PRAGMA integrity_check") == [("ok",)]
+    copied = rows(copy, "SELECT count(*) FROM website_event")[0][0]
+    assert 50 <= copied <= sent[0]
+    assert rows(db_path, "SELECT count(*) FROM website_event") == [(sent[0],)]
+    assert run("backup", "--db", str(db_path), str(copy)).exit_code == 1  # never overwrites
+
+
+def test_check_reports_and_detects_damage(db_path: Path, tmp_path: Path) -> None:
+    """check prints integrity, version, row counts and salt ages; a damaged file exits 1 with a pointer to backups."""
+    populate(db_path, KNOWN)
+    result = run("check", "--db", str(db_path))
+    assert result.exit_code == 0, result.output
+    assert "integrity: ok" in result.output and f"schema version: {collector.SCHEMA_VERSION}" in result.output
+    assert "rows website_event: 9" in result.output and "salt month:" in result.output
+    damaged = tmp_path / "damaged.db"
+    data = bytearray(db_path.read_bytes())
+    page = 4096
+    data[2 * page : 4 * page] = b"\xff" * (2 * page)
+    damaged.write_bytes(bytes(data))
+    broken = run("check", "--db", str(damaged))
+    assert broken.exit_code == 1 and "Traceback" not in broken.output
+    assert run("check", "--db", str(tmp_path / "missing.db")).exit_code == 1
+
+
+def test_install_service_writes_units(tmp_path: Path) -> None:
+    """install-service writes the three units with ExecStart pointing at this footfall."""
+    result = run("install-service", "--unit-dir", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    for name in ("footfall.service", "footfall-backup.service", "footfall-backup.timer"):
+        assert (tmp_path / name).exists()
+    service = (tmp_path / "footfall.service").read_text()
+    assert "ExecStart=/usr/local/bin/footfall" not in service and "footfall serve" in service
+
+
+def test_ages() -> None:
+    """Ages are whole hours, days or weeks."""
+    assert collector.parse_age("400d") == 400 * DAY and collector.parse_age("2w") == 14 * DAY
+    assert collector.parse_age("36h") == 36 * 3600
+    for bad in ("", "5", "5y", "-3d", "0d"):
+        with pytest.raises(collector.ConfigError):
+            collector.parse_age(bad)
