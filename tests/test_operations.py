@@ -234,3 +234,64 @@ def test_ages() -> None:
     for bad in ("", "5", "5y", "-3d", "0d"):
         with pytest.raises(collector.ConfigError):
             collector.parse_age(bad)
+
+
+UMAMI_SESSION = """session_id,website_id,browser,os,device,screen,language,country,region,city,distinct_id,created_at
+0f5a0f0e-2f7d-5b1c-9a51-3d7c1b6e9a01,67fdaff4-97d0-4e97-b367-29bd0e201c2d,chrome,Mac OS,laptop,1440x900,en-US,NZ,NZ-AUK,Auckland,,2026-05-14 10:00:00.123+00
+"""
+UMAMI_EVENTS = """event_id,website_id,session_id,visit_id,created_at,url_path,url_query,utm_source,utm_medium,utm_campaign,utm_content,utm_term,referrer_path,referrer_query,referrer_domain,page_title,gclid,fbclid,msclkid,ttclid,li_fat_id,twclid,event_type,event_name,tag,hostname,lcp,inp,fcp,ttfb,cls
+5d7bfa2e-0c1b-4a53-9a2d-1f2b3c4d5e01,67fdaff4-97d0-4e97-b367-29bd0e201c2d,0f5a0f0e-2f7d-5b1c-9a51-3d7c1b6e9a01,7a1b2c3d-4e5f-5061-8273-948596a7b8c9,2026-05-14 10:00:00.123+00,/pricing,plan=pro,news,email,,,,/,q=1,google.com,Pricing,,,,,,,1,,,example.com,,,,,
+5d7bfa2e-0c1b-4a53-9a2d-1f2b3c4d5e02,67fdaff4-97d0-4e97-b367-29bd0e201c2d,0f5a0f0e-2f7d-5b1c-9a51-3d7c1b6e9a01,7a1b2c3d-4e5f-5061-8273-948596a7b8c9,2026-05-14 10:01:30+00,/pricing,,,,,,,,,,Pricing,,,,,,,2,signup,,example.com,,,,,
+5d7bfa2e-0c1b-4a53-9a2d-1f2b3c4d5e03,67fdaff4-97d0-4e97-b367-29bd0e201c2d,0f5a0f0e-2f7d-5b1c-9a51-3d7c1b6e9a01,7a1b2c3d-4e5f-5061-8273-948596a7b8c9,2026-05-14 10:02:00+00,/go,,,,,,,,,,,,,,,,,3,,,example.com,,,,,
+"""
+UMAMI_EVENT_DATA = """event_data_id,website_id,website_event_id,data_key,string_value,number_value,date_value,data_type,created_at
+9e8d7c6b-5a49-4382-9170-6f5e4d3c2b01,67fdaff4-97d0-4e97-b367-29bd0e201c2d,5d7bfa2e-0c1b-4a53-9a2d-1f2b3c4d5e02,seats,3.0000,3.0000,,2,2026-05-14 10:01:30+00
+"""
+UMAMI_SESSION_DATA = """session_data_id,website_id,session_id,data_key,string_value,number_value,date_value,data_type,distinct_id,created_at
+1e8d7c6b-5a49-4382-9170-6f5e4d3c2b01,67fdaff4-97d0-4e97-b367-29bd0e201c2d,0f5a0f0e-2f7d-5b1c-9a51-3d7c1b6e9a01,plan,pro,,,1,u-1,2026-05-14 10:01:00+00
+"""
+
+
+def test_import_umami_csv(db_path: Path, tmp_path: Path) -> None:
+    """Umami's tables as psql writes them (header row, any file order) load with their ids, times, data and sessions."""
+    files = []
+    for name, text in (("event_data", UMAMI_EVENT_DATA), ("website_event", UMAMI_EVENTS), ("session", UMAMI_SESSION),
+                       ("session_data", UMAMI_SESSION_DATA)):  # fmt: skip
+        files.append(tmp_path / f"{name}.csv")
+        files[-1].write_text(text)
+    result = run("import", "umami", *map(str, files), "--db", str(db_path))
+    assert result.exit_code == 0, result.output
+    assert "2 events" in result.output and "1 skipped link and pixel events" in result.output
+    assert rows(db_path, "SELECT website_id, session_id, visit_id, created_at, url_path, url_query, utm_source, "
+                         "referrer_domain, event_name, browser, country, city FROM events ORDER BY event_key") == [
+        ("67fdaff4-97d0-4e97-b367-29bd0e201c2d", "0f5a0f0e-2f7d-5b1c-9a51-3d7c1b6e9a01",
+         "7a1b2c3d-4e5f-5061-8273-948596a7b8c9", "2026-05-14T10:00:00Z", "/pricing", "plan=pro", "news", "google.com",
+         None, "chrome", "NZ", "Auckland"),
+        ("67fdaff4-97d0-4e97-b367-29bd0e201c2d", "0f5a0f0e-2f7d-5b1c-9a51-3d7c1b6e9a01",
+         "7a1b2c3d-4e5f-5061-8273-948596a7b8c9", "2026-05-14T10:01:30Z", "/pricing", None, None, None, "signup", "chrome",
+         "NZ", "Auckland")]  # fmt: skip
+    assert rows(db_path, "SELECT event_name, data_key, number_value FROM custom_events") == [("signup", "seats", 3.0)]
+    assert rows(db_path, "SELECT data_key, string_value, distinct_id FROM session_data") == [("plan", "pro", "u-1")]
+    assert rows(db_path, "SELECT name FROM website WHERE website_id = '67fdaff4-97d0-4e97-b367-29bd0e201c2d'") == [
+        ("umami 67fdaff4",)]
+    bad = tmp_path / "other.csv"
+    bad.write_text("a,b\n1,2\n")
+    assert run("import", "umami", str(bad), "--db", str(db_path)).exit_code == 1
+
+
+def test_umami_csv_round_trip(db_path: Path, tmp_path: Path) -> None:
+    """export --format umami-csv writes Umami's tables; importing them into a fresh database gives the same events."""
+    populate(db_path, KNOWN)
+    folder = tmp_path / "umami"
+    result = run("export", "--format", "umami-csv", "-o", str(folder), "--db", str(db_path))
+    assert result.exit_code == 0, result.output
+    header = (folder / "website_event.csv").read_text().splitlines()[0]
+    assert header.split(",") == list(collector.UMAMI_COLUMNS["website_event"])
+    fresh = tmp_path / "fresh.db"
+    files = [str(folder / f"{t}.csv") for t in ("website_event", "session", "event_data", "session_data")]
+    assert run("import", "umami", *files, "--db", str(fresh)).exit_code == 0
+    columns = ", ".join(c for c in collector.EXPORT_COLUMNS if c not in ("self_referral", "duration"))
+    assert rows(fresh, f"SELECT {columns} FROM events ORDER BY created_unix, url_path") == rows(
+        db_path, f"SELECT {columns} FROM events ORDER BY created_unix, url_path")
+    assert rows(fresh, "SELECT data_key, string_value FROM custom_events WHERE data_key IS NOT NULL") == [("sku", "x")]
+    assert run("export", "--format", "umami-csv", "--db", str(db_path)).exit_code == 1  # needs -o FOLDER
