@@ -2941,7 +2941,7 @@ def stats(website_id: str | None, period: str, db: str) -> None:
 
 @cli.command("install-service")
 @click.option("--unit-dir", type=click.Path(file_okay=False, path_type=Path), default="/etc/systemd/system",
-              show_default=True, help="Where to write the units.")  # fmt: skip
+              show_default=True, envvar="FOOTFALL_UNIT_DIR", help="Where to write the units [env FOOTFALL_UNIT_DIR].")
 def install_service(unit_dir: Path) -> None:
     """Write footfall's systemd units, pointing at this footfall, and say how to start them (run it with sudo).
 

@@ -50,3 +50,49 @@ def test_readme_sql_examples_run(tmp_path: Path) -> None:
                 body = "\n".join(line for line in statement.splitlines() if not line.startswith("--")).strip()
                 if body:
                     conn.execute(body).fetchall()
+
+
+def shell_blocks() -> list[str]:
+    """The README's shell examples after the two set-up commands, in order."""
+    return re.findall(r"```sh\n(.*?)\n```", README, flags=re.DOTALL)[2:]
+
+
+def test_readme_shell_examples_run(tmp_path: Path) -> None:
+    """Every shell example in the README runs, in order, against a live footfall (docs that can't rot).
+
+    Stand-ins keep the machine untouched: `sudo` runs its command as is, `systemctl` and `pipx` only record their
+    arguments, install-service writes into a temporary folder, and 127.0.0.1:8000 / WEBSITE-ID become the live server's.
+    """
+    import os
+    import subprocess
+    import sys
+
+    from conftest import LiveServer, rows
+
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    (stubs / "sudo").write_text('#!/bin/sh\nwhile [ "${1#*=}" != "$1" ]; do export "$1"; shift; done\nexec "$@"\n')
+    for name in ("systemctl", "pipx"):
+        (stubs / name).write_text(f'#!/bin/sh\necho "{name} $*" >> "{tmp_path}/calls.log"\n')
+    for stub in stubs.iterdir():
+        stub.chmod(0o755)
+    db = tmp_path / "footfall.db"
+    server = LiveServer(db)
+    try:
+        website = rows(db, "SELECT website_id FROM website")[0][0]
+        env = {**os.environ, "PATH": f"{stubs}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+               "FOOTFALL_UNIT_DIR": str(tmp_path / "units")}  # fmt: skip
+        for block in shell_blocks():
+            script = block.replace("http://127.0.0.1:8000", server.url).replace("WEBSITE-ID", website)
+            result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
+                                    capture_output=True, text=True, timeout=120)  # fmt: skip
+            assert result.returncode == 0, f"{block}\n{result.stdout}\n{result.stderr}"
+    finally:
+        assert server.stop() == 0
+    calls = (tmp_path / "calls.log").read_text()
+    assert "pipx install ." in calls and "systemctl enable --now footfall.service footfall-backup.timer" in calls
+    assert sorted(p.name for p in (tmp_path / "units").iterdir()) == [
+        "footfall-backup.service", "footfall-backup.timer", "footfall.service"]
+    assert list((tmp_path / "backups").glob("footfall-*.db"))
+    assert (tmp_path / "events.jsonl").read_text().count("/hello") == 1
+    assert rows(tmp_path / "imported.db", "SELECT count(*) FROM events") == [(1,)]
