@@ -131,6 +131,8 @@ RETENTION_INTERVAL_SECONDS = 24 * 3600
 #: Seconds a client is asked to wait (Retry-After) when footfall is overloaded or the database is unavailable.
 RETRY_AFTER_SECONDS = 1
 
+#: Size the WAL file is truncated back to once checkpointed, in bytes (it grows past it only while a reader holds it).
+WAL_SIZE_LIMIT_BYTES = 32 * 1024 * 1024
 #: Current schema version, kept in ``PRAGMA user_version``.
 SCHEMA_VERSION = 1
 
@@ -1415,6 +1417,8 @@ def _connect_pragmas(busy_timeout_ms: int) -> str:
         "PRAGMA synchronous=NORMAL",  # durable across a process crash (kill -9); WAL makes it safe from corruption
         f"PRAGMA busy_timeout={int(busy_timeout_ms)}",  # wait this long for a lock another program holds
         "PRAGMA foreign_keys=ON",  # keys between events, sessions and visits stay consistent
+        # After a long reader (someone's sqlite3 shell) held checkpoints back, shrink the WAL file back to this size.
+        f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}",
     ))  # fmt: skip
 
 
