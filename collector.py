@@ -375,8 +375,8 @@ class Hit(NamedTuple):
     hostname: str | None
     screen: str | None
     language: str | None
-    url: str | None
-    referrer: str | None
+    url: ParsedUrl | None
+    referrer: ParsedUrl | None
     title: str | None
     tag: str | None
     distinct_id: str | None
@@ -589,24 +589,36 @@ def decode_batch(body: bytes, max_items: int) -> list[msgspec.Raw]:
     return items
 
 
-def _check_url(value: str | None, field: str) -> str | None:
-    """Refuse what ``new URL(value, base)`` would refuse (Umami answers "Invalid URL."), naming the field."""
-    if value is None:
+class ParsedUrl(NamedTuple):
+    """A URL split once at validation: host (None when relative), path ('/'-rooted), raw query and fragment."""
+
+    host: str | None
+    path: str
+    query: str
+    fragment: str
+
+
+def parse_url(value: str | None, field: str) -> ParsedUrl | None:
+    """Split a URL as ``new URL(value, base)`` would, refusing what it refuses (Umami: "Invalid URL."), naming the field."""
+    if not value:
         return None
-    cleaned = value.strip(_URL_STRIP_CHARS).translate(_URL_DROP)
+    cleaned = value.strip(_URL_STRIP_CHARS)
+    if "\t" in cleaned or "\n" in cleaned or "\r" in cleaned:
+        cleaned = cleaned.translate(_URL_DROP)
     try:
         parts = urlsplit(cleaned)
-        port = parts.port  # raises ValueError for a port that is not a number in 0-65535
-        del port
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0-65535
         host = parts.hostname
-        scheme = parts.scheme.lower()
-        if scheme in _SPECIAL_SCHEMES and not host:
+        if parts.scheme.lower() in _SPECIAL_SCHEMES and not host:
             raise ValueError("missing host")
         if host and (_FORBIDDEN_HOST_CHARS & set(host)):
             raise ValueError("bad host")
     except ValueError:
         raise bad_request(f"Invalid URL in payload.{field}: {value[:100]!r}") from None
-    return cleaned
+    path = parts.path
+    if not parts.scheme and not parts.netloc and not path.startswith("/"):
+        path = "/" + path  # relative to the base's root
+    return ParsedUrl(host if parts.netloc else None, path, parts.query, parts.fragment)
 
 
 def _parse_timestamp(raw: int | float | str | None, now: float) -> int:
@@ -703,8 +715,8 @@ def validate_payload(request: SendRequest, now: float) -> Hit:
         raise bad_request("payload.website is required")
     if not _UUID_RE.fullmatch(p.website):
         raise bad_request("payload.website must be a UUID")
-    url = _check_url(p.url, "url")
-    referrer = _check_url(p.referrer, "referrer")
+    url = parse_url(p.url, "url")
+    referrer = parse_url(p.referrer, "referrer")
     return Hit(
         kind=request.type,
         website_id=p.website.lower(),
@@ -835,16 +847,6 @@ def _strip_www(host: str | None) -> str | None:
     return host
 
 
-def _split(url: str, base_host: str) -> tuple[str | None, str, str, str]:
-    """(host, path, query, fragment) of ``url`` resolved against ``https://base_host`` as ``new URL()`` would."""
-    parts = urlsplit(url)
-    host = parts.hostname if parts.netloc else base_host
-    path = parts.path
-    if not parts.scheme and not parts.netloc and not path.startswith("/"):
-        path = "/" + path
-    return host, path, parts.query, parts.fragment
-
-
 _TRAILING_SLASH_RE = re.compile(r"/(?=(#.*)?$)")
 
 
@@ -871,7 +873,8 @@ def enrich(hit: Hit, website_key: int, agent: Agent, session_id: str, location: 
         return session, None
     base_host = hit.hostname or "localhost"
     # Like Umami's new URL(url, base): with no url (e.g. @umami/node) the host is the base, localhost when none is sent.
-    host, path, query, fragment = _split(hit.url, base_host) if hit.url else (base_host, "", "", "")
+    host, path, query, fragment = hit.url if hit.url else (base_host, "", "", "")
+    host = host or base_host
     title = hit.title
     if title and "%" in title:
         with contextlib.suppress(UnicodeDecodeError):
@@ -885,14 +888,16 @@ def enrich(hit: Hit, website_key: int, agent: Agent, session_id: str, location: 
     if remove_trailing_slash:
         url_path = _TRAILING_SLASH_RE.sub("", url_path, count=1)
     hostname = _clip(hit.hostname or _strip_www(host), MAX_HOSTNAME_CHARS)
-    params: dict[str, str] = {}
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        params.setdefault(key, value)  # URLSearchParams.get() returns the first
-    campaign = [_clip(params.get(name), MAX_CAMPAIGN_CHARS) for name in _CAMPAIGN_PARAMS]
+    campaign: list[str | None] = [None] * len(_CAMPAIGN_PARAMS)
+    if query:
+        params: dict[str, str] = {}
+        for key, value in parse_qsl(query, keep_blank_values=True):
+            params.setdefault(key, value)  # URLSearchParams.get() returns the first
+        campaign = [_clip(params.get(name), MAX_CAMPAIGN_CHARS) for name in _CAMPAIGN_PARAMS]
     ref_path = ref_query = ref_domain = None
     if hit.referrer:
-        r_host, r_path, r_query, _ = _split(hit.referrer, base_host)
-        ref_domain, ref_path, ref_query = _strip_www(r_host), _decode_uri(r_path), r_query
+        r_host, r_path, r_query, _ = hit.referrer
+        ref_domain, ref_path, ref_query = _strip_www(r_host or base_host), _decode_uri(r_path), r_query
     # A referrer on the event's own site is stored but marked, so reports don't count the site as its own source.
     self_referral = int(bool(ref_domain) and ref_domain == _strip_www(hostname))
     event = EventRow(
@@ -1217,6 +1222,30 @@ def load_embedded_geo() -> EmbeddedGeo | None:
         return None
 
 
+class Origin:
+    """The sender of one HTTP request. The items of a batch share it, so its client and location are worked out once."""
+
+    __slots__ = ("peer", "headers", "_clients", "_locations")
+
+    def __init__(self, peer: str, headers: Mapping[str, str]) -> None:
+        self.peer = peer
+        self.headers = headers
+        self._clients: dict[str | None, Client] = {}
+        self._locations: dict[IPAddress | None, Location] = {}
+
+    def client(self, payload_ip: str | None, policy: ClientPolicy) -> Client:
+        found = self._clients.get(payload_ip)
+        if found is None:
+            found = self._clients[payload_ip] = resolve_client(self.peer, self.headers, payload_ip, policy)
+        return found
+
+    def location(self, client: Client, geo: Sequence[MaxMindGeo | EmbeddedGeo]) -> Location:
+        found = self._locations.get(client.address)
+        if found is None:
+            found = self._locations[client.address] = locate(client, self.headers, geo)
+        return found
+
+
 def locate(client: Client, headers: Mapping[str, str], geo: Sequence[MaxMindGeo | EmbeddedGeo]) -> Location:
     """The client's location: trusted CDN headers, else each geo database in turn; nothing for local addresses."""
     if client.trusted_peer and not client.from_payload:
@@ -1284,13 +1313,18 @@ class SaltBook:
     def __init__(self, rotation: str, salts: Mapping[str, tuple[str, int, int]]) -> None:
         self.rotation = rotation
         self._salts = dict(salts)  # period key → (salt, starts_at, ends_at)
+        self._last: tuple[str, int, int] = ("", 0, 0)  # the salt found last, tried first
 
     def salt_for(self, at: float, now: float) -> str:
         """The salt of the period containing ``at``; the current period's when that salt is gone (or never existed)."""
+        salt, starts_at, ends_at = self._last
+        if starts_at <= at < ends_at:  # nearly every hit: no calendar arithmetic
+            return salt
         found = self._salts.get(salt_period(self.rotation, at).key)
-        if found is None:
-            found = self._salts[salt_period(self.rotation, now).key]
-        return found[0]
+        if found is not None:
+            self._last = found
+            return found[0]
+        return self._salts[salt_period(self.rotation, now).key][0]
 
     def wanted(self, now: float) -> list[Period]:
         """Periods that need a salt and have none yet: the current one and the next (made early so rotation never waits)."""
@@ -1308,6 +1342,7 @@ class SaltBook:
 
     def remove(self, key: str) -> None:
         self._salts.pop(key, None)
+        self._last = ("", 0, 0)
 
 
 class VisitTracker:
@@ -1838,6 +1873,8 @@ class Runtime:
         self.visits = VisitTracker(config.visit_timeout * 60, "")
         self.websites: dict[str, int] = {}
         self.parse_agent = functools.lru_cache(maxsize=UA_CACHE_SIZE)(parse_agent)
+        #: Session ids of recent (website, client, agent, salt, id) inputs: two hashes saved on every repeat hit.
+        self.session_id = functools.lru_cache(maxsize=UA_CACHE_SIZE)(derive_session_id)
         self.policy = ClientPolicy(parse_networks(config.trusted_proxies, "trusted_proxies"), config.client_ip_header.lower() or None,
                                    config.allow_payload_ip, parse_networks(config.ignore_ip, "ignore_ip"))  # fmt: skip
         self.geo: list[MaxMindGeo | EmbeddedGeo] = []
@@ -1982,24 +2019,24 @@ class Runtime:
         for key in expired:
             self.salts.remove(key)
 
-    async def accept(self, request: SendRequest, peer: str, headers: Mapping[str, str], user_agent: str,
-                     token: CacheToken | None, now: float) -> Record | None:  # fmt: skip
+    async def accept(self, request: SendRequest, origin: Origin, user_agent: str, token: CacheToken | None,
+                     now: float) -> Record | None:  # fmt: skip
         """Run one decoded hit through the data path; the Record to write, or None for a bot (counted, not stored).
 
         The order of checks is Umami's: validation, website, client, bot, ignored IP, then session and event.
         """
         hit = validate_payload(request, now)
         website_key = await self.website_key(hit.website_id)
-        client = resolve_client(peer, headers, request.payload.ip, self.policy)
+        client = origin.client(request.payload.ip, self.policy)
         agent = self.parse_agent(user_agent)
         if agent.is_bot and self.config.bot_check:
             self.writer.count_bot(website_key, time.strftime("%Y-%m-%d", time.gmtime(now)))
             return None
         if _in_any(client.address, self.policy.ignored):
             raise forbidden()
-        location = locate(client, headers, self.geo)
+        location = origin.location(client, self.geo)
         salt = self.salts.salt_for(hit.created_at, now)
-        session_id = derive_session_id(hit.website_id, client.ip, user_agent, salt, self.secret, hit.distinct_id)
+        session_id = self.session_id(hit.website_id, client.ip, user_agent, salt, self.secret, hit.distinct_id)
         visit_id, visit_started_at = self.visits.visit_for(session_id, hit.created_at)
         session, event = enrich(hit, website_key, agent, session_id, location, self.config.remove_trailing_slash)
         known = token is not None and token.session_id == session_id and token.website_id == hit.website_id
@@ -2034,7 +2071,7 @@ async def post_send(request: Request) -> Response:
     hit = decode_send(await request.body())
     peer, user_agent = _who(request, hit)
     token = read_cache_token(request.headers.get("x-umami-cache"), runtime.token_key, now)
-    record = await runtime.accept(hit, peer, request.headers, user_agent, token, now)
+    record = await runtime.accept(hit, Origin(peer, request.headers), user_agent, token, now)
     if record is None:
         return Response(content=_BEEP_BOOP, media_type="application/json")
     await runtime.writer.submit([record])
@@ -2060,11 +2097,13 @@ async def post_batch(request: Request) -> Response:
     records: list[Record] = []
     details: list[BatchDetail] = []
     processed = 0
+    client = request.scope.get("client")
+    origin = Origin(client[0] if client else "", request.headers)
     for index, raw in enumerate(items):
         try:
             hit = decode_send(raw)
-            peer, user_agent = _who(request, hit)
-            record = await runtime.accept(hit, peer, request.headers, user_agent, token, now)
+            _, user_agent = _who(request, hit)
+            record = await runtime.accept(hit, origin, user_agent, token, now)
         except ApiError as exc:
             details.append(BatchDetail(index, exc.body()))
             continue
