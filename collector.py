@@ -194,6 +194,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("geoip_db", "", "A MaxMind-format City or Country database (.mmdb) for country, region and city."),
     Setting("embedded_geo", True, "Locate countries with the data shipped in the package (no download, ~6 MB)."),
     Setting("remove_trailing_slash", False, "Store /about/ as /about (as Umami's REMOVE_TRAILING_SLASH)."),
+    Setting("rate_limit", "", "Requests one client may make to the collection endpoints, e.g. 4/s or 120/m "
+                              "(429 beyond it); empty: no limit."),
     Setting("tracker_path", "", "Also serve the tracker script at this path (ad blockers block /script.js), e.g. /stats.js."),
     Setting("collect_path", "", "Also accept hits at this path, answering as /api/send; the served tracker posts there."),
     Setting("write_queue_max", 20_000, "Events that may wait to be written; beyond that requests get 503."),
@@ -222,6 +224,7 @@ class Config:
     geoip_db: str = ""
     embedded_geo: bool = True
     remove_trailing_slash: bool = False
+    rate_limit: str = ""
     tracker_path: str = ""
     collect_path: str = ""
     write_queue_max: int = 20_000
@@ -284,6 +287,7 @@ def load_config(options: Mapping[str, Any], environ: Mapping[str, str]) -> Confi
         raise ConfigError("tracker_path and collect_path must differ from footfall's own routes")
     parse_networks(config.trusted_proxies, "trusted_proxies")
     parse_networks(config.ignore_ip, "ignore_ip")
+    parse_rate(config.rate_limit)
     if config.write_queue_max < config.batch_max_items:
         raise ConfigError("write_queue_max must be at least batch_max_items, or a full batch could never be written")
     return config
@@ -488,6 +492,11 @@ def too_large(message: str) -> ApiError:
     return ApiError(413, "payload-too-large", message)
 
 
+def too_many_requests(retry_after: int) -> ApiError:
+    """429 with Retry-After: this client is over --rate-limit."""
+    return ApiError(429, "too-many-requests", "Too many requests; slow down.", {"Retry-After": str(retry_after)})
+
+
 def unavailable(message: str) -> ApiError:
     """503 with Retry-After: footfall cannot write right now; the client may send again."""
     return ApiError(503, "service-unavailable", message, {"Retry-After": str(RETRY_AFTER_SECONDS)})
@@ -518,7 +527,8 @@ def handle_http_exception(request: Request, exc: HTTPException) -> Response:
         return _error_response(too_large("Request body is too large."))
     if status >= 500:
         return handle_server_error(request, exc)
-    code = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed"}
+    code = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
+            429: "too-many-requests"}
     message = exc.detail if isinstance(exc.detail, str) else "Request failed"
     return _error_response(ApiError(status, code.get(status, "bad-request"), message, dict(exc.headers or {})))
 
@@ -1029,6 +1039,49 @@ def resolve_client(peer: str, headers: Mapping[str, str], payload_ip: str | None
                 return Client(address, True, False)
             break  # as Umami, only the first header present counts; garbage in it falls back to the peer
     return Client(peer_address, trusted, False)
+
+
+_RATE_RE = re.compile(r"(\d+)\s*/\s*([sm])")
+
+
+def parse_rate(text: str) -> float | None:
+    """Requests per second from a --rate-limit like '4/s' or '120/m'; None when empty (no limit)."""
+    if not text.strip():
+        return None
+    match = _RATE_RE.fullmatch(text.strip().lower())
+    if not match or int(match.group(1)) == 0:
+        raise ConfigError(f"rate_limit must look like 4/s or 120/m, not {text!r}")
+    return int(match.group(1)) / (1 if match.group(2) == "s" else 60)
+
+
+class RateLimiter:
+    """A token bucket per client address: ``rate`` requests a second, bursts up to one second's (or minute's) worth.
+
+    Buckets idle long enough to be full again are dropped by ``sweep()``, so memory follows the active clients only.
+    """
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = max(1.0, burst)
+        self._buckets: dict[IPAddress | None, list[float]] = {}  # address → [tokens, last refill time]
+
+    def check(self, address: IPAddress | None, now: float) -> None:
+        """Take one token for ``address``, or raise 429 saying when the next one is due."""
+        bucket = self._buckets.get(address)
+        if bucket is None:
+            bucket = self._buckets[address] = [self.burst, now]
+        bucket[0] = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
+        bucket[1] = now
+        if bucket[0] < 1:
+            raise too_many_requests(max(1, math.ceil((1 - bucket[0]) / self.rate)))
+        bucket[0] -= 1
+
+    def sweep(self, now: float) -> None:
+        full_after = self.burst / self.rate
+        self._buckets = {a: b for a, b in self._buckets.items() if now - b[1] < full_after}
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
 
 class Location(NamedTuple):
@@ -1878,6 +1931,9 @@ class Runtime:
         self.policy = ClientPolicy(parse_networks(config.trusted_proxies, "trusted_proxies"), config.client_ip_header.lower() or None,
                                    config.allow_payload_ip, parse_networks(config.ignore_ip, "ignore_ip"))  # fmt: skip
         self.geo: list[MaxMindGeo | EmbeddedGeo] = []
+        rate = parse_rate(config.rate_limit)
+        unit = 60 if config.rate_limit.strip().lower().endswith("m") else 1
+        self.rate_limiter = RateLimiter(rate, rate * unit) if rate else None
         self.prepared: Prepared | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self._missing_websites: dict[str, float] = {}
@@ -1975,6 +2031,8 @@ class Runtime:
         if self.salts.wanted(now) or self.salts.expired(now):
             await self.writer.call(functools.partial(self._rotate_salts, now=now))
         self.visits.evict(int(now))
+        if self.rate_limiter is not None:
+            self.rate_limiter.sweep(now)
         if now - self._retention_applied_at >= RETENTION_INTERVAL_SECONDS:
             self._retention_applied_at = now
             await self.apply_retention(now)
@@ -2043,6 +2101,14 @@ class Runtime:
         return Record(hit.website_id, session, known, visit_id, visit_started_at, event,
                       hit.data if event is not None else [], hit.data if event is None else [])  # fmt: skip
 
+    def origin(self, request: Request, now: float) -> Origin:
+        """Who sent this request; 429 when that client is over --rate-limit."""
+        client = request.scope.get("client")
+        origin = Origin(client[0] if client else "", request.headers)
+        if self.rate_limiter is not None:
+            self.rate_limiter.check(origin.client(None, self.policy).address, now)
+        return origin
+
     def answer(self, record: Record, now: float) -> SendResponse:
         """The 200 body for an accepted record, with a fresh cache token."""
         session_id = record.session.session_id
@@ -2068,42 +2134,39 @@ async def post_send(request: Request) -> Response:
     """POST /api/send: record one pageview, custom event, identify or performance report."""
     runtime = _runtime(request)
     now = runtime.clock()
+    origin = runtime.origin(request, now)
     hit = decode_send(await request.body())
-    peer, user_agent = _who(request, hit)
+    user_agent = _user_agent(request, hit)
     token = read_cache_token(request.headers.get("x-umami-cache"), runtime.token_key, now)
-    record = await runtime.accept(hit, Origin(peer, request.headers), user_agent, token, now)
+    record = await runtime.accept(hit, origin, user_agent, token, now)
     if record is None:
         return Response(content=_BEEP_BOOP, media_type="application/json")
     await runtime.writer.submit([record])
     return _json(runtime.answer(record, now))
 
 
-def _who(request: Request, hit: SendRequest) -> tuple[str, str]:
-    """(socket peer, user agent) of a hit; payload.userAgent overrides the User-Agent header, and one is required."""
-    client = request.scope.get("client")
-    peer = client[0] if client else ""
+def _user_agent(request: Request, hit: SendRequest) -> str:
+    """The user agent of a hit: payload.userAgent, else the User-Agent header; one is required (unlike in Umami)."""
     user_agent = hit.payload.userAgent or request.headers.get("user-agent", "")
     if not user_agent.strip():
         raise bad_request("User-Agent header is required")
-    return peer, user_agent
+    return user_agent
 
 
 async def post_batch(request: Request) -> Response:
     """POST /api/batch: each item checked on its own, every accepted one written in one transaction."""
     runtime = _runtime(request)
     now = runtime.clock()
+    origin = runtime.origin(request, now)
     items = decode_batch(await request.body(), runtime.config.batch_max_items)
     token = read_cache_token(request.headers.get("x-umami-cache"), runtime.token_key, now)
     records: list[Record] = []
     details: list[BatchDetail] = []
     processed = 0
-    client = request.scope.get("client")
-    origin = Origin(client[0] if client else "", request.headers)
     for index, raw in enumerate(items):
         try:
             hit = decode_send(raw)
-            _, user_agent = _who(request, hit)
-            record = await runtime.accept(hit, origin, user_agent, token, now)
+            record = await runtime.accept(hit, origin, _user_agent(request, hit), token, now)
         except ApiError as exc:
             details.append(BatchDetail(index, exc.body()))
             continue

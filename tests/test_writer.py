@@ -123,3 +123,20 @@ async def test_closed_writer_refuses_with_503(db_path: Path, website: str) -> No
     with pytest.raises(collector.ApiError) as caught:
         await writer.submit([])
     assert caught.value.status == 503
+
+
+async def test_read_only_database_answers_503_then_recovers(db_path: Path, clock: Clock, website: str) -> None:
+    """'attempt to write a readonly database' gives 503 with Retry-After; once writable again, writes resume."""
+    async with open_client(collector.create_app(collector.Config(db=str(db_path)), clock)) as client:
+        writer = client.app.state.runtime.writer
+
+        async def read_only(conn, on):  # type: ignore[no-untyped-def]
+            await conn.execute(f"PRAGMA query_only = {int(on)}")
+
+        await writer.call(lambda conn: read_only(conn, True))
+        refused = await post(client, website, "/while-read-only")
+        assert_api_error(refused, 503, "service-unavailable", "readonly")
+        assert refused.headers["retry-after"] == "1"
+        await writer.call(lambda conn: read_only(conn, False))
+        assert (await post(client, website, "/writable")).status_code == 200
+    assert rows(db_path, "SELECT url_path FROM website_event") == [("/writable",)]
