@@ -79,6 +79,7 @@ def test_kill_9_under_load_loses_nothing_acknowledged(db_path: Path) -> None:
         counts[path] = counts.get(path, 0) + 1
     assert [p for p in acknowledged if counts.get(p, 0) != 1] == []
     assert rows(db_path, "PRAGMA integrity_check") == [("ok",)]
+    print(f"kill -9: 5 rounds, {len(acknowledged)} acknowledged events all stored once, {len(stored)} rows")
 
 
 READER = """
@@ -120,6 +121,7 @@ def test_people_reading_the_live_file(db_path: Path) -> None:
     assert server.stop() == 0
     assert senders.failures == []
     assert len(senders.acknowledged) > 200
+    print(f"live readers: {len(senders.acknowledged)} events acknowledged, 0 failed")
     stored = {path for (path,) in rows(db_path, "SELECT url_path FROM website_event")}
     assert set(senders.acknowledged) <= stored
     size_after = wal.stat().st_size if wal.exists() else 0
@@ -127,3 +129,102 @@ def test_people_reading_the_live_file(db_path: Path) -> None:
     assert size_after <= collector.WAL_SIZE_LIMIT_BYTES
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def rss_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(field)
+
+
+def test_overload_sheds_with_503_and_recovers(db_path: Path) -> None:
+    """When events arrive faster than they can be written (here: the writer held up by another process's lock), the queue
+    stays bounded, the excess gets 503 + Retry-After, memory stays bounded, and footfall recovers when the load drops —
+    with nothing it acknowledged missing."""
+    server = LiveServer(db_path, "--write-queue-max", "8", "--batch-max-items", "1", "--busy-timeout-ms", "30000")
+    website = rows(db_path, "SELECT website_id FROM website")[0][0]
+    retry_after: list[str] = []
+    locker = sqlite3.connect(db_path, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    senders = Senders(server.url, website, clients=16, tag="overload")
+
+    time.sleep(3)  # the writer is stuck: 8 events wait, the other clients' requests are shed
+    with httpx.Client(base_url=server.url, headers={"User-Agent": FIREFOX}) as http:
+        shed = http.post("/api/send", json={"type": "event", "payload": {"website": website, "url": "/probe"}})
+        retry_after.append(shed.headers.get("retry-after", ""))
+    assert shed.status_code == 503 and retry_after == ["1"]
+    peak_while_stuck = rss_kb(server.process.pid, "VmRSS")
+    locker.execute("ROLLBACK")
+    locker.close()
+    time.sleep(1)  # the backlog drains while the load goes on
+    senders.stop()  # the load drops
+    failures_before_recovery = len(senders.failures)
+    with httpx.Client(base_url=server.url, headers={"User-Agent": FIREFOX}) as http:
+        recovered = http.post("/api/send", json={"type": "event", "payload": {"website": website, "url": "/after"}})
+    assert server.stop() == 0
+    assert recovered.status_code == 200
+    assert failures_before_recovery > 0 and all(f.startswith("503") for f in senders.failures)
+    assert peak_while_stuck < 200 * 1024, peak_while_stuck  # KB: bounded, not one object per refused request
+    stored = {path for (path,) in rows(db_path, "SELECT url_path FROM website_event")}
+    assert set(senders.acknowledged) <= stored and "/after" in stored
+
+
+SOAK_SECONDS = int(__import__("os").environ.get("FOOTFALL_SOAK_SECONDS", "600"))
+
+
+def test_soak(db_path: Path) -> None:
+    """A steady load for FOOTFALL_SOAK_SECONDS (10 minutes by default, as in CI): RSS grows at most 5% after the first
+    minute, the WAL stays bounded, latency stays stable, and every acknowledged event is stored."""
+    import statistics
+
+    import collector
+
+    server = LiveServer(db_path)
+    website = rows(db_path, "SELECT website_id FROM website")[0][0]
+    latencies: list[tuple[float, float]] = []
+    stop = threading.Event()
+    acknowledged: list[str] = []
+    lock = threading.Lock()
+
+    def paced(n: int) -> None:  # ~100 requests/s per client, well under capacity
+        with httpx.Client(base_url=server.url, headers={"User-Agent": f"{FIREFOX} soak/{n % 50}"}) as http:
+            i = 0
+            while not stop.is_set():
+                start = time.monotonic()
+                path = f"/soak/{n}/{i}"
+                i += 1
+                response = http.post("/api/send", json={"type": "event", "payload": {"website": website, "url": path}})
+                took = time.monotonic() - start
+                with lock:
+                    latencies.append((start, took))
+                    if response.status_code == 200:
+                        acknowledged.append(path)
+                time.sleep(max(0.0, 0.01 - took))
+
+    threads = [threading.Thread(target=paced, args=(n,), daemon=True) for n in range(8)]
+    began = time.monotonic()
+    for thread in threads:
+        thread.start()
+    warm = min(60, SOAK_SECONDS // 5)
+    time.sleep(warm)
+    rss_start = rss_kb(server.process.pid, "VmRSS")
+    wal = db_path.with_name(db_path.name + "-wal")
+    wal_max = 0
+    while time.monotonic() - began < SOAK_SECONDS:
+        wal_max = max(wal_max, wal.stat().st_size if wal.exists() else 0)
+        time.sleep(1)
+    rss_end = rss_kb(server.process.pid, "VmRSS")
+    stop.set()
+    for thread in threads:
+        thread.join(30)
+    assert server.stop() == 0
+    first = [t for s, t in latencies if s - began < warm * 2 and s - began >= warm]
+    last = [t for s, t in latencies if s - began >= SOAK_SECONDS - warm]
+    p99 = lambda xs: statistics.quantiles(xs, n=100)[98]  # noqa: E731
+    print(f"soak {SOAK_SECONDS}s: {len(latencies)} requests, RSS {rss_start} -> {rss_end} KB, WAL max {wal_max} bytes, "
+          f"p99 {p99(first) * 1000:.1f} -> {p99(last) * 1000:.1f} ms")
+    assert rss_end <= rss_start * 1.05
+    assert wal_max <= collector.WAL_SIZE_LIMIT_BYTES
+    assert p99(last) <= max(3 * p99(first), 0.05)
+    assert set(acknowledged) <= {path for (path,) in rows(db_path, "SELECT url_path FROM website_event")}
