@@ -449,7 +449,6 @@ class Record(NamedTuple):
 
     website_id: str
     session: SessionRow
-    session_known: bool  # a valid cache token says the session row already exists
     visit_id: str
     visit_started_at: int
     event: EventRow | None
@@ -2092,13 +2091,15 @@ class Runtime:
             return None
         if _in_any(client.address, self.policy.ignored):
             raise forbidden()
-        location = origin.location(client, self.geo)
         salt = self.salts.salt_for(hit.created_at, now)
         session_id = self.session_id(hit.website_id, client.ip, user_agent, salt, self.secret, hit.distinct_id)
+        # A valid cache token for this very session says its row exists already, and a session's first-seen attributes
+        # stick, so the location lookup is skipped (the work a token saves; a forged or stale one saves nothing).
+        known = token is not None and token.session_id == session_id and token.website_id == hit.website_id
+        location = NOWHERE if known else origin.location(client, self.geo)
         visit_id, visit_started_at = self.visits.visit_for(session_id, hit.created_at)
         session, event = enrich(hit, website_key, agent, session_id, location, self.config.remove_trailing_slash)
-        known = token is not None and token.session_id == session_id and token.website_id == hit.website_id
-        return Record(hit.website_id, session, known, visit_id, visit_started_at, event,
+        return Record(hit.website_id, session, visit_id, visit_started_at, event,
                       hit.data if event is not None else [], hit.data if event is None else [])  # fmt: skip
 
     def origin(self, request: Request, now: float) -> Origin:

@@ -137,3 +137,28 @@ def test_embedded_data_matches_geoip2fast() -> None:
         checked += 1
     assert checked > 3000
     ours.close()
+
+
+async def test_cache_token_skips_the_location_lookup(db_path: Path, clock: Clock, website: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A valid token for the same session skips the lookup (the session's first-seen country stays); a forged one does not."""
+    looked_up: list[Any] = []
+    real = collector.locate
+
+    def counting(*args: Any) -> Any:
+        looked_up.append(args[0].address)
+        return real(*args)
+
+    monkeypatch.setattr(collector, "locate", counting)
+    app = collector.create_app(collector.Config(db=str(db_path)), clock)
+    async with open_client(app, peer="8.8.8.8") as client:
+        first = await client.post("/api/send", json=hit(website, url="/"), headers={"User-Agent": FIREFOX})
+        token = first.json()["cache"]
+        again = await client.post("/api/send", json=hit(website, url="/2"),
+                                  headers={"User-Agent": FIREFOX, "x-umami-cache": token})  # fmt: skip
+        forged = await client.post("/api/send", json=hit(website, url="/3"),
+                                   headers={"User-Agent": FIREFOX, "x-umami-cache": token[:-2] + ("BB" if token.endswith("AA") else "AA")})  # fmt: skip
+        assert again.json()["sessionId"] == first.json()["sessionId"] == forged.json()["sessionId"]
+        await flush(client)
+    assert len(looked_up) == 2  # the first hit and the forged-token hit; not the one with a valid token
+    assert rows(db_path, "SELECT country FROM sessions") == [("US",)]
