@@ -1566,7 +1566,10 @@ def prepare_database(path: str, rotation: str = "month", now: float | None = Non
             default_id = str(uuid.uuid4())
             conn.execute("INSERT INTO website (website_id, name, created_at) VALUES (?, 'default', ?)", (default_id, int(now)))
         book = SaltBook(rotation, {row[0]: tuple(row[1:]) for row in conn.execute("SELECT period, salt, starts_at, ends_at FROM salt")})  # type: ignore[misc]  # noqa: E501
-        _rotate_salts(conn, book, now)
+        rotation = plan_salt_rotation(book, now)
+        for sql, params in rotation.statements():
+            conn.execute(sql, params)
+        rotation.apply(book)
         conn.execute("COMMIT")
         return Prepared(secret, dict(book._salts), default_id)
     except sqlite3.Error as exc:
@@ -1575,20 +1578,29 @@ def prepare_database(path: str, rotation: str = "month", now: float | None = Non
         conn.close()
 
 
-def _rotate_salts(conn: sqlite3.Connection, book: SaltBook, now: float) -> bool:
-    """Create missing salts and delete expired ones, in the caller's transaction; True if anything changed."""
-    changed = False
-    for period in book.wanted(now):
-        salt = secrets.token_hex(32)
-        conn.execute("INSERT INTO salt (period, salt, starts_at, ends_at) VALUES (?, ?, ?, ?)",
-                     (period.key, salt, period.starts_at, period.ends_at))  # fmt: skip
-        book.add(period, salt)
-        changed = True
-    for key in book.expired(now):
-        conn.execute("DELETE FROM salt WHERE period = ?", (key,))
-        book.remove(key)
-        changed = True
-    return changed
+class SaltRotation(NamedTuple):
+    """New random salts for the periods that need one, and the periods whose salt must go."""
+
+    created: list[tuple[Period, str]]
+    expired: list[str]
+
+    def statements(self) -> list[tuple[str, tuple[Any, ...]]]:
+        """The writes, for whichever connection runs them (start-up's, or the writer task's)."""
+        return [*(("INSERT OR REPLACE INTO salt (period, salt, starts_at, ends_at) VALUES (?, ?, ?, ?)",
+                   (p.key, salt, p.starts_at, p.ends_at)) for p, salt in self.created),
+                *(("DELETE FROM salt WHERE period = ?", (key,)) for key in self.expired)]  # fmt: skip
+
+    def apply(self, book: SaltBook) -> None:
+        """Mirror the committed writes in memory."""
+        for period, salt in self.created:
+            book.add(period, salt)
+        for key in self.expired:
+            book.remove(key)
+
+
+def plan_salt_rotation(book: SaltBook, now: float) -> SaltRotation:
+    """What rotation is due at ``now``: salts for the current and next period, deletion of those past their grace."""
+    return SaltRotation([(period, secrets.token_hex(32)) for period in book.wanted(now)], book.expired(now))
 
 
 def _in_chunks(items: Sequence[Any], size: int = 500) -> Iterable[Sequence[Any]]:
@@ -2027,8 +2039,10 @@ class Runtime:
         """One round of upkeep: reload websites, create and delete salts, forget idle visits, apply retention daily."""
         now = self.clock()
         await self.load_websites()
-        if self.salts.wanted(now) or self.salts.expired(now):
-            await self.writer.call(functools.partial(self._rotate_salts, now=now))
+        rotation = plan_salt_rotation(self.salts, now)
+        if rotation.created or rotation.expired:
+            await self.writer.call(functools.partial(self._execute_in_transaction, statements=rotation.statements()))
+            rotation.apply(self.salts)
         self.visits.evict(int(now))
         if self.rate_limiter is not None:
             self.rate_limiter.sweep(now)
@@ -2062,19 +2076,6 @@ class Runtime:
                 changed += cur.rowcount
         await conn.execute("COMMIT")
         return changed
-
-    async def _rotate_salts(self, conn: aiosqlite.Connection, now: float) -> None:
-        wanted = [(p, secrets.token_hex(32)) for p in self.salts.wanted(now)]
-        expired = self.salts.expired(now)
-        await conn.execute("BEGIN IMMEDIATE")
-        await conn.executemany("INSERT OR REPLACE INTO salt (period, salt, starts_at, ends_at) VALUES (?,?,?,?)",
-                               [(p.key, s, p.starts_at, p.ends_at) for p, s in wanted])  # fmt: skip
-        await conn.executemany("DELETE FROM salt WHERE period = ?", [(k,) for k in expired])
-        await conn.execute("COMMIT")
-        for period, salt in wanted:
-            self.salts.add(period, salt)
-        for key in expired:
-            self.salts.remove(key)
 
     async def accept(self, request: SendRequest, origin: Origin, user_agent: str, token: CacheToken | None,
                      now: float) -> Record | None:  # fmt: skip
