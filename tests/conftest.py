@@ -137,6 +137,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+#: Every LiveServer started by the current test; _stop_stray_servers kills any a failing test left running.
+_LIVE_SERVERS: list[LiveServer] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_stray_servers() -> Iterator[None]:
+    yield
+    while _LIVE_SERVERS:
+        server = _LIVE_SERVERS.pop()
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.wait(10)
+
+
 class LiveServer:
     """`footfall serve` in a subprocess on 127.0.0.1."""
 
@@ -146,6 +160,7 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = db_path.with_suffix(".log")
         self._log_file = self.log.open("wb")
+        _LIVE_SERVERS.append(self)
         self.process = subprocess.Popen(
             [sys.executable, str(ROOT / "collector.py"), "serve", "--db", str(db_path), "--port", str(self.port), *args],
             stdout=self._log_file,
