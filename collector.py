@@ -2783,6 +2783,12 @@ def serve(**options: Any) -> None:
         raise click.ClickException(f"could not serve on {base}; is the port free?")
 
 
+def _require_database(db: str) -> None:
+    """Commands that only read or copy a database refuse a path with none, rather than creating an empty one."""
+    if not Path(db).exists():
+        raise click.ClickException(f"no database at {db}; pass --db or set FOOTFALL_DB")
+
+
 def _open_for_cli(db: str) -> sqlite3.Connection:
     try:
         prepare_database(db)
@@ -2910,8 +2916,7 @@ def backup(dest: Path, keep_days: int | None, db: str) -> None:
 
     Example: footfall backup --db /var/lib/footfall/footfall.db --keep-days 14 /var/lib/footfall/backups
     """
-    if not Path(db).exists():
-        raise click.ClickException(f"no database at {db}; pass --db or set FOOTFALL_DB")
+    _require_database(db)
     if keep_days is not None or str(dest).endswith("/"):
         dest.mkdir(parents=True, exist_ok=True)
     with _console().status(f"Backing up {db}…"):
@@ -2929,8 +2934,7 @@ def check(db: str) -> None:
 
     Example: footfall check --db footfall.db
     """
-    if not Path(db).exists():
-        raise click.ClickException(f"no database at {db}; pass --db or set FOOTFALL_DB")
+    _require_database(db)
     report = _checked(check_database, db)
     click.echo(f"integrity: {report['integrity']}")
     click.echo(f"schema version: {report['schema_version']} (this footfall: {SCHEMA_VERSION})")
@@ -2992,8 +2996,7 @@ def export(website_id: str | None, since: dt.datetime | None, until: dt.datetime
 
     Example: footfall export --since 2026-01-01 --format jsonl -o events.jsonl
     """
-    if not Path(db).exists():
-        raise click.ClickException(f"no database at {db}; pass --db or set FOOTFALL_DB")
+    _require_database(db)
     if fmt == "umami-csv":
         if output == "-" or since or until:
             raise click.ClickException("umami-csv needs -o FOLDER and exports whole tables (no --since/--until)")
@@ -3037,8 +3040,7 @@ def stats(website_id: str | None, period: str, db: str) -> None:
 
     Example: footfall stats --period 30d
     """
-    if not Path(db).exists():
-        raise click.ClickException(f"no database at {db}; pass --db or set FOOTFALL_DB")
+    _require_database(db)
     numbers = _checked(site_stats, db, website_id, _checked(parse_age, period))
     click.echo(f"last {period}: {numbers['visitors']} visitors, {numbers['visits']} visits, {numbers['pageviews']} pageviews")
     click.echo(f"views per visit {numbers['views_per_visit']}, bounce rate {numbers['bounce_rate']}%, "
