@@ -50,7 +50,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiosqlite
 import click
@@ -61,6 +62,9 @@ import user_agents.parsers
 from litestar import Litestar, Request, Response, get, post
 from litestar.config.cors import CORSConfig
 from litestar.exceptions import HTTPException
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.response import Redirect, Template
+from litestar.template.config import TemplateConfig
 
 __version__ = "0.1.0"
 
@@ -198,6 +202,10 @@ SETTINGS: tuple[Setting, ...] = (
                               "(429 beyond it); empty: no limit."),
     Setting("tracker_path", "", "Also serve the tracker script at this path (ad blockers block /script.js), e.g. /stats.js."),
     Setting("collect_path", "", "Also accept hits at this path, answering as /api/send; the served tracker posts there."),
+    Setting("timezone", "UTC", "Time zone of the summary page: its days, hours and chart labels (an IANA name, e.g. "
+                               "Europe/Berlin)."),
+    Setting("password_hash", "", "The summary page's password hash (from `footfall password --print-hash`); overrides the "
+                                 "one `footfall password` stores in the database."),
     Setting("write_queue_max", 20_000, "Events that may wait to be written; beyond that requests get 503."),
     Setting("busy_timeout_ms", 5000, "How long a write waits for a lock held by another program before it gets 503."),
     Setting("log_level", "info", "Log verbosity.", ("debug", "info", "warning", "error")),
@@ -227,6 +235,8 @@ class Config:
     rate_limit: str = ""
     tracker_path: str = ""
     collect_path: str = ""
+    timezone: str = "UTC"
+    password_hash: str = ""
     write_queue_max: int = 20_000
     busy_timeout_ms: int = 5000
     log_level: str = "info"
@@ -263,6 +273,18 @@ def _convert_setting(setting: Setting, raw: Any) -> Any:
     return value
 
 
+#: Paths footfall serves itself (tracker_path and collect_path may not take them; /api/, /share/ and /static/ are its own).
+RESERVED_PATHS = frozenset({"/", "/login", "/logout", "/script.js"})
+
+
+def load_zone(name: str) -> ZoneInfo:
+    """The time zone called ``name``; ConfigError if there is none."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"timezone must be an IANA time zone name like Europe/Berlin or UTC, not {name!r}") from None
+
+
 def env_name(setting: Setting) -> str:
     """The environment variable that sets ``setting``, e.g. ``FOOTFALL_DB``."""
     return "FOOTFALL_" + setting.name.upper()
@@ -283,8 +305,12 @@ def load_config(options: Mapping[str, Any], environ: Mapping[str, str]) -> Confi
         path = getattr(config, name)
         if path and not re.fullmatch(r"/[A-Za-z0-9._~/-]{1,100}", path):
             raise ConfigError(f"{name} must be a path like /stats.js (letters, digits, . _ ~ - /), not {path!r}")
-    if config.collect_path in ("/api/send", "/api/batch", "/api/heartbeat") or config.tracker_path == "/script.js":
-        raise ConfigError("tracker_path and collect_path must differ from footfall's own routes")
+    for path in (config.collect_path, config.tracker_path):
+        if path and (path in RESERVED_PATHS or path.startswith(("/api/", "/share/", "/static/"))):
+            raise ConfigError("tracker_path and collect_path must differ from footfall's own routes")
+    load_zone(config.timezone)
+    if config.password_hash:
+        check_password_hash(config.password_hash)
     parse_networks(config.trusted_proxies, "trusted_proxies")
     parse_networks(config.ignore_ip, "ignore_ip")
     parse_rate(config.rate_limit)
@@ -1539,9 +1565,12 @@ class Prepared(NamedTuple):
     default_website_id: str | None  # set when this start created the 'default' website
 
 
-def connect(path: str, busy_timeout_ms: int = 5000) -> sqlite3.Connection:
-    """A stdlib connection with footfall's PRAGMAs, in autocommit mode (transactions are explicit)."""
-    conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_ms / 1000)
+def connect(path: str, busy_timeout_ms: int = 5000, shared: bool = False) -> sqlite3.Connection:
+    """A stdlib connection with footfall's PRAGMAs, in autocommit mode (transactions are explicit).
+
+    ``shared``: usable from any thread (the caller makes sure only one uses it at a time).
+    """
+    conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_ms / 1000, check_same_thread=not shared)
     conn.executescript(_connect_pragmas(busy_timeout_ms))
     return conn
 
@@ -1854,9 +1883,12 @@ class EventWriter:
         new_visits: dict[str, int] = {}
         await conn.execute("BEGIN IMMEDIATE")
         try:
+            # Event keys never go back below the rollups' watermark (after `forget` deleted the newest events), so
+            # every event the rollups have not seen has a key above it.
             async with conn.execute(
                 "SELECT (SELECT ifnull(max(session_key), 0) FROM session), (SELECT ifnull(max(visit_key), 0) FROM visit),"
-                " (SELECT ifnull(max(event_key), 0) FROM website_event)"
+                " max((SELECT ifnull(max(event_key), 0) FROM website_event),"
+                " ifnull((SELECT CAST(value AS INTEGER) FROM setting WHERE name = 'rollup_event_key'), 0))"
             ) as cur:
                 next_session, next_visit, next_event = await cur.fetchone()  # type: ignore[misc]
             session_keys = await self._resolve(conn, "session", [r.session.session_id for r in records], self._sessions)
@@ -1919,6 +1951,756 @@ class EventWriter:
 
 
 ###############################################################################################################################
+# Summary rollups
+###############################################################################################################################
+# The summary page reads hourly rollups (schema.sql: rollup, rollup_visitors, rollup_vitals). They are recomputed, never
+# incremented: every refresh takes the hours touched by events written since the last one (a watermark on event_key), deletes
+# those hours' rows and recomputes them from website_event. So a rollup hour is always exactly what its events say, whatever
+# order events arrived in, and the same code rebuilds everything (watermark 0), serves a filtered page (the same counts for a
+# subset of visits) and repairs the hours a prune or `forget` changed.
+#
+# A refresh reads in one snapshot, computes in Python, then writes in a short transaction that first checks that nobody
+# deleted events meanwhile (prune, retention and forget bump 'rollup_epoch'); if somebody did, it starts over.
+
+#: Rollup granularity, in seconds. Day boundaries of every time zone in use today are whole hours apart from UTC's, or
+#: half or three-quarter hours, which the alignment ('rollup_shift') takes care of.
+ROLLUP_BUCKET_SECONDS = 3600
+#: The server refreshes rollups this often, in seconds (and always right before it renders a summary).
+ROLLUP_REFRESH_SECONDS = 10.0
+#: Events one refresh round reads at most; a rebuild of a big database goes round by round (memory stays bounded).
+ROLLUP_ROUND_EVENTS = 250_000
+#: Visit attributes the summary lists (visits per value).
+VISIT_DIMENSIONS = ("entry", "exit", "referrer", "utm_source", "utm_medium", "utm_campaign",
+                    "country", "browser", "os", "device", "language", "screen")  # fmt: skip
+#: Web vitals, in the order of website_event's columns.
+VITALS = ("lcp", "inp", "cls", "fcp", "ttfb")
+#: Every metric of the rollup table (their rows are deleted together when an hour is recomputed).
+ROLLUP_METRICS = ("pageviews", "events", "visits", "bounces", "duration", "page", "event", "event_key", *VISIT_DIMENSIONS)
+
+
+def bucket_of(at: int, shift: int) -> int:
+    """Start of the rollup hour holding Unix time ``at``; hours start ``shift`` seconds after UTC's."""
+    return at - (at - shift) % ROLLUP_BUCKET_SECONDS
+
+
+def bucket_shift(zone: dt.tzinfo, at: float) -> int:
+    """The alignment of ``zone``'s hours to UTC's at time ``at``, in seconds (0, 1800 or 2700 for today's zones)."""
+    offset = dt.datetime.fromtimestamp(at, dt.timezone.utc).astimezone(zone).utcoffset() or dt.timedelta(0)
+    return int(offset.total_seconds()) % ROLLUP_BUCKET_SECONDS
+
+
+def vital_bin(value: float) -> float:
+    """``value`` rounded to two significant figures: the resolution of the web-vitals histograms."""
+    if value <= 0:
+        return 0.0
+    return round(value, 1 - math.floor(math.log10(value)))
+
+
+class EventFact(NamedTuple):
+    """The columns of one event the rollups need."""
+
+    event_key: int
+    visit_key: int
+    website_key: int
+    session_key: int
+    created_at: int
+    event_type: int
+    event_name: str | None
+    url_path: str
+    referrer_domain: str | None
+    self_referral: int
+    utm_source: str | None
+    utm_medium: str | None
+    utm_campaign: str | None
+    duration: int | None
+    lcp: float | None
+    inp: float | None
+    cls: float | None
+    fcp: float | None
+    ttfb: float | None
+
+
+_FACT_COLUMNS = ", ".join(f"e.{name}" for name in EventFact._fields)
+_FACT_ORDER = " ORDER BY e.visit_key, e.created_at, e.event_key"
+
+
+class VisitFact(NamedTuple):
+    """One visit as the summary counts it (see schema.sql, "Summary page")."""
+
+    visit_key: int
+    website_key: int
+    session_key: int
+    started_at: int
+    pageviews: int
+    custom_events: int
+    duration_s: int
+    entry: str | None
+    exit: str | None
+    referrer: str | None
+    utm_source: str | None
+    utm_medium: str | None
+    utm_campaign: str | None
+    country: str | None
+    browser: str | None
+    os: str | None
+    device: str | None
+    language: str | None
+    screen: str | None
+
+
+def visit_fact(events: Sequence[EventFact], attributes: Sequence[str | None]) -> VisitFact:
+    """Summarise a visit from all its events (ordered by created_at, event_key) and its session's attributes."""
+    first = events[0]
+    pages = [e for e in events if e.event_type == EVENT_PAGEVIEW]
+    landing = pages[0] if pages else first
+    span = max(e.created_at for e in events) - first.created_at
+    reported = sum(e.duration or 0 for e in events) // 1000
+    return VisitFact(
+        first.visit_key, first.website_key, first.session_key, first.created_at, len(pages),
+        sum(e.event_type == EVENT_CUSTOM for e in events), max(span, reported),
+        pages[0].url_path if pages else None, pages[-1].url_path if pages else None,
+        landing.referrer_domain if landing.referrer_domain and not landing.self_referral else None,
+        landing.utm_source, landing.utm_medium, landing.utm_campaign, *attributes,
+    )  # fmt: skip
+
+
+class Rollups:
+    """Rollup rows being computed for a set of hours: what the three rollup tables will hold for them."""
+
+    def __init__(self, shift: int) -> None:
+        self.shift = shift
+        self.counts: collections.Counter[tuple[int, str, int, str]] = collections.Counter()
+        self.visitors: collections.Counter[tuple[int, int, int]] = collections.Counter()
+        self.vitals: collections.Counter[tuple[int, int, str, str, float]] = collections.Counter()
+
+    def add_event(self, e: EventFact) -> None:
+        """Count one event in its hour: pageviews and pages, custom events, web vitals."""
+        hour = bucket_of(e.created_at, self.shift)
+        counts = self.counts
+        if e.event_type == EVENT_PAGEVIEW:
+            counts[(e.website_key, "pageviews", hour, "")] += 1
+            counts[(e.website_key, "page", hour, e.url_path)] += 1
+        elif e.event_type == EVENT_CUSTOM:
+            counts[(e.website_key, "events", hour, "")] += 1
+            counts[(e.website_key, "event", hour, e.event_name or "")] += 1
+        elif e.event_type == EVENT_PERFORMANCE:
+            for name, value in zip(VITALS, e[-5:]):
+                if value is not None:
+                    self.vitals[(e.website_key, hour, name, e.url_path, vital_bin(value))] += 1
+
+    def add_event_key(self, website_key: int, created_at: int, event_name: str | None, data_key: str) -> None:
+        """Count one data key of a custom event."""
+        value = msgspec.json.encode([event_name or "", data_key]).decode()
+        self.counts[(website_key, "event_key", bucket_of(created_at, self.shift), value)] += 1
+
+    def add_visit(self, visit: VisitFact, since: int) -> None:
+        """Count one visit in the hour it started; ``since`` is the hour of the session's previous visit (0: none)."""
+        hour = bucket_of(visit.started_at, self.shift)
+        key = visit.website_key
+        counts = self.counts
+        counts[(key, "visits", hour, "")] += 1
+        counts[(key, "bounces", hour, "")] += visit.pageviews == 1 and visit.custom_events == 0
+        counts[(key, "duration", hour, "")] += visit.duration_s
+        for name in VISIT_DIMENSIONS:
+            value = getattr(visit, name)
+            if value:
+                counts[(key, name, hour, value)] += 1
+        self.visitors[(key, hour, since)] += 1
+
+    def rows(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """Rows for rollup, rollup_visitors and rollup_vitals (zero counts left out)."""
+        return ([(*k, n) for k, n in self.counts.items() if n], [(*k, n) for k, n in self.visitors.items()],
+                [(*k, n) for k, n in self.vitals.items()])  # fmt: skip
+
+
+def _hour_runs(hours: Iterable[int]) -> list[tuple[int, int]]:
+    """Contiguous runs of rollup hours as [start, end) time ranges."""
+    runs: list[list[int]] = []
+    for hour in sorted(hours):
+        if runs and runs[-1][1] == hour:
+            runs[-1][1] = hour + ROLLUP_BUCKET_SECONDS
+        else:
+            runs.append([hour, hour + ROLLUP_BUCKET_SECONDS])
+    return [(a, b) for a, b in runs]
+
+
+def _events_of_visits(conn: sqlite3.Connection, visit_keys: Iterable[int]) -> dict[int, list[EventFact]]:
+    """All events of the given visits, in visit order."""
+    visits: dict[int, list[EventFact]] = {}
+    for chunk in _in_chunks(sorted(visit_keys)):
+        sql = f"SELECT {_FACT_COLUMNS} FROM website_event e WHERE e.visit_key IN ({', '.join('?' * len(chunk))}){_FACT_ORDER}"
+        for row in conn.execute(sql, chunk):
+            visits.setdefault(row[1], []).append(EventFact(*row))
+    return visits
+
+
+def _session_attributes(conn: sqlite3.Connection, session_keys: Iterable[int]) -> dict[int, tuple[str | None, ...]]:
+    attributes: dict[int, tuple[str | None, ...]] = {}
+    for chunk in _in_chunks(sorted(session_keys)):
+        sql = (f"SELECT session_key, country, browser, os, device, language, screen FROM session "
+               f"WHERE session_key IN ({', '.join('?' * len(chunk))})")  # fmt: skip
+        attributes.update((row[0], row[1:]) for row in conn.execute(sql, chunk))
+    return attributes
+
+
+def _visit_starts(conn: sqlite3.Connection, session_keys: Iterable[int]) -> dict[int, list[tuple[int, int]]]:
+    """Every visit of the given sessions as (started_at, visit_key), in order; visits without events are left out."""
+    starts: dict[int, list[tuple[int, int]]] = collections.defaultdict(list)
+    for chunk in _in_chunks(sorted(session_keys)):
+        sql = (f"SELECT v.session_key, v.visit_key, (SELECT min(e.created_at) FROM website_event e "
+               f"WHERE e.visit_key = v.visit_key) FROM visit v WHERE v.session_key IN ({', '.join('?' * len(chunk))})")
+        for session_key, visit_key, started in conn.execute(sql, chunk):
+            if started is not None:
+                starts[session_key].append((started, visit_key))
+    for visits in starts.values():
+        visits.sort()
+    return starts
+
+
+def collect_rollups(conn: sqlite3.Connection, dirty: Mapping[int, set[int]], shift: int) -> tuple[Rollups, dict[int, set[int]]]:
+    """Compute the rollup rows of the given hours (website_key → hour starts) from the events.
+
+    Also returns hours outside ``dirty`` whose visitor counts depend on what changed (the next visit of a session whose
+    visit changed); the caller recomputes those too. That only happens when events arrive out of order.
+    """
+    out = Rollups(shift)
+    touched: set[int] = set()
+    for website_key, hours in dirty.items():
+        for start, end in _hour_runs(hours):
+            sql = (f"SELECT {_FACT_COLUMNS} FROM website_event e "
+                   f"WHERE e.website_key = ? AND e.created_at >= ? AND e.created_at < ?")  # fmt: skip
+            for row in conn.execute(sql, (website_key, start, end)):
+                fact = EventFact(*row)
+                out.add_event(fact)
+                touched.add(fact.visit_key)
+            sql = ("SELECT e.created_at, e.event_name, d.data_key FROM website_event e JOIN event_data d "
+                   "ON d.event_key = e.event_key WHERE e.website_key = ? AND e.created_at >= ? AND e.created_at < ? "
+                   "AND e.event_type = 2")  # fmt: skip
+            for created_at, name, data_key in conn.execute(sql, (website_key, start, end)):
+                out.add_event_key(website_key, created_at, name, data_key)
+    visits = _events_of_visits(conn, touched)
+    started_here = {k: ev for k, ev in visits.items() if bucket_of(ev[0].created_at, shift) in dirty.get(ev[0].website_key, ())}
+    sessions = {ev[0].session_key for ev in started_here.values()}
+    attributes = _session_attributes(conn, sessions)
+    starts = _visit_starts(conn, sessions)
+    follow: dict[int, set[int]] = collections.defaultdict(set)
+    for visit_key, events in started_here.items():
+        fact = visit_fact(events, attributes.get(events[0].session_key, (None,) * 6))
+        order = starts[fact.session_key]
+        at = bisect.bisect_left(order, (fact.started_at, visit_key))
+        since = bucket_of(order[at - 1][0], shift) if at > 0 else 0
+        out.add_visit(fact, since)
+        if at + 1 < len(order):
+            later = bucket_of(order[at + 1][0], shift)
+            if later not in dirty.get(fact.website_key, ()):
+                follow[fact.website_key].add(later)
+    return out, dict(follow)
+
+
+def _setting_int(conn: sqlite3.Connection, name: str) -> int:
+    row = conn.execute("SELECT value FROM setting WHERE name = ?", (name,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _set_setting(conn: sqlite3.Connection, name: str, value: object) -> None:
+    conn.execute("INSERT INTO setting (name, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                 "value = excluded.value, updated_at = excluded.updated_at", (name, str(value), int(time.time())))  # fmt: skip
+
+
+def store_rollups(conn: sqlite3.Connection, dirty: Mapping[int, set[int]], rollups: Rollups) -> None:
+    """Replace the rollup rows of the given hours (inside the caller's transaction)."""
+    metrics = ", ".join(f"'{m}'" for m in ROLLUP_METRICS)
+    for website_key, hours in dirty.items():
+        for start, end in _hour_runs(hours):
+            params = (website_key, start, end)
+            conn.execute(f"DELETE FROM rollup WHERE website_key = ? AND metric IN ({metrics}) AND hour >= ? AND hour < ?", params)
+            conn.execute("DELETE FROM rollup_visitors WHERE website_key = ? AND hour >= ? AND hour < ?", params)
+            conn.execute("DELETE FROM rollup_vitals WHERE website_key = ? AND hour >= ? AND hour < ?", params)
+    counts, visitors, vitals = rollups.rows()
+    conn.executemany("INSERT INTO rollup (website_key, metric, hour, value, n) VALUES (?,?,?,?,?)", counts)
+    conn.executemany("INSERT INTO rollup_visitors (website_key, hour, since, n) VALUES (?,?,?,?)", visitors)
+    conn.executemany("INSERT INTO rollup_vitals (website_key, hour, metric, url_path, bin, n) VALUES (?,?,?,?,?,?)", vitals)
+
+
+def _dirty_hours(conn: sqlite3.Connection, after: int, upto: int, shift: int) -> dict[int, set[int]]:
+    """Hours to recompute for events with keys in (after, upto]: theirs, and every hour their visits have events in."""
+    dirty: dict[int, set[int]] = collections.defaultdict(set)
+    sql = ("SELECT DISTINCT x.website_key, x.created_at FROM website_event x WHERE x.visit_key IN "
+           "(SELECT e.visit_key FROM website_event e WHERE e.event_key > ? AND e.event_key <= ?)")  # fmt: skip
+    for website_key, created_at in conn.execute(sql, (after, upto)):
+        dirty[website_key].add(bucket_of(created_at, shift))
+    return dirty
+
+
+def recompute_hours(conn: sqlite3.Connection, dirty: Mapping[int, set[int]], shift: int) -> tuple[Rollups, dict[int, set[int]]]:
+    """Collect the given hours plus the hours their changes reach (see collect_rollups); return them and all the hours."""
+    hours = {k: set(v) for k, v in dirty.items()}
+    while True:
+        rollups, follow = collect_rollups(conn, hours, shift)
+        if not follow:
+            return rollups, hours
+        for website_key, more in follow.items():
+            hours.setdefault(website_key, set()).update(more)
+
+
+def refresh_rollups(conn: sqlite3.Connection, shift: int, round_events: int = ROLLUP_ROUND_EVENTS) -> int:
+    """Bring the rollups up to date with website_event; return how many events were new to them.
+
+    Safe beside a running footfall (the writer may commit between rounds) and against concurrent deletes (epoch check).
+    If ``shift`` differs from the stored alignment, every rollup is rebuilt.
+    """
+    seen = 0
+    while True:
+        conn.execute("BEGIN")
+        try:
+            if _setting_int(conn, "rollup_shift") != shift or conn.execute(
+                    "SELECT 1 FROM setting WHERE name = 'rollup_shift'").fetchone() is None:
+                conn.execute("COMMIT")
+                reset_rollups(conn, shift)
+                continue
+            mark, epoch = _setting_int(conn, "rollup_event_key"), _setting_int(conn, "rollup_epoch")
+            # The writer never reuses a key at or below the mark (EventWriter.commit_batch), so keys above it are new.
+            top = conn.execute("SELECT ifnull(max(event_key), 0) FROM website_event").fetchone()[0]
+            if top <= mark:
+                conn.execute("COMMIT")
+                return seen
+            upto = min(top, mark + round_events)
+            rollups, dirty = recompute_hours(conn, _dirty_hours(conn, mark, upto, shift), shift)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if _setting_int(conn, "rollup_event_key") != mark or _setting_int(conn, "rollup_epoch") != epoch:
+                conn.execute("ROLLBACK")  # somebody refreshed or deleted meanwhile: read again
+                continue
+            store_rollups(conn, dirty, rollups)
+            _set_setting(conn, "rollup_event_key", upto)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        seen += upto - mark
+
+
+def reset_rollups(conn: sqlite3.Connection, shift: int) -> None:
+    """Drop every rollup row; the next refresh recomputes them all (aligned by ``shift``)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for table in ("rollup", "rollup_visitors", "rollup_vitals"):
+            conn.execute(f"DELETE FROM {table}")
+        _set_setting(conn, "rollup_shift", shift)
+        _set_setting(conn, "rollup_event_key", 0)
+        _set_setting(conn, "rollup_epoch", _setting_int(conn, "rollup_epoch") + 1)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _stored_shift(conn: sqlite3.Connection) -> int | None:
+    row = conn.execute("SELECT value FROM setting WHERE name = 'rollup_shift'").fetchone()
+    return None if row is None else int(row[0])
+
+
+def hours_cut_by_prune(conn: sqlite3.Connection, cutoff: int, website_key: int | None) -> dict[int, set[int]]:
+    """Before deleting events older than ``cutoff``: the hours whose rollups change beyond the ones dropped whole.
+
+    That is the hour holding the cutoff, and the hours of the later events of visits the cutoff splits (visits with an
+    event in the day before it), whose start moves.
+    """
+    shift = _stored_shift(conn)
+    if shift is None:
+        return {}
+    sites = [website_key] if website_key is not None else [k for (k,) in conn.execute("SELECT website_key FROM website")]
+    hours: dict[int, set[int]] = {}
+    sql = ("SELECT DISTINCT created_at FROM website_event WHERE website_key = ? AND created_at >= ? AND visit_key IN "
+           "(SELECT visit_key FROM website_event WHERE website_key = ? AND created_at >= ? AND created_at < ?)")  # fmt: skip
+    for key in sites:
+        found = {bucket_of(cutoff, shift)}
+        found.update(bucket_of(at, shift) for (at,) in conn.execute(sql, (key, cutoff, key, cutoff - 86400, cutoff)))
+        hours[key] = found
+    return hours
+
+
+def drop_pruned_rollups(conn: sqlite3.Connection, cutoff: int, website_key: int | None, repair: Mapping[int, set[int]]) -> None:
+    """After deleting events older than ``cutoff``: drop the rollup hours before it and recompute ``repair``."""
+    shift = _stored_shift(conn)
+    if shift is not None:
+        first = bucket_of(cutoff, shift)
+        site = "" if website_key is None else " AND website_key = ?"
+        params = (first,) if website_key is None else (first, website_key)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for table in ("rollup", "rollup_visitors", "rollup_vitals"):
+                conn.execute(f"DELETE FROM {table} WHERE hour < ?{site}", params)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    repair_rollups(conn, repair)
+
+
+def rollup_epoch_bump() -> tuple[str, tuple[Any, ...]]:
+    """The statement that tells a refresh in flight that events were deleted (run in the deleting transaction)."""
+    return ("INSERT INTO setting (name, value, updated_at) VALUES ('rollup_epoch', '1', 0) ON CONFLICT (name) DO UPDATE "
+            "SET value = CAST(value AS INTEGER) + 1", ())  # fmt: skip
+
+
+def repair_rollups(conn: sqlite3.Connection, dirty: Mapping[int, set[int]]) -> None:
+    """Recompute the given hours after events were deleted from them (prune, retention, forget), in one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        shift = _setting_int(conn, "rollup_shift")
+        if conn.execute("SELECT 1 FROM setting WHERE name = 'rollup_shift'").fetchone() is not None:
+            rollups, hours = recompute_hours(conn, dirty, shift)
+            store_rollups(conn, hours, rollups)
+        conn.execute(*rollup_epoch_bump())
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+###############################################################################################################################
+# Summary page: numbers
+###############################################################################################################################
+# One function per panel, each a query on the rollups (or, for realtime and bots, on website_event and bot_counter). A
+# filtered page computes the same rollup rows for the matching visits into temporary tables and runs the same queries.
+
+#: Rows in each top list.
+SUMMARY_LIST_LIMIT = 10
+#: "Realtime" looks back this far, in seconds.
+REALTIME_SECONDS = 300
+#: Period presets: key → label.
+PERIODS = {"today": "Today", "yesterday": "Yesterday", "24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days",
+           "90d": "Last 90 days", "12m": "Last 12 months"}  # fmt: skip
+#: What a list or a filter can be about; each is a query parameter of the page (e.g. ?country=DE).
+FILTERS = ("page", "event", *VISIT_DIMENSIONS)
+#: Web-vital thresholds (good up to the first, poor above the second), as web.dev defines them.
+VITAL_THRESHOLDS = {"lcp": (2500, 4000), "inp": (200, 500), "cls": (0.1, 0.25), "fcp": (1800, 3000), "ttfb": (800, 1800)}
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+class SummaryRange(NamedTuple):
+    """The period a summary covers: [start, end) for the chart, [start, until) for the numbers, in Unix seconds."""
+
+    name: str  # a PERIODS key, or 'custom'
+    label: str
+    start: int
+    end: int
+    until: int  # end, or the end of the current hour while the period is still running
+    step: str  # 'hour' or 'day': the chart's intervals
+    bounds: list[int]  # the chart's interval starts, then its end
+    zone: dt.tzinfo
+
+    @property
+    def previous(self) -> tuple[int, int]:
+        """The period of the same length right before this one (what the changes compare with)."""
+        return self.start - (self.until - self.start), self.start
+
+
+def _day_start(day: dt.date, zone: dt.tzinfo) -> int:
+    return int(dt.datetime.combine(day, dt.time(0), tzinfo=zone).timestamp())
+
+
+def _parse_day_or_time(text: str, zone: dt.tzinfo, inclusive_end: bool) -> int:
+    """Unix seconds from 'YYYY-MM-DD' (that day's start in ``zone``, or the next day's for an inclusive end) or seconds."""
+    text = text.strip()
+    if _DATE_RE.fullmatch(text):
+        try:
+            day = dt.date.fromisoformat(text)
+        except ValueError:
+            raise bad_request(f"{text!r} is not a date") from None
+        return _day_start(day + dt.timedelta(days=1) if inclusive_end else day, zone)
+    if text.isdigit() and len(text) <= 12:
+        return int(text)
+    raise bad_request(f"{text[:40]!r} is neither a date (YYYY-MM-DD) nor Unix seconds")
+
+
+def resolve_range(period: str | None, start: str | None, end: str | None, zone: dt.tzinfo, now: float,
+                  shift: int) -> SummaryRange:  # fmt: skip
+    """The period of a summary request: a preset, or start and end (dates inclusive, or Unix seconds with end exclusive)."""
+    today = dt.datetime.fromtimestamp(now, zone).date()
+    current_hour_end = bucket_of(int(now), shift) + ROLLUP_BUCKET_SECONDS
+    if start or end:
+        if not (start and end):
+            raise bad_request("start and end go together")
+        name, label = "custom", ""
+        a, b = _parse_day_or_time(start, zone, False), _parse_day_or_time(end, zone, True)
+        if b <= a:
+            raise bad_request("end must be after start")
+        if b - a > 3 * 366 * 86400:
+            raise bad_request("a summary covers at most three years")
+    else:
+        name = period or "30d"
+        if name not in PERIODS:
+            raise bad_request(f"period must be one of {', '.join(PERIODS)}")
+        label = PERIODS[name]
+        tomorrow = _day_start(today + dt.timedelta(days=1), zone)
+        if name == "today":
+            a, b = _day_start(today, zone), tomorrow
+        elif name == "yesterday":
+            a, b = _day_start(today - dt.timedelta(days=1), zone), _day_start(today, zone)
+        elif name == "24h":
+            a, b = current_hour_end - 86400, current_hour_end
+        elif name == "12m":
+            month = today.year * 12 + today.month - 1 - 11
+            a, b = _day_start(dt.date(month // 12, month % 12 + 1, 1), zone), tomorrow
+        else:
+            a, b = _day_start(today - dt.timedelta(days=int(name[:-1]) - 1), zone), tomorrow
+    a, b = bucket_of(a, shift), bucket_of(b - 1, shift) + ROLLUP_BUCKET_SECONDS
+    if name == "custom":
+        first, last = (dt.datetime.fromtimestamp(t, zone) for t in (a, b - 1))
+        label = f"{first:%Y-%m-%d} – {last:%Y-%m-%d}"
+    step = "hour" if b - a <= 2 * 86400 else "day"
+    if step == "hour":
+        bounds = list(range(a, b, ROLLUP_BUCKET_SECONDS))
+    else:
+        day, bounds = dt.datetime.fromtimestamp(a, zone).date(), []
+        while (at := bucket_of(_day_start(day, zone), shift)) < b:
+            bounds.append(max(at, a))
+            day += dt.timedelta(days=1)
+    until = max(a, min(b, current_hour_end))
+    return SummaryRange(name, label, a, b, until, step, [*bounds, b], zone)
+
+
+class RollupSource(NamedTuple):
+    """The tables a summary reads: the rollups, or the temporary ones of a filtered page."""
+
+    rollup: str = "rollup"
+    visitors: str = "rollup_visitors"
+    vitals: str = "rollup_vitals"
+
+
+FILTERED = RollupSource("temp.f_rollup", "temp.f_rollup_visitors", "temp.f_rollup_vitals")
+
+
+def panel_totals(conn: sqlite3.Connection, src: RollupSource, website_key: int, start: int, end: int) -> dict[str, float]:
+    """Visitors, visits, pageviews, custom events, views per visit, bounce rate and average visit length of [start, end)."""
+    sums = dict.fromkeys(("pageviews", "events", "visits", "bounces", "duration"), 0)
+    sql = (f"SELECT metric, sum(n) FROM {src.rollup} WHERE website_key = ? AND metric IN "
+           f"('pageviews', 'events', 'visits', 'bounces', 'duration') AND hour >= ? AND hour < ? GROUP BY metric")
+    sums.update(conn.execute(sql, (website_key, start, end)).fetchall())
+    sql = f"SELECT ifnull(sum(n), 0) FROM {src.visitors} WHERE website_key = ? AND hour >= ? AND hour < ? AND since < ?"
+    visitors = conn.execute(sql, (website_key, start, end, start)).fetchone()[0]
+    visits = sums["visits"]
+    return {
+        "visitors": visitors, "visits": visits, "pageviews": sums["pageviews"], "custom_events": sums["events"],
+        "views_per_visit": round(sums["pageviews"] / visits, 2) if visits else 0.0,
+        "bounce_rate": round(sums["bounces"] / visits, 4) if visits else 0.0,
+        "avg_duration_s": round(sums["duration"] / visits, 1) if visits else 0.0,
+    }  # fmt: skip
+
+
+def panel_chart(conn: sqlite3.Connection, src: RollupSource, website_key: int, bounds: list[int]) -> list[dict[str, int]]:
+    """Pageviews and visitors per chart interval (bounds: interval starts, then the end)."""
+    pageviews = [0] * (len(bounds) - 1)
+    sql = f"SELECT hour, n FROM {src.rollup} WHERE website_key = ? AND metric = 'pageviews' AND hour >= ? AND hour < ?"
+    for hour, n in conn.execute(sql, (website_key, bounds[0], bounds[-1])):
+        pageviews[bisect.bisect_right(bounds, hour) - 1] += n
+    visitors = [0] * (len(bounds) - 1)
+    intervals = msgspec.json.encode(list(zip(bounds, bounds[1:]))).decode()
+    sql = (f"SELECT j.key, sum(r.n) FROM json_each(?) j JOIN {src.visitors} r ON r.website_key = ? "
+           f"AND r.hour >= j.value ->> 0 AND r.hour < j.value ->> 1 AND r.since < j.value ->> 0 GROUP BY j.key")
+    for index, n in conn.execute(sql, (intervals, website_key)):
+        visitors[index] = n
+    return [{"start": a, "pageviews": p, "visitors": v} for a, p, v in zip(bounds, pageviews, visitors)]
+
+
+def panel_top(conn: sqlite3.Connection, src: RollupSource, website_key: int, metric: str, start: int, end: int,
+              total: int, limit: int = SUMMARY_LIST_LIMIT) -> list[dict[str, Any]]:  # fmt: skip
+    """The most frequent values of one metric in [start, end), with their share of ``total``."""
+    sql = (f"SELECT value, sum(n) AS c FROM {src.rollup} WHERE website_key = ? AND metric = ? AND hour >= ? AND hour < ? "
+           f"GROUP BY value ORDER BY c DESC, value LIMIT ?")
+    rows = conn.execute(sql, (website_key, metric, start, end, limit)).fetchall()
+    return [{"value": value, "count": n, "share": round(n / total, 4) if total else 0.0} for value, n in rows]
+
+
+def panel_events(conn: sqlite3.Connection, src: RollupSource, website_key: int, start: int, end: int,
+                 total: int) -> list[dict[str, Any]]:  # fmt: skip
+    """Custom events by name, each with its three most common data keys."""
+    events = panel_top(conn, src, website_key, "event", start, end, total)
+    sql = (f"SELECT value, sum(n) AS c FROM {src.rollup} WHERE website_key = ? AND metric = 'event_key' AND hour >= ? "
+           f"AND hour < ? AND substr(value, 1, ?) = ? GROUP BY value ORDER BY c DESC, value LIMIT 3")
+    for event in events:
+        prefix = msgspec.json.encode([event["value"]]).decode()[:-1] + ","
+        rows = conn.execute(sql, (website_key, start, end, len(prefix), prefix)).fetchall()
+        event["keys"] = [{"key": msgspec.json.decode(value)[1], "count": n} for value, n in rows]
+    return events
+
+
+def _vital_rating(metric: str, value: float) -> str:
+    good, poor = VITAL_THRESHOLDS[metric]
+    return "good" if value <= good else "poor" if value > poor else "needs-improvement"
+
+
+def panel_vitals(conn: sqlite3.Connection, src: RollupSource, website_key: int, start: int, end: int,
+                 limit: int = SUMMARY_LIST_LIMIT) -> list[dict[str, Any]]:  # fmt: skip
+    """p75 of each web vital per page (nearest rank over the two-figure histogram), pages with most reports first."""
+    sql = (f"SELECT url_path, metric, bin, sum(n) FROM {src.vitals} WHERE website_key = ? AND hour >= ? AND hour < ? "
+           f"GROUP BY url_path, metric, bin ORDER BY url_path, metric, bin")
+    histograms: dict[str, dict[str, list[tuple[float, int]]]] = collections.defaultdict(lambda: collections.defaultdict(list))
+    for path, metric, value, n in conn.execute(sql, (website_key, start, end)):
+        histograms[path][metric].append((value, n))
+    pages = []
+    for path, metrics in histograms.items():
+        row: dict[str, Any] = {"page": path, "reports": max(sum(n for _, n in bins) for bins in metrics.values())}
+        for metric in VITALS:
+            bins = metrics.get(metric)
+            if not bins:
+                row[metric] = None
+                continue
+            rank, seen = math.ceil(0.75 * sum(n for _, n in bins)), 0
+            for value, n in bins:
+                seen += n
+                if seen >= rank:
+                    break
+            row[metric] = {"p75": value, "rating": _vital_rating(metric, value), "count": sum(n for _, n in bins)}
+        pages.append(row)
+    pages.sort(key=lambda r: (-r["reports"], r["page"]))
+    return pages[:limit]
+
+
+def panel_realtime(conn: sqlite3.Connection, website_key: int, now: float) -> dict[str, Any]:
+    """Visitors active in the last five minutes, and the page each was last on."""
+    since = int(now) - REALTIME_SECONDS
+    visitors = conn.execute("SELECT count(DISTINCT session_key) FROM website_event WHERE website_key = ? AND created_at >= ?",
+                            (website_key, since)).fetchone()[0]  # fmt: skip
+    sql = ("SELECT url_path, count(*) AS c FROM (SELECT session_key, url_path, max(created_at) FROM website_event "
+           "WHERE website_key = ? AND created_at >= ? AND event_type = 1 GROUP BY session_key) "
+           "GROUP BY url_path ORDER BY c DESC, url_path LIMIT ?")  # fmt: skip
+    pages = [{"value": path, "count": n} for path, n in conn.execute(sql, (website_key, since, SUMMARY_LIST_LIMIT))]
+    return {"visitors": visitors, "pages": pages}
+
+
+def panel_bots(conn: sqlite3.Connection, website_key: int, start: int, end: int) -> int:
+    """Requests refused as bots in the UTC days that [start, end) touches (bot_counter counts per UTC day)."""
+    first, last = (time.strftime("%Y-%m-%d", time.gmtime(t)) for t in (start, max(start, end - 1)))
+    sql = "SELECT ifnull(sum(hits), 0) FROM bot_counter WHERE website_key = ? AND day >= ? AND day <= ?"
+    return int(conn.execute(sql, (website_key, first, last)).fetchone()[0])
+
+
+def _visit_matches(fact: VisitFact, events: Sequence[EventFact], filters: Mapping[str, str]) -> bool:
+    for name, wanted in filters.items():
+        if name == "page":
+            if not any(e.event_type == EVENT_PAGEVIEW and e.url_path == wanted for e in events):
+                return False
+        elif name == "event":
+            if not any(e.event_type == EVENT_CUSTOM and (e.event_name or "") == wanted for e in events):
+                return False
+        elif getattr(fact, name) != wanted:
+            return False
+    return True
+
+
+def collect_filtered(conn: sqlite3.Connection, website_key: int, start: int, end: int, filters: Mapping[str, str],
+                     shift: int) -> Rollups:  # fmt: skip
+    """Rollup rows of [start, end) for the visits that match every filter (a segment: all numbers are about them)."""
+    out = Rollups(shift)
+    in_range: list[EventFact] = []
+    sql = f"SELECT {_FACT_COLUMNS} FROM website_event e WHERE e.website_key = ? AND e.created_at >= ? AND e.created_at < ?"
+    for row in conn.execute(sql, (website_key, start, end)):
+        in_range.append(EventFact(*row))
+    visits = _events_of_visits(conn, {e.visit_key for e in in_range})
+    attributes = _session_attributes(conn, {events[0].session_key for events in visits.values()})
+    matching: dict[int, VisitFact] = {}
+    for visit_key, events in visits.items():
+        fact = visit_fact(events, attributes.get(events[0].session_key, (None,) * 6))
+        if _visit_matches(fact, events, filters):
+            matching[visit_key] = fact
+    for e in in_range:
+        if e.visit_key in matching:
+            out.add_event(e)
+    sql = ("SELECT e.visit_key, e.created_at, e.event_name, d.data_key FROM website_event e JOIN event_data d "
+           "ON d.event_key = e.event_key WHERE e.website_key = ? AND e.created_at >= ? AND e.created_at < ? AND e.event_type = 2")
+    for visit_key, created_at, name, data_key in conn.execute(sql, (website_key, start, end)):
+        if visit_key in matching:
+            out.add_event_key(website_key, created_at, name, data_key)
+    previous: dict[int, int] = {}  # session → start of its last matching visit so far
+    for fact in sorted(matching.values(), key=lambda f: (f.started_at, f.visit_key)):
+        if start <= fact.started_at < end:
+            last = previous.get(fact.session_key)
+            out.add_visit(fact, bucket_of(last, shift) if last is not None else 0)
+        previous[fact.session_key] = fact.started_at
+    return out
+
+
+def load_filtered(conn: sqlite3.Connection, rollups: Rollups) -> None:
+    """Put a filtered page's rollup rows into the temporary tables FILTERED names."""
+    for table, like in (("f_rollup", "rollup"), ("f_rollup_visitors", "rollup_visitors"), ("f_rollup_vitals", "rollup_vitals")):
+        conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} AS SELECT * FROM main.{like} WHERE 0")
+        conn.execute(f"DELETE FROM temp.{table}")
+    counts, visitors, vitals = rollups.rows()
+    conn.executemany("INSERT INTO temp.f_rollup (website_key, metric, hour, value, n) VALUES (?,?,?,?,?)", counts)
+    conn.executemany("INSERT INTO temp.f_rollup_visitors (website_key, hour, since, n) VALUES (?,?,?,?)", visitors)
+    conn.executemany("INSERT INTO temp.f_rollup_vitals (website_key, hour, metric, url_path, bin, n) VALUES (?,?,?,?,?,?)",
+                     vitals)  # fmt: skip
+
+
+class Site(NamedTuple):
+    """A website as the summary shows it."""
+
+    key: int
+    id: str
+    name: str
+    domain: str | None
+
+
+def list_sites(conn: sqlite3.Connection) -> list[Site]:
+    """Active websites, by name."""
+    sql = "SELECT website_key, website_id, name, domain FROM website WHERE deleted_at IS NULL ORDER BY name, website_id"
+    return [Site(*row) for row in conn.execute(sql)]
+
+
+def _change(current: float, previous: float) -> float | None:
+    return round((current - previous) / previous, 4) if previous else None
+
+
+def build_summary(conn: sqlite3.Connection, site: Site, period: SummaryRange, filters: Mapping[str, str], now: float,
+                  shift: int) -> dict[str, Any]:  # fmt: skip
+    """Everything the summary page shows, as plain data (the JSON twin returns exactly this)."""
+    src = RollupSource()
+    previous_start, previous_end = period.previous
+    if filters:
+        conn.execute("BEGIN")  # the temporary tables are this connection's own; one snapshot for all reads
+        load_filtered(conn, collect_filtered(conn, site.key, min(previous_start, period.start), period.end, filters, shift))
+        src = FILTERED
+    else:
+        conn.execute("BEGIN")
+    try:
+        totals = panel_totals(conn, src, site.key, period.start, period.until)
+        before = panel_totals(conn, src, site.key, previous_start, previous_end)
+        lists: dict[str, dict[str, Any]] = {}
+        for metric in ("page", *VISIT_DIMENSIONS):
+            total = totals["pageviews"] if metric == "page" else totals["visits"]
+            lists[metric] = {"total": total, "rows": panel_top(conn, src, site.key, metric, period.start, period.until, total)}
+        summary = {
+            "website": {"id": site.id, "name": site.name, "domain": site.domain},
+            "period": {
+                "name": period.name, "label": period.label, "timezone": str(period.zone), "step": period.step,
+                "start": period.start, "end": period.end, "until": period.until,
+                "previous_start": previous_start, "previous_end": previous_end,
+            },
+            "filters": dict(filters),
+            "totals": {name: {"value": value, "previous": before[name], "change": _change(value, before[name])}
+                       for name, value in totals.items()},
+            "chart": panel_chart(conn, src, site.key, period.bounds),
+            "lists": lists,
+            "events": panel_events(conn, src, site.key, period.start, period.until, totals["custom_events"]),
+            "vitals": panel_vitals(conn, src, site.key, period.start, period.until),
+            "realtime": panel_realtime(conn, site.key, now),
+            "bots": panel_bots(conn, site.key, period.start, period.until),
+        }  # fmt: skip
+    finally:
+        conn.execute("COMMIT")
+    return summary
+
+
+###############################################################################################################################
 # HTTP handlers
 ###############################################################################################################################
 
@@ -1946,6 +2728,18 @@ class Runtime:
         unit = 60 if config.rate_limit.strip().lower().endswith("m") else 1
         self.rate_limiter = RateLimiter(rate, rate * unit) if rate else None
         self.prepared: Prepared | None = None
+        #: The summary's time zone and the alignment of its hours (rollup_shift).
+        self.zone = load_zone(config.timezone)
+        self.shift = bucket_shift(self.zone, clock())
+        #: The summary's own connection: rollup refreshes and summary reads run on it in a worker thread, one at a time.
+        self.summary_conn: sqlite3.Connection | None = None
+        self.summary_lock = asyncio.Lock()
+        self.password_hash = config.password_hash
+        self.cookie_key = b""
+        self.login_limiter = RateLimiter(1 / LOGIN_REFILL_SECONDS, LOGIN_BURST)
+        self.country_names: dict[str, str] = {}
+        self._password_checks = asyncio.Semaphore(2)  # scrypt costs 16 MiB and ~50 ms: never many at once
+        self._rollups_refreshed_at = 0.0
         self._maintenance: asyncio.Task[None] | None = None
         self._missing_websites: dict[str, float] = {}
         self._retention_applied_at = 0.0  # website id → monotonic time until which it counts as missing
@@ -1956,6 +2750,7 @@ class Runtime:
         self.prepared = await asyncio.to_thread(prepare_database, self.config.db, self.config.salt_rotation, now)
         self.secret = self.prepared.secret
         self.token_key = bytes.fromhex(self.secret)
+        self.cookie_key = hmac.new(self.token_key, b"footfall summary session", hashlib.sha256).digest()
         self.salts = SaltBook(self.config.salt_rotation, self.prepared.salts)
         self.visits = VisitTracker(self.config.visit_timeout * 60, self.secret)
         if self.config.geoip_db:
@@ -1964,9 +2759,12 @@ class Runtime:
             embedded = await asyncio.to_thread(load_embedded_geo)
             if embedded is not None:
                 self.geo.append(embedded)
+                self.country_names = embedded.names
         self.reader = await aiosqlite.connect(self.config.db, isolation_level=None)
         await self.reader.executescript(_connect_pragmas(self.config.busy_timeout_ms) + ";PRAGMA query_only=1")
         await self.load_websites()
+        self.summary_conn = await asyncio.to_thread(connect, self.config.db, self.config.busy_timeout_ms, True)
+        await self.load_password()
         await self.writer.start()
         await self._restore_visits(now)
         self._maintenance = asyncio.create_task(self._maintenance_loop(), name="footfall-maintenance")
@@ -1978,12 +2776,67 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
         await self.writer.close()
+        async with self.summary_lock:
+            if self.summary_conn is not None:
+                self.summary_conn.close()
+                self.summary_conn = None
         for source in self.geo:
             source.close()
         self.geo = []
         if self.reader is not None:
             await self.reader.close()
             self.reader = None
+
+    async def load_password(self) -> None:
+        """The summary's password hash: --password-hash if given, else the one `footfall password` stored."""
+        if self.config.password_hash:
+            self.password_hash = self.config.password_hash
+            return
+        assert self.reader is not None
+        async with self.reader.execute("SELECT value FROM setting WHERE name = 'password_hash'") as cur:
+            row = await cur.fetchone()
+        self.password_hash = row[0] if row else ""
+
+    async def check_password(self, password: str) -> bool:
+        """Whether ``password`` is the summary's (scrypt in a worker thread, two checks at most at a time)."""
+        async with self._password_checks:
+            return await asyncio.to_thread(verify_password, password, self.password_hash)
+
+    async def sites(self) -> list[Site]:
+        """Active websites, by name."""
+        assert self.reader is not None
+        sql = "SELECT website_key, website_id, name, domain FROM website WHERE deleted_at IS NULL ORDER BY name, website_id"
+        async with self.reader.execute(sql) as cur:
+            return [Site(*row) for row in await cur.fetchall()]
+
+    async def shared_site(self, token: str) -> int | None:
+        """The website a share token shows, if the link exists."""
+        assert self.reader is not None
+        async with self.reader.execute("SELECT website_key FROM share_link WHERE token = ?", (token,)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else int(row[0])
+
+    async def _in_summary_thread(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        async with self.summary_lock:
+            conn = self.summary_conn
+            if conn is None:
+                raise unavailable("footfall is shutting down; try again shortly.")
+            return await asyncio.to_thread(fn, conn)
+
+    async def refresh_rollups(self) -> int:
+        """Bring the summary's rollups up to date (a worker thread; the writer goes on meanwhile)."""
+        self._rollups_refreshed_at = time.monotonic()
+        return await self._in_summary_thread(lambda conn: refresh_rollups(conn, self.shift))  # type: ignore[no-any-return]
+
+    async def summary(self, site: Site, period: SummaryRange, filters: Mapping[str, str]) -> dict[str, Any]:
+        """The numbers of one summary page, from rollups brought up to date first."""
+        now = self.clock()
+
+        def job(conn: sqlite3.Connection) -> dict[str, Any]:
+            refresh_rollups(conn, self.shift)
+            return build_summary(conn, site, period, filters, now, self.shift)
+
+        return await self._in_summary_thread(job)  # type: ignore[no-any-return]
 
     async def load_websites(self) -> None:
         """Reload the active websites (``footfall site add/remove`` may run while we serve)."""
@@ -2049,6 +2902,9 @@ class Runtime:
         if now - self._retention_applied_at >= RETENTION_INTERVAL_SECONDS:
             self._retention_applied_at = now
             await self.apply_retention(now)
+        await self.load_password()
+        if time.monotonic() - self._rollups_refreshed_at >= ROLLUP_REFRESH_SECONDS:
+            await self.refresh_rollups()
 
     async def apply_retention(self, now: float) -> int:
         """Delete events past each site's retention_days, one small transaction at a time between ingest commits."""
@@ -2058,9 +2914,12 @@ class Runtime:
             sites = await cur.fetchall()
         total = 0
         for website_key, days in sites:
-            statement = prune_statement(int(now - days * 86400), website_key)
+            cutoff = int(now - days * 86400)
+            repair = await self._in_summary_thread(lambda conn: hours_cut_by_prune(conn, cutoff, website_key))  # noqa: B023
+            statement = prune_statement(cutoff, website_key)
             while deleted := await self.writer.call(functools.partial(self._execute_in_transaction, statements=[statement])):
                 total += deleted
+            await self._in_summary_thread(lambda conn: drop_pruned_rollups(conn, cutoff, website_key, repair))  # noqa: B023
         if total:
             await self.writer.call(functools.partial(self._execute_in_transaction,
                                                      statements=[(sql, ()) for sql in ORPHAN_DELETES]))  # fmt: skip
@@ -2220,6 +3079,439 @@ async def get_heartbeat() -> Response:
 
 
 ###############################################################################################################################
+# Summary page: access
+###############################################################################################################################
+# The page is private by default. With no password set it answers only browsers on this machine (loopback peer, no
+# forwarding header: a reverse proxy on the same host always adds one). A password is stored as a salted scrypt hash; a
+# login sets a signed, HttpOnly, SameSite=Strict cookie that expires after 30 days and dies with a password change. Login
+# and logout refuse cross-site requests (Sec-Fetch-Site, else Origin), and login attempts are rate-limited per client.
+
+#: scrypt cost: ~50 ms and 16 MiB per check. Stored with each hash, so it can be raised without breaking old ones.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+#: Shortest password `footfall password` accepts.
+MIN_PASSWORD_CHARS = 10
+#: Name and lifetime of the login cookie (seconds).
+SESSION_COOKIE = "footfall_session"
+SESSION_MAX_AGE_SECONDS = 30 * 86400
+#: Login attempts per client: a burst of this many, then one more every LOGIN_REFILL_SECONDS.
+LOGIN_BURST = 5
+LOGIN_REFILL_SECONDS = 12
+#: Headers a reverse proxy adds: with any of them a loopback peer is not the local user.
+_PROXY_HEADERS = (*CLIENT_IP_HEADERS, "x-forwarded-host", "x-forwarded-proto", "via")
+
+
+def hash_password(password: str) -> str:
+    """A salted scrypt hash of ``password``, as 'scrypt$N$r$p$salt$hash' (base64)."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, maxmem=64 << 20, dklen=32)
+    encode = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${encode(salt)}${encode(digest)}"
+
+
+def _parse_password_hash(stored: str) -> tuple[int, int, int, bytes, bytes]:
+    scheme, n, r, p, salt, digest = stored.strip().split("$")
+    if scheme != "scrypt" or not (2 <= int(n) <= 2**20 and 1 <= int(r) <= 32 and 1 <= int(p) <= 16):
+        raise ValueError(stored)
+    return int(n), int(r), int(p), base64.b64decode(salt, validate=True), base64.b64decode(digest, validate=True)
+
+
+def check_password_hash(stored: str) -> str:
+    """``stored`` if it is a hash footfall made; ConfigError otherwise (for FOOTFALL_PASSWORD_HASH)."""
+    try:
+        _parse_password_hash(stored)
+    except (ValueError, TypeError):
+        raise ConfigError("password_hash must be a hash printed by `footfall password --print-hash`") from None
+    return stored.strip()
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """Whether ``password`` matches the hash (constant-time comparison)."""
+    try:
+        n, r, p, salt, digest = _parse_password_hash(stored)
+    except (ValueError, TypeError):
+        return False
+    candidate = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=256 << 20, dklen=len(digest))
+    return hmac.compare_digest(candidate, digest)
+
+
+def issue_session_cookie(key: bytes, password_hash: str, now: float) -> str:
+    """A login cookie value: its expiry and an HMAC over it and the current password hash."""
+    expires = int(now) + SESSION_MAX_AGE_SECONDS
+    mac = hmac.new(key, f"{expires}|{password_hash}".encode(), hashlib.sha256).hexdigest()
+    return f"{expires}.{mac}"
+
+
+def read_session_cookie(value: str | None, key: bytes, password_hash: str, now: float) -> bool:
+    """Whether a login cookie is genuine, unexpired and made under the current password."""
+    if not value or not password_hash:
+        return False
+    expires, _, mac = value.partition(".")
+    if not expires.isdigit() or int(expires) < now:
+        return False
+    wanted = hmac.new(key, f"{expires}|{password_hash}".encode(), hashlib.sha256).hexdigest()
+    return hmac.compare_digest(mac, wanted)
+
+
+def is_local_browser(request: Request) -> bool:
+    """A request from this very machine, not relayed by a proxy (the only ones served before a password is set)."""
+    client = request.scope.get("client")
+    address = normalize_ip(client[0] if client else None)
+    return address is not None and address.is_loopback and not any(h in request.headers for h in _PROXY_HEADERS)
+
+
+def is_same_origin(request: Request) -> bool:
+    """Whether a form post comes from footfall's own pages (Fetch Metadata, else the Origin header)."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True  # not a browser (curl, scripts); browser sessions are protected by SameSite=Strict anyway
+    return origin != "null" and urlsplit(origin).netloc == request.headers.get("host", "")
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after logging in: a path on this server only (no //host or scheme tricks)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target or any(c < " " for c in target):
+        return "/"
+    return target
+
+
+def new_share_token() -> str:
+    """An unguessable share-link token (256 random bits)."""
+    return secrets.token_urlsafe(32)
+
+
+###############################################################################################################################
+# Summary page: HTTP
+###############################################################################################################################
+
+#: Headers on every summary response: no script may run, nothing may frame it, nothing leaks in Referer, nothing is cached.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}  # fmt: skip
+#: Titles of the summary's lists and of the filters they set.
+LIST_TITLES = {
+    "page": ("Pages", "Pageviews"), "entry": ("Entry pages", "Visits"), "exit": ("Exit pages", "Visits"),
+    "referrer": ("Referrers", "Visits"), "utm_source": ("UTM sources", "Visits"), "utm_medium": ("UTM mediums", "Visits"),
+    "utm_campaign": ("UTM campaigns", "Visits"), "country": ("Countries", "Visits"), "browser": ("Browsers", "Visits"),
+    "os": ("Operating systems", "Visits"), "device": ("Devices", "Visits"), "language": ("Languages", "Visits"),
+    "screen": ("Screen sizes", "Visits"),
+}  # fmt: skip
+FILTER_LABELS = {"page": "Page", "event": "Event", "entry": "Entry page", "exit": "Exit page", "referrer": "Referrer",
+                 "utm_source": "UTM source", "utm_medium": "UTM medium", "utm_campaign": "UTM campaign",
+                 "country": "Country", "browser": "Browser", "os": "OS", "device": "Device", "language": "Language",
+                 "screen": "Screen"}  # fmt: skip
+HEADLINES = (("visitors", "Visitors"), ("visits", "Visits"), ("pageviews", "Pageviews"),
+             ("views_per_visit", "Views per visit"), ("bounce_rate", "Bounce rate"), ("avg_duration_s", "Visit duration"))
+
+
+class Viewer(NamedTuple):
+    """Who is looking, and at what: the sites they may see and the path the page lives at."""
+
+    sites: list[Site]
+    base: str  # '/' or '/share/TOKEN'
+    logged_in: bool
+
+
+class Denied(Exception):
+    """No access to the summary: why ('login', 'no-password' or 'not-found')."""
+
+
+async def _viewer(request: Request, token: str | None) -> Viewer:
+    runtime = _runtime(request)
+    sites = await runtime.sites()
+    if token is not None:
+        website_key = await runtime.shared_site(token)
+        if website_key is None:
+            raise Denied("not-found")
+        return Viewer([s for s in sites if s.key == website_key], f"/share/{token}", False)
+    if runtime.password_hash:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if read_session_cookie(cookie, runtime.cookie_key, runtime.password_hash, runtime.clock()):
+            return Viewer(sites, "/", True)
+        raise Denied("login")
+    if is_local_browser(request):
+        return Viewer(sites, "/", False)
+    raise Denied("no-password")
+
+
+def _summary_request(request: Request, viewer: Viewer, runtime: Runtime) -> tuple[Site, SummaryRange, dict[str, str]]:
+    params = request.query_params
+    website = (params.get("website") or "").lower()
+    site = next((s for s in viewer.sites if s.id == website), None) if website else (viewer.sites or [None])[0]
+    if site is None:
+        raise bad_request("Website not found.")
+    filters = {name: params[name] for name in FILTERS if params.get(name)}
+    if any(len(value) > 500 for value in filters.values()):
+        raise bad_request("a filter value is longer than 500 characters")
+    period = resolve_range(params.get("period"), params.get("start"), params.get("end"), runtime.zone, runtime.clock(),
+                           runtime.shift)  # fmt: skip
+    return site, period, filters
+
+
+def _page(name: str, context: dict[str, Any], status: int = 200, **headers: str) -> Template:
+    return Template(template_name=name, context=context, status_code=status, headers={**PAGE_HEADERS, **headers},
+                    media_type="text/html; charset=utf-8")  # fmt: skip
+
+
+def _denied_page(request: Request, reason: str) -> Response[Any] | Template:
+    if reason == "login":
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return Redirect(path="/login?" + urlencode({"next": target}), status_code=303, headers=PAGE_HEADERS)
+    if reason == "not-found":
+        return _page("message.html", {"title": "Not found", "message": "This share link does not exist (any more)."}, 404)
+    return _page("message.html", {"title": "Set a password first", "command": "footfall password",
+                                  "message": "The summary is only shown on this machine until it has a password. Set one "
+                                             "with the command below, then log in."}, 403)  # fmt: skip
+
+
+async def get_summary_page(request: Request) -> Response[Any] | Template:
+    """GET / : the summary page of one website (private)."""
+    return await _summary_page(request, None)
+
+
+async def get_share_page(request: Request) -> Response[Any] | Template:
+    """GET /share/TOKEN : the summary page of the one website this share link shows."""
+    return await _summary_page(request, request.path_params["token"])
+
+
+async def _summary_page(request: Request, token: str | None) -> Response[Any] | Template:
+    runtime = _runtime(request)
+    try:
+        viewer = await _viewer(request, token)
+    except Denied as denied:
+        return _denied_page(request, str(denied))
+    if not viewer.sites:
+        return _page("message.html", {"title": "No websites", "command": "footfall site add NAME",
+                                      "message": "There is no website to show yet. Add one:"})  # fmt: skip
+    try:
+        site, period, filters = _summary_request(request, viewer, runtime)
+    except ApiError as exc:
+        return _page("message.html", {"title": "Cannot show that", "message": exc.message}, exc.status)
+    summary = await runtime.summary(site, period, filters)
+    return _page("summary.html", page_context(summary, viewer, site, period, filters, runtime))
+
+
+async def get_summary_json(request: Request) -> Response:
+    """GET /api/summary?website=…&period=…|start=…&end=…[&share=…][&country=…]: the summary page's numbers as JSON."""
+    runtime = _runtime(request)
+    try:
+        viewer = await _viewer(request, request.query_params.get("share"))
+    except Denied as denied:
+        reason = str(denied)
+        if reason == "not-found":
+            raise ApiError(404, "not-found", "Share link not found.") from None
+        if reason == "login":
+            raise ApiError(401, "unauthorized", "Log in first (POST /login), or use a share link.") from None
+        raise ApiError(403, "forbidden", "Set a password with `footfall password` to read the summary remotely.") from None
+    site, period, filters = _summary_request(request, viewer, runtime)
+    summary = await runtime.summary(site, period, filters)
+    return Response(content=msgspec.json.encode(summary), media_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+async def get_login(request: Request) -> Response[Any] | Template:
+    """GET /login: the login form."""
+    runtime = _runtime(request)
+    if not runtime.password_hash:
+        return Redirect(path="/", status_code=303, headers=PAGE_HEADERS)
+    return _page("login.html", {"next": safe_next(request.query_params.get("next")), "error": None})
+
+
+async def post_login(request: Request) -> Response[Any] | Template:
+    """POST /login: check the password; on success set the session cookie and go to ``next``."""
+    runtime = _runtime(request)
+    if not is_same_origin(request):
+        return _page("message.html", {"title": "Refused", "message": "Log in from footfall's own login page."}, 403)
+    form = await request.form()
+    target = safe_next(form.get("next"))
+    now = runtime.clock()
+    try:
+        runtime.login_limiter.check(Origin(request.scope["client"][0] if request.scope.get("client") else "",
+                                           request.headers).client(None, runtime.policy).address, now)  # fmt: skip
+    except ApiError as exc:
+        return _page("login.html", {"next": target, "error": "Too many attempts. Wait a minute and try again."}, 429,
+                     **exc.headers)  # fmt: skip
+    password = form.get("password") or ""
+    stored = runtime.password_hash
+    if not stored or not isinstance(password, str) or not await runtime.check_password(password):
+        return _page("login.html", {"next": target, "error": "Wrong password."}, 403)
+    response = Redirect(path=target, status_code=303, headers=PAGE_HEADERS)
+    response.set_cookie(SESSION_COOKIE, issue_session_cookie(runtime.cookie_key, stored, now), max_age=SESSION_MAX_AGE_SECONDS,
+                        path="/", httponly=True, samesite="strict", secure=_is_https(request))  # fmt: skip
+    return response
+
+
+async def post_logout(request: Request) -> Response[Any] | Template:
+    """POST /logout: drop the session cookie."""
+    if not is_same_origin(request):
+        return _page("message.html", {"title": "Refused", "message": "Log out from footfall's own pages."}, 403)
+    response = Redirect(path="/login", status_code=303, headers=PAGE_HEADERS)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+def _is_https(request: Request) -> bool:
+    return request.url.scheme == "https" or request.headers.get("x-forwarded-proto", "").lower() == "https"
+
+
+async def get_stylesheet(request: Request) -> Response:
+    """GET /static/footfall.css: the summary's one stylesheet."""
+    body, etag = request.app.state.stylesheet
+    headers = {"Cache-Control": "public, max-age=3600", "ETag": etag, "X-Content-Type-Options": "nosniff"}
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(content=b"", status_code=304, headers=headers)
+    return Response(content=body, media_type="text/css; charset=utf-8", headers=headers)
+
+
+def _compact(n: float) -> str:
+    for limit, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= limit:
+            return f"{n / limit:.1f}".rstrip("0").rstrip(".") + suffix
+    return f"{n:g}"
+
+
+def format_duration(seconds: float) -> str:
+    """'1h 02m', '3m 05s' or '42s'."""
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s}s"
+
+
+def format_headline(name: str, value: float) -> str:
+    if name == "bounce_rate":
+        return f"{value * 100:.0f}%"
+    if name == "avg_duration_s":
+        return format_duration(value)
+    if name == "views_per_visit":
+        return f"{value:.2f}"
+    return f"{int(value):,}"
+
+
+def _nice_top(peak: int) -> int:
+    """A round axis maximum at or above ``peak`` (1, 2, 5 × a power of ten, then split in four)."""
+    peak = max(peak, 4)
+    magnitude = 10 ** math.floor(math.log10(peak))
+    for step in (1, 2, 2.5, 5, 10):
+        if step * magnitude * 4 >= peak and (step * magnitude) == int(step * magnitude):
+            return int(step * magnitude * 4)
+    return int(10 * magnitude * 4)
+
+
+def chart_geometry(chart: list[dict[str, int]], period: SummaryRange) -> dict[str, Any]:
+    """Coordinates for the server-side SVG chart: bars (pageviews) with inner bars (visitors), axes and hover titles."""
+    width, height, left, right, top, bottom = 960, 240, 44, 8, 10, 26
+    plot_w, plot_h = width - left - right, height - top - bottom
+    ceiling = _nice_top(max((p["pageviews"] for p in chart), default=0))
+    slot = plot_w / max(1, len(chart))
+    bars, labels = [], []
+    every = max(1, math.ceil(len(chart) / 8))
+    for i, point in enumerate(chart):
+        when = dt.datetime.fromtimestamp(point["start"], period.zone)
+        if period.step == "hour":
+            name = f"{when:%a %d %b %H:%M}" if period.end - period.start > 86400 else f"{when:%H:%M}"
+        else:
+            name = f"{when:%a %d %b %Y}"
+        x = left + i * slot
+        pv_h = point["pageviews"] / ceiling * plot_h
+        vi_h = point["visitors"] / ceiling * plot_h
+        bars.append({
+            "x": round(x + slot * 0.1, 1), "w": round(max(slot * 0.8, 1), 1),
+            "y": round(top + plot_h - pv_h, 1), "h": round(pv_h, 1),
+            "vx": round(x + slot * 0.3, 1), "vw": round(max(slot * 0.4, 1), 1),
+            "vy": round(top + plot_h - vi_h, 1), "vh": round(vi_h, 1),
+            "title": f"{name}: {point['pageviews']:,} pageviews, {point['visitors']:,} visitors",
+        })  # fmt: skip
+        if i % every == 0:
+            text = f"{when:%H:%M}" if period.step == "hour" else f"{when:%d %b}"
+            labels.append({"x": round(x + slot / 2, 1), "text": text})
+    ticks = [{"y": round(top + plot_h - plot_h * k / 4, 1), "text": _compact(ceiling * k / 4)} for k in range(5)]
+    return {"width": width, "height": height, "left": left, "right": width - right, "bottom": top + plot_h, "bars": bars,
+            "labels": labels, "ticks": ticks, "label_y": height - 8}  # fmt: skip
+
+
+def page_context(summary: dict[str, Any], viewer: Viewer, site: Site, period: SummaryRange, filters: Mapping[str, str],
+                 runtime: Runtime) -> dict[str, Any]:  # fmt: skip
+    """What summary.html needs: the numbers, formatted, and every link the page offers."""
+    state = {"website": site.id if len(viewer.sites) > 1 and not viewer.base.startswith("/share/") else None,
+             "period": None if period.name == "custom" else period.name, **filters}  # fmt: skip
+    if period.name == "custom":
+        state["start"] = f"{dt.datetime.fromtimestamp(period.start, period.zone):%Y-%m-%d}"
+        state["end"] = f"{dt.datetime.fromtimestamp(period.end - 1, period.zone):%Y-%m-%d}"
+
+    def link(**changes: str | None) -> str:
+        query = {k: v for k, v in {**state, **changes}.items() if v}
+        return viewer.base + ("?" + urlencode(query) if query else "")
+
+    def display(metric: str, value: str) -> str:
+        if metric == "country":
+            return runtime.country_names.get(value, value)
+        if metric == "device":
+            return value.capitalize()
+        return value
+
+    headline = []
+    for name, label in HEADLINES:
+        cell = summary["totals"][name]
+        change = cell["change"]
+        better = None if change is None or change == 0 else (change < 0) == (name == "bounce_rate")
+        headline.append({"label": label, "value": format_headline(name, cell["value"]),
+                         "previous": format_headline(name, cell["previous"]),
+                         "change": None if change is None else f"{change * 100:+.0f}%",
+                         "tone": "same" if better is None else "up" if better else "down"})  # fmt: skip
+    panels = []
+    for metric, (title, column) in LIST_TITLES.items():
+        block = summary["lists"][metric]
+        rows = [{"label": display(metric, r["value"]), "href": link(**{metric: r["value"]}), "count": f"{r['count']:,}",
+                 "share": r["share"], "percent": f"{r['share'] * 100:.0f}%"} for r in block["rows"]]  # fmt: skip
+        panels.append({"id": metric, "title": title, "column": column, "rows": rows})
+    events = [{"label": e["value"] or "(no name)", "href": link(event=e["value"]), "count": f"{e['count']:,}",
+               "share": e["share"], "percent": f"{e['share'] * 100:.0f}%",
+               "keys": ", ".join(k["key"] for k in e["keys"])} for e in summary["events"]]  # fmt: skip
+    vitals = []
+    for row in summary["vitals"]:
+        cells = []
+        for metric in VITALS:
+            cell = row[metric]
+            if cell is None:
+                cells.append({"text": "–", "rating": "none"})
+            else:
+                text = f"{cell['p75']:.2f}" if metric == "cls" else format_duration(cell["p75"] / 1000) if cell["p75"] >= 60_000 \
+                    else f"{cell['p75']:,.0f} ms"  # fmt: skip
+                cells.append({"text": text, "rating": cell["rating"]})
+        vitals.append({"page": row["page"], "href": link(page=row["page"]), "reports": f"{row['reports']:,}", "cells": cells})
+    start_local = dt.datetime.fromtimestamp(period.start, period.zone)
+    end_local = dt.datetime.fromtimestamp(period.end - 1, period.zone)
+    json_query = {k: v for k, v in {**state, "website": site.id}.items() if v}
+    if viewer.base.startswith("/share/"):
+        json_query["share"] = viewer.base.rsplit("/", 1)[1]
+    return {
+        "site": site, "sites": viewer.sites, "base": viewer.base, "logged_in": viewer.logged_in,
+        "shared": viewer.base.startswith("/share/"), "period": period, "summary": summary,
+        "periods": [{"label": label, "href": link(period=key, start=None, end=None), "current": key == period.name}
+                    for key, label in PERIODS.items()],
+        "custom_start": f"{start_local:%Y-%m-%d}", "custom_end": f"{end_local:%Y-%m-%d}",
+        "hidden": {k: v for k, v in state.items() if v and k not in ("period", "start", "end")},
+        "filters": [{"label": FILTER_LABELS[k], "value": display(k, v), "href": link(**{k: None})} for k, v in filters.items()],
+        "headline": headline, "chart": chart_geometry(summary["chart"], period), "panels": panels, "events": events,
+        "vitals": vitals, "vital_names": [n.upper() for n in VITALS],
+        "realtime": {"visitors": summary["realtime"]["visitors"],
+                     "pages": [{"label": p["value"], "href": link(page=p["value"]), "count": p["count"]}
+                               for p in summary["realtime"]["pages"]]},
+        "bots": f"{summary['bots']:,}", "timezone": str(period.zone), "json_query": urlencode(json_query),
+        "range_text": f"{start_local:%a %d %b %Y %H:%M} – {dt.datetime.fromtimestamp(period.end, period.zone):%a %d %b %Y %H:%M}",
+    }  # fmt: skip
+
+
+###############################################################################################################################
 # App factory and lifespan
 ###############################################################################################################################
 
@@ -2233,12 +3525,21 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
         await runtime.start()
         app.state.runtime = runtime
         app.state.tracker = await asyncio.to_thread(load_tracker, config.collect_path)
+        css = await asyncio.to_thread(asset_path("summary.css").read_bytes)
+        app.state.stylesheet = (css, '"' + hashlib.sha256(css).hexdigest()[:32] + '"')
         try:
             yield
         finally:
             await runtime.close()
 
     handlers = [
+        get("/", include_in_schema=False)(get_summary_page),
+        get("/share/{token:str}", include_in_schema=False)(get_share_page),
+        get("/api/summary")(get_summary_json),
+        get("/login", include_in_schema=False)(get_login),
+        post("/login", include_in_schema=False, status_code=303, request_max_body_size=4096)(post_login),
+        post("/logout", include_in_schema=False, status_code=303, request_max_body_size=4096)(post_logout),
+        get("/static/footfall.css", include_in_schema=False)(get_stylesheet),
         post("/api/send", request_max_body_size=config.max_body_bytes, status_code=200)(post_send),
         post("/api/batch", request_max_body_size=config.batch_max_bytes, status_code=200)(post_batch),
         get("/api/heartbeat")(get_heartbeat),
@@ -2254,6 +3555,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
         cors_config=CORSConfig(allow_origins=["*"], allow_methods=["GET", "POST", "OPTIONS"],
                                allow_headers=["content-type", "x-umami-cache"], max_age=86400),  # fmt: skip
         exception_handlers={ApiError: handle_api_error, HTTPException: handle_http_exception, Exception: handle_server_error},
+        template_config=TemplateConfig(directory=asset_path("templates"), engine=JinjaTemplateEngine),
         request_max_body_size=config.batch_max_bytes,
         openapi_config=None,
         logging_config=None,  # footfall configures logging itself (key=value lines, no IPs); Litestar's would add handlers
@@ -2369,6 +3671,7 @@ def prune_events(db: str, older_than_s: int, website_id: str | None = None, now:
     cutoff = int((time.time() if now is None else now) - older_than_s)
     with contextlib.closing(connect(db)) as conn:
         website_key = _website_key_for(conn, website_id)
+        repair = hours_cut_by_prune(conn, cutoff, website_key)
         total = 0
         while deleted := prune_chunk(conn, cutoff, website_key):
             total += deleted
@@ -2377,6 +3680,7 @@ def prune_events(db: str, older_than_s: int, website_id: str | None = None, now:
         conn.execute("BEGIN IMMEDIATE")
         visits, sessions = (conn.execute(sql).rowcount for sql in ORPHAN_DELETES)
         conn.execute("COMMIT")
+        drop_pruned_rollups(conn, cutoff, website_key, repair)
     return {"events": total, "visits": visits, "sessions": sessions}
 
 
@@ -2394,6 +3698,12 @@ def forget_person(db: str, distinct_id: str, website_id: str | None = None) -> d
             conn.execute(f"INSERT OR IGNORE INTO forget_keys SELECT session_key FROM session_data "
                          f"WHERE distinct_id = ?{'' if website_key is None else ' AND session_key IN (SELECT session_key FROM session WHERE website_key = ?)'}",  # noqa: E501
                          params)  # fmt: skip
+            shift = _stored_shift(conn)
+            repair: dict[int, set[int]] = collections.defaultdict(set)
+            if shift is not None:  # the hours the person's events were counted in
+                sql = "SELECT DISTINCT website_key, created_at FROM website_event WHERE session_key IN (SELECT session_key FROM forget_keys)"
+                for key, at in conn.execute(sql):
+                    repair[key].add(bucket_of(at, shift))
             counts = {
                 "events": conn.execute("DELETE FROM website_event WHERE session_key IN (SELECT session_key FROM forget_keys)").rowcount,  # noqa: E501
                 "visits": conn.execute("DELETE FROM visit WHERE session_key IN (SELECT session_key FROM forget_keys)").rowcount,
@@ -2404,6 +3714,7 @@ def forget_person(db: str, distinct_id: str, website_id: str | None = None) -> d
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        repair_rollups(conn, repair)
     return counts
 
 
@@ -2569,6 +3880,9 @@ def import_umami(db: str, paths: Sequence[Path], progress: Callable[[int], None]
                     except BaseException:
                         conn.execute("ROLLBACK")
                         raise
+        first = conn.execute("SELECT min(event_key) FROM temp.umami_event").fetchone()[0]
+        if first is not None:  # imported keys may lie below the rollups' watermark: lower it (recomputing is idempotent)
+            conn.execute("UPDATE setting SET value = min(CAST(value AS INTEGER), ?) WHERE name = 'rollup_event_key'", (first - 1,))
     return dict(counts)
 
 
@@ -2889,6 +4203,63 @@ def site_retention(website_id: str, days: str, db: str) -> None:
     if not changed:
         raise click.ClickException(f"no website with id {website_id}; `footfall site list` shows the ids")
     click.echo(f"{website_id.lower()}: events kept {'forever' if value is None else f'{value} days'}")
+
+
+@site.command("share")
+@click.argument("website_id")
+@click.option("--revoke", is_flag=True, help="Delete the site's share link; its URL stops working at once.")
+@click.option("--base-url", default=lambda: os.environ.get("FOOTFALL_PUBLIC_URL", "http://127.0.0.1:8000"),
+              show_default="http://127.0.0.1:8000", help="Where footfall is reached [env FOOTFALL_PUBLIC_URL].")
+@_db_option
+def site_share(website_id: str, revoke: bool, base_url: str, db: str) -> None:
+    """Print a public, read-only link to a site's summary page (made once, then the same link), or --revoke it.
+
+    Anyone with the link sees that site's summary, nothing else. Example:
+    footfall site share 6f1c0b8e-2f5a-4c1e-9d3b-7a8e9f0a1b2c --base-url https://stats.example.org
+    """
+    conn = _open_for_cli(db)
+    try:
+        row = conn.execute("SELECT website_key FROM website WHERE website_id = ? AND deleted_at IS NULL",
+                           (website_id.lower(),)).fetchone()  # fmt: skip
+        if row is None:
+            raise click.ClickException(f"no website with id {website_id}; `footfall site list` shows the ids")
+        if revoke:
+            gone = conn.execute("DELETE FROM share_link WHERE website_key = ?", row).rowcount
+            click.echo(f"{website_id.lower()}: share link revoked" if gone else f"{website_id.lower()}: had no share link")
+            return
+        conn.execute("INSERT OR IGNORE INTO share_link (token, website_key, created_at) VALUES (?, ?, ?)",
+                     (new_share_token(), row[0], int(time.time())))  # fmt: skip
+        token = conn.execute("SELECT token FROM share_link WHERE website_key = ?", row).fetchone()[0]
+    finally:
+        conn.close()
+    click.echo(f"{base_url.rstrip('/')}/share/{token}")
+
+
+@cli.command()
+@click.option("--print-hash", is_flag=True, help="Print the hash (for FOOTFALL_PASSWORD_HASH) instead of storing it.")
+@click.option("--stdin", "from_stdin", is_flag=True, help="Read the password from standard input instead of prompting.")
+@_db_option
+def password(print_hash: bool, from_stdin: bool, db: str) -> None:
+    """Set the summary page's password (stored as a salted scrypt hash; logs every browser out).
+
+    Until a password is set, the summary page answers only browsers on this machine. Example: footfall password
+    """
+    if from_stdin:
+        secret = sys.stdin.readline().rstrip("\r\n")
+    else:
+        secret = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    if len(secret) < MIN_PASSWORD_CHARS:
+        raise click.ClickException(f"a password needs at least {MIN_PASSWORD_CHARS} characters")
+    hashed = hash_password(secret)
+    if print_hash:
+        click.echo(hashed)
+        return
+    conn = _open_for_cli(db)
+    try:
+        _set_setting(conn, "password_hash", hashed)
+    finally:
+        conn.close()
+    click.echo("Password set. Log in at /login (a running footfall picks it up within seconds).")
 
 
 def _console() -> Any:

@@ -26,7 +26,8 @@
 -- One row per install-wide setting. Written by footfall on first start (the install secret) and by `footfall` commands.
 -- Kept for the life of the database.
 CREATE TABLE IF NOT EXISTS setting (
-    name       TEXT    PRIMARY KEY,                -- setting name, e.g. 'install_secret'
+    name       TEXT    PRIMARY KEY,                -- 'install_secret'; 'password_hash' (the summary page's, scrypt);
+                                                   -- 'rollup_event_key', 'rollup_shift', 'rollup_epoch' (rollup upkeep)
     value      TEXT    NOT NULL,                   -- its value (the install secret is 64 random hex digits)
     updated_at INTEGER NOT NULL                    -- when it was last written, Unix seconds
 ) WITHOUT ROWID;
@@ -136,6 +137,8 @@ CREATE TABLE IF NOT EXISTS website_event (
 -- Time-ordered per site, so appends stay at the end of the index (no index on a random key here: that would cost ~3x in
 -- insert speed).
 CREATE INDEX IF NOT EXISTS idx_website_event_website_key_created_at ON website_event (website_key, created_at);
+-- A visit's events, for the `visits` view and the summary rollups (visit keys grow with time, so this is appended too).
+CREATE INDEX IF NOT EXISTS idx_website_event_visit_key ON website_event (visit_key);
 
 -- One row per flattened key of a custom event's `data` ({"a": {"b": 1}} gives key 'a.b'). Written with its event.
 CREATE TABLE IF NOT EXISTS event_data (
@@ -169,6 +172,65 @@ CREATE TABLE IF NOT EXISTS bot_counter (
     day         TEXT    NOT NULL CHECK (length(day) = 10),  -- 'YYYY-MM-DD', UTC
     hits        INTEGER NOT NULL CHECK (hits >= 0),         -- bot requests that day
     PRIMARY KEY (website_key, day)
+) WITHOUT ROWID;
+
+-----------------------------------------------------------------------------------------------------------------------------
+-- Summary page: rollups and share links
+-----------------------------------------------------------------------------------------------------------------------------
+-- The summary page reads these hourly rollups instead of scanning events, so a month of ten million events renders in a
+-- fraction of a second. They are derived data: footfall refreshes them from website_event a few seconds after each write,
+-- and prune, retention and `footfall forget` correct them. Every number they hold is defined by a query on the public views
+-- (README "Summary page" lists them); tests check the rollups against those queries. An hour is `hour` … `hour` + 3600; its
+-- start is aligned to the summary time zone's offset (a whole hour for most zones; :30 or :45 for, e.g., India or Nepal).
+--
+-- Definitions: a visit starts at its first event and is counted in the hour it starts; its entry and exit pages are its first
+-- and last pageview (ordered by created_at, then event_key); its referrer and UTM values are those of its first pageview; a
+-- bounce is a visit with one pageview and no custom event; its duration is `visits.duration_s`.
+
+-- One row per website, hour, metric and value. Totals use value ''. Metrics (what `n` counts):
+--   'pageviews', 'events' (custom events), 'visits', 'bounces', 'duration' (sum of the hour's visits' duration_s) — totals;
+--   'page' (pageviews per url_path), 'event' (custom events per event_name), 'event_key' (custom events per
+--   JSON '["event name","data key"]');
+--   'entry', 'exit', 'referrer', 'utm_source', 'utm_medium', 'utm_campaign', 'country', 'browser', 'os', 'device',
+--   'language', 'screen' — visits per value (visits without the value are not counted).
+CREATE TABLE IF NOT EXISTS rollup (
+    website_key INTEGER NOT NULL,                  -- the website
+    metric      TEXT    NOT NULL,                  -- what is counted, see above
+    hour        INTEGER NOT NULL,                  -- start of the hour, Unix seconds
+    value       TEXT    NOT NULL,                  -- the dimension value; '' for totals
+    n           INTEGER NOT NULL,                  -- the count (seconds, for 'duration')
+    PRIMARY KEY (website_key, metric, hour, value)
+) WITHOUT ROWID;
+
+-- Visits that are a session's first visit since `since`: one row per website, hour and the hour the session's previous visit
+-- started (0 when it had none). Distinct visitors between two hour boundaries A and B are then
+--   SELECT sum(n) FROM rollup_visitors WHERE website_key = ? AND hour >= A AND hour < B AND since < A
+-- (a session counts once: at its first visit in the range).
+CREATE TABLE IF NOT EXISTS rollup_visitors (
+    website_key INTEGER NOT NULL,                  -- the website
+    hour        INTEGER NOT NULL,                  -- start of the hour the visits started in, Unix seconds
+    since       INTEGER NOT NULL,                  -- start of the hour of the session's previous visit; 0 for a first visit
+    n           INTEGER NOT NULL,                  -- how many such visits
+    PRIMARY KEY (website_key, hour, since)
+) WITHOUT ROWID;
+
+-- Web vitals of performance events (event_type 5) per website, hour, metric and page, as a histogram of values rounded to
+-- two significant figures (2345 ms counts as 2300), from which the summary takes the 75th percentile.
+CREATE TABLE IF NOT EXISTS rollup_vitals (
+    website_key INTEGER NOT NULL,                  -- the website
+    hour        INTEGER NOT NULL,                  -- start of the hour, Unix seconds
+    metric      TEXT    NOT NULL CHECK (metric IN ('lcp', 'inp', 'cls', 'fcp', 'ttfb')), -- which vital
+    url_path    TEXT    NOT NULL,                  -- the page
+    bin         REAL    NOT NULL,                  -- the value, two significant figures (ms; unitless for cls)
+    n           INTEGER NOT NULL,                  -- how many reports had it
+    PRIMARY KEY (website_key, hour, metric, url_path, bin)
+) WITHOUT ROWID;
+
+-- Public, read-only share links of the summary page: one per website at most. Written by `footfall site share`.
+CREATE TABLE IF NOT EXISTS share_link (
+    token       TEXT    PRIMARY KEY CHECK (length(token) >= 32), -- the unguessable part of /share/TOKEN
+    website_key INTEGER NOT NULL UNIQUE REFERENCES website (website_key), -- the only website the link shows
+    created_at  INTEGER NOT NULL                   -- Unix seconds
 ) WITHOUT ROWID;
 
 -----------------------------------------------------------------------------------------------------------------------------
