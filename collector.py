@@ -3360,13 +3360,37 @@ def _is_https(request: Request) -> bool:
     return request.url.scheme == "https" or request.headers.get("x-forwarded-proto", "").lower() == "https"
 
 
-async def get_stylesheet(request: Request) -> Response:
-    """GET /static/footfall.css: the summary's one stylesheet."""
-    body, etag = request.app.state.stylesheet
-    headers = {"Cache-Control": "public, max-age=3600", "ETag": etag, "X-Content-Type-Options": "nosniff"}
-    if etag in request.headers.get("if-none-match", ""):
+#: The summary's static files: name → media type.
+STATIC_FILES = {"footfall.css": "text/css; charset=utf-8", "favicon.svg": "image/svg+xml"}
+
+
+class StaticFile(NamedTuple):
+    """A static file as served: its bytes, media type and a strong ETag, read once at start-up."""
+
+    body: bytes
+    media_type: str
+    etag: str
+
+
+def load_static_files() -> dict[str, StaticFile]:
+    """Read STATIC_FILES from the assets."""
+    files = {}
+    for name, media_type in STATIC_FILES.items():
+        body = asset_path("summary.css" if name == "footfall.css" else name).read_bytes()
+        files[name] = StaticFile(body, media_type, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+    return files
+
+
+async def get_static(request: Request) -> Response:
+    """GET /static/footfall.css and /static/favicon.svg (also at /favicon.ico): revalidated by ETag."""
+    name = request.path_params.get("name", "favicon.svg")
+    found: StaticFile | None = request.app.state.static.get(name)
+    if found is None:
+        raise ApiError(404, "not-found", "Not found")
+    headers = {"Cache-Control": "public, max-age=3600", "ETag": found.etag, "X-Content-Type-Options": "nosniff"}
+    if found.etag in request.headers.get("if-none-match", ""):
         return Response(content=b"", status_code=304, headers=headers)
-    return Response(content=body, media_type="text/css; charset=utf-8", headers=headers)
+    return Response(content=found.body, media_type=found.media_type, headers=headers)
 
 
 def _compact(n: float) -> str:
@@ -3465,14 +3489,15 @@ def page_context(summary: dict[str, Any], viewer: Viewer, site: Site, period: Su
         better = None if change is None or change == 0 else (change < 0) == (name == "bounce_rate")
         headline.append({"label": label, "value": format_headline(name, cell["value"]),
                          "previous": format_headline(name, cell["previous"]),
-                         "change": None if change is None else f"{change * 100:+.0f}%",
+                         "change_text": f"{change * 100:+.0f}% on the previous period" if change is not None
+                         else "new" if cell["value"] else "–",
                          "tone": "same" if better is None else "up" if better else "down"})  # fmt: skip
     panels = []
     for metric, (title, column) in LIST_TITLES.items():
         block = summary["lists"][metric]
         rows = [{"label": display(metric, r["value"]), "href": link(**{metric: r["value"]}), "count": f"{r['count']:,}",
                  "share": r["share"], "percent": f"{r['share'] * 100:.0f}%"} for r in block["rows"]]  # fmt: skip
-        panels.append({"id": metric, "title": title, "column": column, "rows": rows})
+        panels.append({"id": metric, "title": title, "label": FILTER_LABELS[metric], "column": column, "rows": rows})
     events = [{"label": e["value"] or "(no name)", "href": link(event=e["value"]), "count": f"{e['count']:,}",
                "share": e["share"], "percent": f"{e['share'] * 100:.0f}%",
                "keys": ", ".join(k["key"] for k in e["keys"])} for e in summary["events"]]  # fmt: skip
@@ -3525,8 +3550,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
         await runtime.start()
         app.state.runtime = runtime
         app.state.tracker = await asyncio.to_thread(load_tracker, config.collect_path)
-        css = await asyncio.to_thread(asset_path("summary.css").read_bytes)
-        app.state.stylesheet = (css, '"' + hashlib.sha256(css).hexdigest()[:32] + '"')
+        app.state.static = await asyncio.to_thread(load_static_files)
         try:
             yield
         finally:
@@ -3539,7 +3563,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
         get("/login", include_in_schema=False)(get_login),
         post("/login", include_in_schema=False, status_code=303, request_max_body_size=4096)(post_login),
         post("/logout", include_in_schema=False, status_code=303, request_max_body_size=4096)(post_logout),
-        get("/static/footfall.css", include_in_schema=False)(get_stylesheet),
+        get(["/static/{name:str}", "/favicon.ico"], include_in_schema=False)(get_static),
         post("/api/send", request_max_body_size=config.max_body_bytes, status_code=200)(post_send),
         post("/api/batch", request_max_body_size=config.batch_max_bytes, status_code=200)(post_batch),
         get("/api/heartbeat")(get_heartbeat),
@@ -4086,8 +4110,11 @@ def serve(**options: Any) -> None:
             sd_notify("STOPPING=1\nSTATUS=committing queued events")
             await super().shutdown(sockets)
 
+    # proxy_headers=False: footfall decides itself which forwarding headers to believe (--trusted-proxies); uvicorn's
+    # own rewrite would replace a trusted proxy's address with the client's and so drop the proxy's CDN location headers.
     server = NotifyingServer(uvicorn.Config(create_app(config), host=config.host, port=config.port, access_log=False,
-                                            server_header=False, log_level=config.log_level, lifespan="on"))  # fmt: skip
+                                            server_header=False, log_level=config.log_level, lifespan="on",
+                                            proxy_headers=False))  # fmt: skip
     # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to the handler that was in place before it started.
     # A drained, committed shutdown is a success, so that handler does nothing and the exit code is 0 (systemd expects it).
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -199,3 +199,24 @@ def live_server(db_path: Path) -> Iterator[LiveServer]:
     finally:
         if server.process.poll() is None:
             server.stop()
+
+
+#: Debian's Chromium, and the flags that keep it quiet and offline.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright (never a browser Playwright downloads itself)."""
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            raise AssertionError(f"{CHROMIUM} is missing: .ci/run installs it with apt-get")
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()

@@ -22,25 +22,7 @@ from conftest import ROOT, LiveServer, free_port, rows
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
 CHROME_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run"]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Debian's Chromium driven by Playwright (never a browser Playwright downloads itself)."""
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            raise AssertionError(f"{CHROMIUM} is missing: .ci/run installs it with apt-get")
-        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
 
 
 class Site:
@@ -266,3 +248,18 @@ def test_alias_paths_are_checked() -> None:
         collector.load_config({"tracker_path": "stats.js"}, {})
     with pytest.raises(collector.ConfigError, match="must differ"):
         collector.load_config({"collect_path": "/api/batch"}, {})
+
+
+def test_tracked_visit_appears_on_the_summary_page(browser: Any, site: Site, server: LiveServer, db_path: Path) -> None:
+    """A visit the tracker reports shows on the summary page: in Pages, in the chart, and as a visitor right now."""
+    page = new_page(browser)
+    page.goto(site.page("landing.html"))
+    wait_rows(db_path, "SELECT 1 FROM pageviews WHERE url_path = '/landing.html'")
+    summary = page.context.new_page()
+    summary.goto(server.url + "/?period=24h")  # loopback and no password yet: this machine may look
+    assert summary.locator("#panel-page a", has_text="/landing.html").count() == 1
+    assert summary.locator("#realtime-visitors").inner_text() == "1"
+    assert summary.locator(".card[data-metric=Pageviews] .value").inner_text() == "1"
+    assert "1 pageviews, 1 visitors" in summary.locator(".chart svg").inner_html()
+    assert page.errors == []
+    page.context.close()
