@@ -33,8 +33,10 @@ import functools
 import hashlib
 import hmac
 import ipaddress
+import itertools
 import logging
 import math
+import operator
 import os
 import re
 import secrets
@@ -1983,6 +1985,24 @@ def bucket_of(at: int, shift: int) -> int:
     return at - (at - shift) % ROLLUP_BUCKET_SECONDS
 
 
+#: The hourly rollup tables and their daily sums.
+ROLLUP_TABLES = ("rollup", "rollup_visitors", "rollup_vitals", "rollup_daily", "rollup_daily_visitors", "rollup_daily_vitals")
+
+
+def day_of(at: int, zone: dt.tzinfo) -> int:
+    """The local midnight (Unix seconds) starting the day of ``zone`` that holds Unix time ``at``."""
+    return _day_start(dt.datetime.fromtimestamp(at, zone).date(), zone)
+
+
+def next_day(day: int, zone: dt.tzinfo) -> int:
+    """The local midnight after the one at ``day`` (days are 23 to 25 hours long where clocks change)."""
+    return _day_start(dt.datetime.fromtimestamp(day, zone).date() + dt.timedelta(days=1), zone)
+
+
+def _day_start(day: dt.date, zone: dt.tzinfo) -> int:
+    return int(dt.datetime.combine(day, dt.time(0), tzinfo=zone).timestamp())
+
+
 def bucket_shift(zone: dt.tzinfo, at: float) -> int:
     """The alignment of ``zone``'s hours to UTC's at time ``at``, in seconds (0, 1800 or 2700 for today's zones)."""
     offset = dt.datetime.fromtimestamp(at, dt.timezone.utc).astimezone(zone).utcoffset() or dt.timedelta(0)
@@ -2048,6 +2068,10 @@ class VisitFact(NamedTuple):
     screen: str | None
 
 
+_FIRST_DIMENSION = VisitFact._fields.index(VISIT_DIMENSIONS[0])
+assert VisitFact._fields[_FIRST_DIMENSION:] == VISIT_DIMENSIONS
+
+
 def visit_fact(events: Sequence[EventFact], attributes: Sequence[str | None]) -> VisitFact:
     """Summarise a visit from all its events (ordered by created_at, event_key) and its session's attributes."""
     first = events[0]
@@ -2093,19 +2117,22 @@ class Rollups:
         value = msgspec.json.encode([event_name or "", data_key]).decode()
         self.counts[(website_key, "event_key", bucket_of(created_at, self.shift), value)] += 1
 
-    def add_visit(self, visit: VisitFact, since: int) -> None:
-        """Count one visit in the hour it started; ``since`` is the hour of the session's previous visit (0: none)."""
+    def add_visit(self, visit: VisitFact) -> None:
+        """Count one visit in the hour it started: totals, bounce, duration and its attributes."""
         hour = bucket_of(visit.started_at, self.shift)
         key = visit.website_key
         counts = self.counts
         counts[(key, "visits", hour, "")] += 1
         counts[(key, "bounces", hour, "")] += visit.pageviews == 1 and visit.custom_events == 0
         counts[(key, "duration", hour, "")] += visit.duration_s
-        for name in VISIT_DIMENSIONS:
-            value = getattr(visit, name)
+        for name, value in zip(VISIT_DIMENSIONS, visit[_FIRST_DIMENSION:]):
             if value:
                 counts[(key, name, hour, value)] += 1
-        self.visitors[(key, hour, since)] += 1
+
+    def add_visitor(self, website_key: int, started_at: int, previous: int | None) -> None:
+        """Count a visit in rollup_visitors: by its hour and the hour of the session's previous visit (None: none)."""
+        since = 0 if previous is None else bucket_of(previous, self.shift)
+        self.visitors[(website_key, bucket_of(started_at, self.shift), since)] += 1
 
     def rows(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         """Rows for rollup, rollup_visitors and rollup_vitals (zero counts left out)."""
@@ -2124,77 +2151,110 @@ def _hour_runs(hours: Iterable[int]) -> list[tuple[int, int]]:
     return [(a, b) for a, b in runs]
 
 
-def _events_of_visits(conn: sqlite3.Connection, visit_keys: Iterable[int]) -> dict[int, list[EventFact]]:
-    """All events of the given visits, in visit order."""
-    visits: dict[int, list[EventFact]] = {}
-    for chunk in _in_chunks(sorted(visit_keys)):
-        sql = f"SELECT {_FACT_COLUMNS} FROM website_event e WHERE e.visit_key IN ({', '.join('?' * len(chunk))}){_FACT_ORDER}"
-        for row in conn.execute(sql, chunk):
-            visits.setdefault(row[1], []).append(EventFact(*row))
-    return visits
+#: Scratch tables of one aggregation (temporary: this connection's own, gone with it).
+_AGGREGATION_TABLES = (
+    "CREATE TEMP TABLE IF NOT EXISTS agg_candidate (visit_key INTEGER PRIMARY KEY)",
+    "CREATE TEMP TABLE IF NOT EXISTS agg_visit (visit_key INTEGER PRIMARY KEY, website_key INTEGER, session_key INTEGER, "
+    "started_at INTEGER, counted INTEGER)",
+    "CREATE TEMP TABLE IF NOT EXISTS agg_session_visit (visit_key INTEGER PRIMARY KEY, session_key INTEGER, started_at INTEGER)",
+)
+#: Every event of the candidate visits with its session's attributes, visit by visit (the visit_key index gives the order).
+_CANDIDATE_EVENTS = (f"SELECT {_FACT_COLUMNS}, s.country, s.browser, s.os, s.device, s.language, s.screen "
+                     f"FROM temp.agg_candidate c CROSS JOIN website_event e ON e.visit_key = c.visit_key "
+                     f"CROSS JOIN session s ON s.session_key = e.session_key ORDER BY c.visit_key")  # fmt: skip
+# (CROSS JOIN fixes the join order: SQLite knows nothing of the temporary table's size and would rather scan every event.)
+_FACT_WIDTH = len(EventFact._fields)
+_BY_VISIT = operator.itemgetter(1)
+_BY_TIME = operator.itemgetter(4, 0)
 
 
-def _session_attributes(conn: sqlite3.Connection, session_keys: Iterable[int]) -> dict[int, tuple[str | None, ...]]:
-    attributes: dict[int, tuple[str | None, ...]] = {}
-    for chunk in _in_chunks(sorted(session_keys)):
-        sql = (f"SELECT session_key, country, browser, os, device, language, screen FROM session "
-               f"WHERE session_key IN ({', '.join('?' * len(chunk))})")  # fmt: skip
-        attributes.update((row[0], row[1:]) for row in conn.execute(sql, chunk))
-    return attributes
+def _visit_matches(fact: VisitFact, events: Sequence[EventFact], filters: Mapping[str, str]) -> bool:
+    for name, wanted in filters.items():
+        if name == "page":
+            if not any(e.event_type == EVENT_PAGEVIEW and e.url_path == wanted for e in events):
+                return False
+        elif name == "event":
+            if not any(e.event_type == EVENT_CUSTOM and (e.event_name or "") == wanted for e in events):
+                return False
+        elif getattr(fact, name) != wanted:
+            return False
+    return True
 
 
-def _visit_starts(conn: sqlite3.Connection, session_keys: Iterable[int]) -> dict[int, list[tuple[int, int]]]:
-    """Every visit of the given sessions as (started_at, visit_key), in order; visits without events are left out."""
-    starts: dict[int, list[tuple[int, int]]] = collections.defaultdict(list)
-    for chunk in _in_chunks(sorted(session_keys)):
-        sql = (f"SELECT v.session_key, v.visit_key, (SELECT min(e.created_at) FROM website_event e "
-               f"WHERE e.visit_key = v.visit_key) FROM visit v WHERE v.session_key IN ({', '.join('?' * len(chunk))})")
-        for session_key, visit_key, started in conn.execute(sql, chunk):
-            if started is not None:
-                starts[session_key].append((started, visit_key))
-    for visits in starts.values():
-        visits.sort()
-    return starts
+def aggregate_visits(conn: sqlite3.Connection, shift: int, counts: Callable[[int, int], bool], filters: Mapping[str, str],
+                     since_among_all: bool, covered: Callable[[int, int], bool] | None = None,
+                     ) -> tuple[Rollups, dict[int, set[int]]]:  # fmt: skip
+    """Rollup rows from the visits in temp.agg_candidate (streamed: memory holds counts, not events).
+
+    ``counts(website_key, t)`` says whether an event or a visit start at time t is counted. With ``filters``, only visits
+    matching all of them count. A visit's previous visit (for the visitor count) is the session's previous visit of all
+    (``since_among_all``: the rollups) or of the matching ones (a filtered page). Returns the rows and the hours outside
+    ``covered`` (default: the counted ones) whose visitor count depends on the counted visits (see collect_rollups).
+    """
+    covered = covered or counts
+    out = Rollups(shift)
+    conn.execute("DELETE FROM temp.agg_visit")
+    pending: list[tuple[int, int, int, int, int]] = []
+    for visit_key, group in itertools.groupby(conn.execute(_CANDIDATE_EVENTS), _BY_VISIT):
+        rows = sorted(group, key=_BY_TIME)
+        events = [EventFact(*row[:_FACT_WIDTH]) for row in rows]
+        fact = visit_fact(events, rows[0][_FACT_WIDTH:])
+        if filters and not _visit_matches(fact, events, filters):
+            continue
+        website_key = fact.website_key
+        for event in events:
+            if counts(website_key, event.created_at):
+                out.add_event(event)
+        counted = counts(website_key, fact.started_at)
+        if counted:
+            out.add_visit(fact)
+        pending.append((visit_key, website_key, fact.session_key, fact.started_at, counted))
+        if len(pending) >= 5000:
+            conn.executemany("INSERT INTO temp.agg_visit VALUES (?,?,?,?,?)", pending)
+            pending.clear()
+    conn.executemany("INSERT INTO temp.agg_visit VALUES (?,?,?,?,?)", pending)
+    sql = ("SELECT e.website_key, e.created_at, e.event_name, d.data_key FROM temp.agg_visit a CROSS JOIN website_event e "
+           "ON e.visit_key = a.visit_key CROSS JOIN event_data d ON d.event_key = e.event_key WHERE e.event_type = 2")  # fmt: skip
+    for website_key, created_at, name, data_key in conn.execute(sql):
+        if counts(website_key, created_at):
+            out.add_event_key(website_key, created_at, name, data_key)
+    follow: dict[int, set[int]] = collections.defaultdict(set)
+    if since_among_all:  # every visit of the sessions concerned, with its start (its first event)
+        conn.execute("DELETE FROM temp.agg_session_visit")
+        conn.execute("INSERT INTO temp.agg_session_visit SELECT v.visit_key, v.session_key, (SELECT min(e.created_at) "
+                     "FROM website_event e WHERE e.visit_key = v.visit_key) FROM visit v WHERE v.session_key IN "
+                     "(SELECT session_key FROM temp.agg_visit WHERE counted)")  # fmt: skip
+        source = "temp.agg_session_visit WHERE started_at IS NOT NULL"
+    else:
+        source = "temp.agg_visit"
+    sql = (f"SELECT a.website_key, a.started_at, w.previous, w.next FROM temp.agg_visit a JOIN "
+           f"(SELECT visit_key, lag(started_at) OVER win AS previous, lead(started_at) OVER win AS next FROM {source} "
+           f"WINDOW win AS (PARTITION BY session_key ORDER BY started_at, visit_key)) w USING (visit_key) WHERE a.counted")
+    for website_key, started, previous, following in conn.execute(sql):
+        out.add_visitor(website_key, started, previous)
+        if following is not None and since_among_all and not covered(website_key, following):
+            follow[website_key].add(bucket_of(following, shift))
+    return out, dict(follow)
 
 
-def collect_rollups(conn: sqlite3.Connection, dirty: Mapping[int, set[int]], shift: int) -> tuple[Rollups, dict[int, set[int]]]:
+def collect_rollups(conn: sqlite3.Connection, dirty: Mapping[int, set[int]], shift: int,
+                    scope: Mapping[int, set[int]] | None = None) -> tuple[Rollups, dict[int, set[int]]]:  # fmt: skip
     """Compute the rollup rows of the given hours (website_key → hour starts) from the events.
 
-    Also returns hours outside ``dirty`` whose visitor counts depend on what changed (the next visit of a session whose
-    visit changed); the caller recomputes those too. That only happens when events arrive out of order.
+    Also returns hours outside ``scope`` (the hours being recomputed anyway; default ``dirty``) whose visitor counts depend
+    on what changed (the next visit of a session whose visit changed); the caller recomputes those too. That only happens
+    when events arrive out of order.
     """
-    out = Rollups(shift)
-    touched: set[int] = set()
+    scope = dirty if scope is None else scope
+    for sql in _AGGREGATION_TABLES:
+        conn.execute(sql)
+    conn.execute("DELETE FROM temp.agg_candidate")
     for website_key, hours in dirty.items():
         for start, end in _hour_runs(hours):
-            sql = (f"SELECT {_FACT_COLUMNS} FROM website_event e "
-                   f"WHERE e.website_key = ? AND e.created_at >= ? AND e.created_at < ?")  # fmt: skip
-            for row in conn.execute(sql, (website_key, start, end)):
-                fact = EventFact(*row)
-                out.add_event(fact)
-                touched.add(fact.visit_key)
-            sql = ("SELECT e.created_at, e.event_name, d.data_key FROM website_event e JOIN event_data d "
-                   "ON d.event_key = e.event_key WHERE e.website_key = ? AND e.created_at >= ? AND e.created_at < ? "
-                   "AND e.event_type = 2")  # fmt: skip
-            for created_at, name, data_key in conn.execute(sql, (website_key, start, end)):
-                out.add_event_key(website_key, created_at, name, data_key)
-    visits = _events_of_visits(conn, touched)
-    started_here = {k: ev for k, ev in visits.items() if bucket_of(ev[0].created_at, shift) in dirty.get(ev[0].website_key, ())}
-    sessions = {ev[0].session_key for ev in started_here.values()}
-    attributes = _session_attributes(conn, sessions)
-    starts = _visit_starts(conn, sessions)
-    follow: dict[int, set[int]] = collections.defaultdict(set)
-    for visit_key, events in started_here.items():
-        fact = visit_fact(events, attributes.get(events[0].session_key, (None,) * 6))
-        order = starts[fact.session_key]
-        at = bisect.bisect_left(order, (fact.started_at, visit_key))
-        since = bucket_of(order[at - 1][0], shift) if at > 0 else 0
-        out.add_visit(fact, since)
-        if at + 1 < len(order):
-            later = bucket_of(order[at + 1][0], shift)
-            if later not in dirty.get(fact.website_key, ()):
-                follow[fact.website_key].add(later)
-    return out, dict(follow)
+            conn.execute("INSERT OR IGNORE INTO temp.agg_candidate SELECT visit_key FROM website_event "
+                         "WHERE website_key = ? AND created_at >= ? AND created_at < ?", (website_key, start, end))  # fmt: skip
+    return aggregate_visits(conn, shift, lambda key, at: bucket_of(at, shift) in dirty.get(key, ()), {}, True,
+                            lambda key, at: bucket_of(at, shift) in dirty.get(key, ()) or bucket_of(at, shift) in scope.get(key, ()))
 
 
 def _setting_int(conn: sqlite3.Connection, name: str) -> int:
@@ -2207,8 +2267,8 @@ def _set_setting(conn: sqlite3.Connection, name: str, value: object) -> None:
                  "value = excluded.value, updated_at = excluded.updated_at", (name, str(value), int(time.time())))  # fmt: skip
 
 
-def store_rollups(conn: sqlite3.Connection, dirty: Mapping[int, set[int]], rollups: Rollups) -> None:
-    """Replace the rollup rows of the given hours (inside the caller's transaction)."""
+def store_rollups(conn: sqlite3.Connection, dirty: Mapping[int, set[int]], rollups: Rollups, zone: dt.tzinfo) -> None:
+    """Replace the rollup rows of the given hours, then the daily sums of their days (inside the caller's transaction)."""
     metrics = ", ".join(f"'{m}'" for m in ROLLUP_METRICS)
     for website_key, hours in dirty.items():
         for start, end in _hour_runs(hours):
@@ -2220,6 +2280,26 @@ def store_rollups(conn: sqlite3.Connection, dirty: Mapping[int, set[int]], rollu
     conn.executemany("INSERT INTO rollup (website_key, metric, hour, value, n) VALUES (?,?,?,?,?)", counts)
     conn.executemany("INSERT INTO rollup_visitors (website_key, hour, since, n) VALUES (?,?,?,?)", visitors)
     conn.executemany("INSERT INTO rollup_vitals (website_key, hour, metric, url_path, bin, n) VALUES (?,?,?,?,?,?)", vitals)
+    for website_key, hours in dirty.items():
+        for day in sorted({day_of(hour, zone) for hour in hours}):
+            sum_day(conn, website_key, day, next_day(day, zone))
+
+
+def sum_day(conn: sqlite3.Connection, website_key: int, day: int, end: int) -> None:
+    """Recompute one website's daily rollup rows of the day [day, end) from its hourly rows."""
+    metrics = ", ".join(f"'{m}'" for m in ROLLUP_METRICS)
+    conn.execute(f"DELETE FROM rollup_daily WHERE website_key = ? AND metric IN ({metrics}) AND day = ?", (website_key, day))
+    conn.execute("DELETE FROM rollup_daily_visitors WHERE website_key = ? AND day = ?", (website_key, day))
+    conn.execute("DELETE FROM rollup_daily_vitals WHERE website_key = ? AND day = ?", (website_key, day))
+    params = (day, website_key, day, end)
+    conn.execute(f"INSERT INTO rollup_daily (website_key, metric, day, value, n) SELECT website_key, metric, ?, value, sum(n) "
+                 f"FROM rollup WHERE website_key = ? AND metric IN ({metrics}) AND hour >= ? AND hour < ? "
+                 f"GROUP BY metric, value", params)  # fmt: skip
+    conn.execute("INSERT INTO rollup_daily_visitors (website_key, day, since, n) SELECT website_key, ?, since, sum(n) "
+                 "FROM rollup_visitors WHERE website_key = ? AND hour >= ? AND hour < ? GROUP BY since", params)  # fmt: skip
+    conn.execute("INSERT INTO rollup_daily_vitals (website_key, day, metric, url_path, bin, n) SELECT website_key, ?, metric, "
+                 "url_path, bin, sum(n) FROM rollup_vitals WHERE website_key = ? AND hour >= ? AND hour < ? "
+                 "GROUP BY metric, url_path, bin", params)  # fmt: skip
 
 
 def _dirty_hours(conn: sqlite3.Connection, after: int, upto: int, shift: int) -> dict[int, set[int]]:
@@ -2232,31 +2312,56 @@ def _dirty_hours(conn: sqlite3.Connection, after: int, upto: int, shift: int) ->
     return dirty
 
 
-def recompute_hours(conn: sqlite3.Connection, dirty: Mapping[int, set[int]], shift: int) -> tuple[Rollups, dict[int, set[int]]]:
-    """Collect the given hours plus the hours their changes reach (see collect_rollups); return them and all the hours."""
+def recompute_hours(conn: sqlite3.Connection, dirty: Mapping[int, set[int]], shift: int,
+                    scope: Mapping[int, set[int]] | None = None) -> tuple[Rollups, dict[int, set[int]]]:  # fmt: skip
+    """Collect the given hours plus the hours their changes reach outside ``scope`` (see collect_rollups); return them and
+    all the hours collected."""
     hours = {k: set(v) for k, v in dirty.items()}
     while True:
-        rollups, follow = collect_rollups(conn, hours, shift)
+        rollups, follow = collect_rollups(conn, hours, shift, scope)
         if not follow:
             return rollups, hours
         for website_key, more in follow.items():
             hours.setdefault(website_key, set()).update(more)
 
 
-def refresh_rollups(conn: sqlite3.Connection, shift: int, round_events: int = ROLLUP_ROUND_EVENTS) -> int:
+#: Hours recomputed in one read-then-write step of a refresh (bounds its memory: a rebuild goes two days at a time).
+ROLLUP_CHUNK_HOURS = 48
+
+
+def _chunks(hours: Mapping[int, set[int]], size: int = ROLLUP_CHUNK_HOURS) -> Iterable[dict[int, set[int]]]:
+    for website_key, found in hours.items():
+        ordered = sorted(found)
+        for at in range(0, len(ordered), size):
+            yield {website_key: set(ordered[at : at + size])}
+
+
+def _all_hours(conn: sqlite3.Connection, shift: int) -> dict[int, set[int]]:
+    hours: dict[int, set[int]] = collections.defaultdict(set)
+    sql = "SELECT DISTINCT website_key, created_at - (created_at - ?) % 3600 FROM website_event"
+    for website_key, hour in conn.execute(sql, (shift,)):
+        hours[website_key].add(hour)
+    return hours
+
+
+def _zone_name(zone: dt.tzinfo) -> str:
+    return getattr(zone, "key", None) or str(zone)
+
+
+def refresh_rollups(conn: sqlite3.Connection, shift: int, zone: dt.tzinfo = dt.timezone.utc,
+                    round_events: int = ROLLUP_ROUND_EVENTS) -> int:  # fmt: skip
     """Bring the rollups up to date with website_event; return how many events were new to them.
 
-    Safe beside a running footfall (the writer may commit between rounds) and against concurrent deletes (epoch check).
-    If ``shift`` differs from the stored alignment, every rollup is rebuilt.
+    Safe beside a running footfall (the writer may commit between steps) and against concurrent deletes (epoch check).
+    If ``shift`` or ``zone`` differ from what the rollups were made with, every rollup is rebuilt.
     """
     seen = 0
     while True:
         conn.execute("BEGIN")
         try:
-            if _setting_int(conn, "rollup_shift") != shift or conn.execute(
-                    "SELECT 1 FROM setting WHERE name = 'rollup_shift'").fetchone() is None:
+            if _stored_alignment(conn) != (shift, _zone_name(zone)):
                 conn.execute("COMMIT")
-                reset_rollups(conn, shift)
+                reset_rollups(conn, shift, zone)
                 continue
             mark, epoch = _setting_int(conn, "rollup_event_key"), _setting_int(conn, "rollup_epoch")
             # The writer never reuses a key at or below the mark (EventWriter.commit_batch), so keys above it are new.
@@ -2264,19 +2369,20 @@ def refresh_rollups(conn: sqlite3.Connection, shift: int, round_events: int = RO
             if top <= mark:
                 conn.execute("COMMIT")
                 return seen
-            upto = min(top, mark + round_events)
-            rollups, dirty = recompute_hours(conn, _dirty_hours(conn, mark, upto, shift), shift)
+            upto = top if mark == 0 else min(top, mark + round_events)
+            dirty = _all_hours(conn, shift) if mark == 0 else _dirty_hours(conn, mark, upto, shift)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        if not all(_refresh_chunk(conn, chunk, dirty, shift, zone, mark, epoch) for chunk in _chunks(dirty)):
+            continue  # somebody deleted events or refreshed meanwhile: start over
         conn.execute("BEGIN IMMEDIATE")
         try:
             if _setting_int(conn, "rollup_event_key") != mark or _setting_int(conn, "rollup_epoch") != epoch:
-                conn.execute("ROLLBACK")  # somebody refreshed or deleted meanwhile: read again
+                conn.execute("ROLLBACK")
                 continue
-            store_rollups(conn, dirty, rollups)
             _set_setting(conn, "rollup_event_key", upto)
             conn.execute("COMMIT")
         except BaseException:
@@ -2286,13 +2392,39 @@ def refresh_rollups(conn: sqlite3.Connection, shift: int, round_events: int = RO
         seen += upto - mark
 
 
-def reset_rollups(conn: sqlite3.Connection, shift: int) -> None:
-    """Drop every rollup row; the next refresh recomputes them all (aligned by ``shift``)."""
+def _refresh_chunk(conn: sqlite3.Connection, chunk: Mapping[int, set[int]], scope: Mapping[int, set[int]], shift: int,
+                   zone: dt.tzinfo, mark: int, epoch: int) -> bool:  # fmt: skip
+    """Recompute some hours of ``scope`` in one snapshot, then store them unless somebody changed the rollups meanwhile."""
+    conn.execute("BEGIN")
+    try:
+        rollups, hours = recompute_hours(conn, chunk, shift, scope)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for table in ("rollup", "rollup_visitors", "rollup_vitals"):
+        if _setting_int(conn, "rollup_event_key") != mark or _setting_int(conn, "rollup_epoch") != epoch:
+            conn.execute("ROLLBACK")
+            return False
+        store_rollups(conn, hours, rollups, zone)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return True
+
+
+def reset_rollups(conn: sqlite3.Connection, shift: int, zone: dt.tzinfo = dt.timezone.utc) -> None:
+    """Drop every rollup row; the next refresh recomputes them all (hours aligned by ``shift``, days in ``zone``)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for table in ROLLUP_TABLES:
             conn.execute(f"DELETE FROM {table}")
         _set_setting(conn, "rollup_shift", shift)
+        _set_setting(conn, "rollup_zone", _zone_name(zone))
         _set_setting(conn, "rollup_event_key", 0)
         _set_setting(conn, "rollup_epoch", _setting_int(conn, "rollup_epoch") + 1)
         conn.execute("COMMIT")
@@ -2301,9 +2433,12 @@ def reset_rollups(conn: sqlite3.Connection, shift: int) -> None:
         raise
 
 
-def _stored_shift(conn: sqlite3.Connection) -> int | None:
-    row = conn.execute("SELECT value FROM setting WHERE name = 'rollup_shift'").fetchone()
-    return None if row is None else int(row[0])
+def _stored_alignment(conn: sqlite3.Connection) -> tuple[int, str] | None:
+    """The (shift, zone name) the rollups were made with; None before the first refresh."""
+    found = dict(conn.execute("SELECT name, value FROM setting WHERE name IN ('rollup_shift', 'rollup_zone')").fetchall())
+    if len(found) < 2:
+        return None
+    return int(found["rollup_shift"]), found["rollup_zone"]
 
 
 def hours_cut_by_prune(conn: sqlite3.Connection, cutoff: int, website_key: int | None) -> dict[int, set[int]]:
@@ -2312,9 +2447,10 @@ def hours_cut_by_prune(conn: sqlite3.Connection, cutoff: int, website_key: int |
     That is the hour holding the cutoff, and the hours of the later events of visits the cutoff splits (visits with an
     event in the day before it), whose start moves.
     """
-    shift = _stored_shift(conn)
-    if shift is None:
+    alignment = _stored_alignment(conn)
+    if alignment is None:
         return {}
+    shift = alignment[0]
     sites = [website_key] if website_key is not None else [k for (k,) in conn.execute("SELECT website_key FROM website")]
     hours: dict[int, set[int]] = {}
     sql = ("SELECT DISTINCT created_at FROM website_event WHERE website_key = ? AND created_at >= ? AND visit_key IN "
@@ -2327,16 +2463,16 @@ def hours_cut_by_prune(conn: sqlite3.Connection, cutoff: int, website_key: int |
 
 
 def drop_pruned_rollups(conn: sqlite3.Connection, cutoff: int, website_key: int | None, repair: Mapping[int, set[int]]) -> None:
-    """After deleting events older than ``cutoff``: drop the rollup hours before it and recompute ``repair``."""
-    shift = _stored_shift(conn)
-    if shift is not None:
-        first = bucket_of(cutoff, shift)
+    """After deleting events older than ``cutoff``: drop the rollup hours and days before it and recompute ``repair``."""
+    alignment = _stored_alignment(conn)
+    if alignment is not None:
+        first_hour, first_day = bucket_of(cutoff, alignment[0]), day_of(cutoff, load_zone(alignment[1]))
         site = "" if website_key is None else " AND website_key = ?"
-        params = (first,) if website_key is None else (first, website_key)
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for table in ("rollup", "rollup_visitors", "rollup_vitals"):
-                conn.execute(f"DELETE FROM {table} WHERE hour < ?{site}", params)
+            for table in ROLLUP_TABLES:
+                column, first = ("day", first_day) if "daily" in table else ("hour", first_hour)
+                conn.execute(f"DELETE FROM {table} WHERE {column} < ?{site}", (first,) if website_key is None else (first, website_key))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -2354,10 +2490,10 @@ def repair_rollups(conn: sqlite3.Connection, dirty: Mapping[int, set[int]]) -> N
     """Recompute the given hours after events were deleted from them (prune, retention, forget), in one transaction."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        shift = _setting_int(conn, "rollup_shift")
-        if conn.execute("SELECT 1 FROM setting WHERE name = 'rollup_shift'").fetchone() is not None:
-            rollups, hours = recompute_hours(conn, dirty, shift)
-            store_rollups(conn, hours, rollups)
+        alignment = _stored_alignment(conn)
+        if alignment is not None:
+            rollups, hours = recompute_hours(conn, dirty, alignment[0])
+            store_rollups(conn, hours, rollups, load_zone(alignment[1]))
         conn.execute(*rollup_epoch_bump())
         conn.execute("COMMIT")
     except BaseException:
@@ -2401,10 +2537,6 @@ class SummaryRange(NamedTuple):
     def previous(self) -> tuple[int, int]:
         """The period of the same length right before this one (what the changes compare with)."""
         return self.start - (self.until - self.start), self.start
-
-
-def _day_start(day: dt.date, zone: dt.tzinfo) -> int:
-    return int(dt.datetime.combine(day, dt.time(0), tzinfo=zone).timestamp())
 
 
 def _parse_day_or_time(text: str, zone: dt.tzinfo, inclusive_end: bool) -> int:
@@ -2469,24 +2601,48 @@ def resolve_range(period: str | None, start: str | None, end: str | None, zone: 
 
 
 class RollupSource(NamedTuple):
-    """The tables a summary reads: the rollups, or the temporary ones of a filtered page."""
+    """The tables a summary reads: the rollups (hourly, and daily for whole days), or a filtered page's temporary ones."""
 
-    rollup: str = "rollup"
-    visitors: str = "rollup_visitors"
-    vitals: str = "rollup_vitals"
+    zone: dt.tzinfo
+    hourly: tuple[str, str, str] = ("rollup", "rollup_visitors", "rollup_vitals")
+    daily: tuple[str, str, str] | None = ("rollup_daily", "rollup_daily_visitors", "rollup_daily_vitals")
+
+    def parts(self, start: int, end: int) -> list[tuple[tuple[str, str, str], str, int, int]]:
+        """[start, end) as (tables, time column, from, to) pieces: its whole local days from the daily tables, if any."""
+        if self.daily is not None and end > start:
+            first = day_of(start, self.zone)
+            first = first if first == start else next_day(first, self.zone)
+            last = day_of(end, self.zone)
+            if first < last:
+                pieces = [(self.daily, "day", first, last)]
+                pieces += [(self.hourly, "hour", a, b) for a, b in ((start, first), (last, end)) if a < b]
+                return pieces
+        return [(self.hourly, "hour", start, end)]
 
 
-FILTERED = RollupSource("temp.f_rollup", "temp.f_rollup_visitors", "temp.f_rollup_vitals")
+def filtered_source(zone: dt.tzinfo) -> RollupSource:
+    """A filtered page's tables: hourly rows in temporary tables (see load_filtered)."""
+    return RollupSource(zone, ("temp.f_rollup", "temp.f_rollup_visitors", "temp.f_rollup_vitals"), None)
+
+
+def _union(src: RollupSource, start: int, end: int, table: int, columns: str, where: str,
+           params: Sequence[Any]) -> tuple[str, list[Any]]:  # fmt: skip
+    """One SELECT over all pieces of [start, end): ``where`` applies to each piece, and the pieces are UNION ALL-ed."""
+    selects, values = [], []
+    for tables, column, a, b in src.parts(start, end):
+        selects.append(f"SELECT {columns} FROM {tables[table]} WHERE {where} AND {column} >= ? AND {column} < ?")
+        values += [*params, a, b]
+    return " UNION ALL ".join(selects), values
 
 
 def panel_totals(conn: sqlite3.Connection, src: RollupSource, website_key: int, start: int, end: int) -> dict[str, float]:
     """Visitors, visits, pageviews, custom events, views per visit, bounce rate and average visit length of [start, end)."""
     sums = dict.fromkeys(("pageviews", "events", "visits", "bounces", "duration"), 0)
-    sql = (f"SELECT metric, sum(n) FROM {src.rollup} WHERE website_key = ? AND metric IN "
-           f"('pageviews', 'events', 'visits', 'bounces', 'duration') AND hour >= ? AND hour < ? GROUP BY metric")
-    sums.update(conn.execute(sql, (website_key, start, end)).fetchall())
-    sql = f"SELECT ifnull(sum(n), 0) FROM {src.visitors} WHERE website_key = ? AND hour >= ? AND hour < ? AND since < ?"
-    visitors = conn.execute(sql, (website_key, start, end, start)).fetchone()[0]
+    inner, params = _union(src, start, end, 0, "metric, n", "website_key = ? AND metric IN "
+                           "('pageviews', 'events', 'visits', 'bounces', 'duration')", [website_key])  # fmt: skip
+    sums.update(conn.execute(f"SELECT metric, sum(n) FROM ({inner}) GROUP BY metric", params).fetchall())
+    inner, params = _union(src, start, end, 1, "n", "website_key = ? AND since < ?", [website_key, start])
+    visitors = conn.execute(f"SELECT ifnull(sum(n), 0) FROM ({inner})", params).fetchone()[0]
     visits = sums["visits"]
     return {
         "visitors": visitors, "visits": visits, "pageviews": sums["pageviews"], "custom_events": sums["events"],
@@ -2499,24 +2655,30 @@ def panel_totals(conn: sqlite3.Connection, src: RollupSource, website_key: int, 
 def panel_chart(conn: sqlite3.Connection, src: RollupSource, website_key: int, bounds: list[int]) -> list[dict[str, int]]:
     """Pageviews and visitors per chart interval (bounds: interval starts, then the end)."""
     pageviews = [0] * (len(bounds) - 1)
-    sql = f"SELECT hour, n FROM {src.rollup} WHERE website_key = ? AND metric = 'pageviews' AND hour >= ? AND hour < ?"
-    for hour, n in conn.execute(sql, (website_key, bounds[0], bounds[-1])):
-        pageviews[bisect.bisect_right(bounds, hour) - 1] += n
     visitors = [0] * (len(bounds) - 1)
-    intervals = msgspec.json.encode(list(zip(bounds, bounds[1:]))).decode()
-    sql = (f"SELECT j.key, sum(r.n) FROM json_each(?) j JOIN {src.visitors} r ON r.website_key = ? "
-           f"AND r.hour >= j.value ->> 0 AND r.hour < j.value ->> 1 AND r.since < j.value ->> 0 GROUP BY j.key")
-    for index, n in conn.execute(sql, (intervals, website_key)):
-        visitors[index] = n
+    pieces: dict[tuple[tuple[str, str, str], str], list[tuple[int, int, int, int]]] = collections.defaultdict(list)
+    for index, (a, b) in enumerate(itertools.pairwise(bounds)):
+        for tables, column, x, y in src.parts(a, b):
+            pieces[(tables, column)].append((index, x, y, a))
+    for (tables, column), intervals in pieces.items():
+        encoded = msgspec.json.encode(intervals).decode()
+        sql = (f"SELECT j.value ->> 0, sum(r.n) FROM json_each(?) j JOIN {tables[0]} r ON r.website_key = ? AND "
+               f"r.metric = 'pageviews' AND r.{column} >= j.value ->> 1 AND r.{column} < j.value ->> 2 GROUP BY 1")
+        for index, n in conn.execute(sql, (encoded, website_key)):
+            pageviews[index] += n
+        sql = (f"SELECT j.value ->> 0, sum(r.n) FROM json_each(?) j JOIN {tables[1]} r ON r.website_key = ? AND "
+               f"r.{column} >= j.value ->> 1 AND r.{column} < j.value ->> 2 AND r.since < j.value ->> 3 GROUP BY 1")
+        for index, n in conn.execute(sql, (encoded, website_key)):
+            visitors[index] += n
     return [{"start": a, "pageviews": p, "visitors": v} for a, p, v in zip(bounds, pageviews, visitors)]
 
 
 def panel_top(conn: sqlite3.Connection, src: RollupSource, website_key: int, metric: str, start: int, end: int,
               total: int, limit: int = SUMMARY_LIST_LIMIT) -> list[dict[str, Any]]:  # fmt: skip
     """The most frequent values of one metric in [start, end), with their share of ``total``."""
-    sql = (f"SELECT value, sum(n) AS c FROM {src.rollup} WHERE website_key = ? AND metric = ? AND hour >= ? AND hour < ? "
-           f"GROUP BY value ORDER BY c DESC, value LIMIT ?")
-    rows = conn.execute(sql, (website_key, metric, start, end, limit)).fetchall()
+    inner, params = _union(src, start, end, 0, "value, n", "website_key = ? AND metric = ?", [website_key, metric])
+    sql = f"SELECT value, sum(n) AS c FROM ({inner}) GROUP BY value ORDER BY c DESC, value LIMIT ?"
+    rows = conn.execute(sql, [*params, limit]).fetchall()
     return [{"value": value, "count": n, "share": round(n / total, 4) if total else 0.0} for value, n in rows]
 
 
@@ -2524,11 +2686,11 @@ def panel_events(conn: sqlite3.Connection, src: RollupSource, website_key: int, 
                  total: int) -> list[dict[str, Any]]:  # fmt: skip
     """Custom events by name, each with its three most common data keys."""
     events = panel_top(conn, src, website_key, "event", start, end, total)
-    sql = (f"SELECT value, sum(n) AS c FROM {src.rollup} WHERE website_key = ? AND metric = 'event_key' AND hour >= ? "
-           f"AND hour < ? AND substr(value, 1, ?) = ? GROUP BY value ORDER BY c DESC, value LIMIT 3")
     for event in events:
         prefix = msgspec.json.encode([event["value"]]).decode()[:-1] + ","
-        rows = conn.execute(sql, (website_key, start, end, len(prefix), prefix)).fetchall()
+        inner, params = _union(src, start, end, 0, "value, n", "website_key = ? AND metric = 'event_key' AND "
+                               "substr(value, 1, ?) = ?", [website_key, len(prefix), prefix])  # fmt: skip
+        rows = conn.execute(f"SELECT value, sum(n) AS c FROM ({inner}) GROUP BY value ORDER BY c DESC, value LIMIT 3", params)
         event["keys"] = [{"key": msgspec.json.decode(value)[1], "count": n} for value, n in rows]
     return events
 
@@ -2541,10 +2703,10 @@ def _vital_rating(metric: str, value: float) -> str:
 def panel_vitals(conn: sqlite3.Connection, src: RollupSource, website_key: int, start: int, end: int,
                  limit: int = SUMMARY_LIST_LIMIT) -> list[dict[str, Any]]:  # fmt: skip
     """p75 of each web vital per page (nearest rank over the two-figure histogram), pages with most reports first."""
-    sql = (f"SELECT url_path, metric, bin, sum(n) FROM {src.vitals} WHERE website_key = ? AND hour >= ? AND hour < ? "
-           f"GROUP BY url_path, metric, bin ORDER BY url_path, metric, bin")
+    inner, params = _union(src, start, end, 2, "url_path, metric, bin, n", "website_key = ?", [website_key])
+    sql = f"SELECT url_path, metric, bin, sum(n) FROM ({inner}) GROUP BY url_path, metric, bin ORDER BY url_path, metric, bin"
     histograms: dict[str, dict[str, list[tuple[float, int]]]] = collections.defaultdict(lambda: collections.defaultdict(list))
-    for path, metric, value, n in conn.execute(sql, (website_key, start, end)):
+    for path, metric, value, n in conn.execute(sql, params):
         histograms[path][metric].append((value, n))
     pages = []
     for path, metrics in histograms.items():
@@ -2584,53 +2746,39 @@ def panel_bots(conn: sqlite3.Connection, website_key: int, start: int, end: int)
     return int(conn.execute(sql, (website_key, first, last)).fetchone()[0])
 
 
-def _visit_matches(fact: VisitFact, events: Sequence[EventFact], filters: Mapping[str, str]) -> bool:
-    for name, wanted in filters.items():
-        if name == "page":
-            if not any(e.event_type == EVENT_PAGEVIEW and e.url_path == wanted for e in events):
-                return False
-        elif name == "event":
-            if not any(e.event_type == EVENT_CUSTOM and (e.event_name or "") == wanted for e in events):
-                return False
-        elif getattr(fact, name) != wanted:
-            return False
-    return True
+#: Filters on a session's attributes: exact in SQL, so only matching sessions' events are read.
+_SESSION_FILTERS = ("country", "browser", "os", "device", "language", "screen")
 
 
 def collect_filtered(conn: sqlite3.Connection, website_key: int, start: int, end: int, filters: Mapping[str, str],
                      shift: int) -> Rollups:  # fmt: skip
-    """Rollup rows of [start, end) for the visits that match every filter (a segment: all numbers are about them)."""
-    out = Rollups(shift)
-    in_range: list[EventFact] = []
-    sql = f"SELECT {_FACT_COLUMNS} FROM website_event e WHERE e.website_key = ? AND e.created_at >= ? AND e.created_at < ?"
-    for row in conn.execute(sql, (website_key, start, end)):
-        in_range.append(EventFact(*row))
-    visits = _events_of_visits(conn, {e.visit_key for e in in_range})
-    attributes = _session_attributes(conn, {events[0].session_key for events in visits.values()})
-    matching: dict[int, VisitFact] = {}
-    for visit_key, events in visits.items():
-        fact = visit_fact(events, attributes.get(events[0].session_key, (None,) * 6))
-        if _visit_matches(fact, events, filters):
-            matching[visit_key] = fact
-    for e in in_range:
-        if e.visit_key in matching:
-            out.add_event(e)
-    sql = ("SELECT e.visit_key, e.created_at, e.event_name, d.data_key FROM website_event e JOIN event_data d "
-           "ON d.event_key = e.event_key WHERE e.website_key = ? AND e.created_at >= ? AND e.created_at < ? AND e.event_type = 2")
-    for visit_key, created_at, name, data_key in conn.execute(sql, (website_key, start, end)):
-        if visit_key in matching:
-            out.add_event_key(website_key, created_at, name, data_key)
-    previous: dict[int, int] = {}  # session → start of its last matching visit so far
-    for fact in sorted(matching.values(), key=lambda f: (f.started_at, f.visit_key)):
-        if start <= fact.started_at < end:
-            last = previous.get(fact.session_key)
-            out.add_visit(fact, bucket_of(last, shift) if last is not None else 0)
-        previous[fact.session_key] = fact.started_at
-    return out
+    """Rollup rows of [start, end) for the visits that match every filter (a segment: all numbers are about them).
+
+    Candidates are the visits with an event in the range, narrowed in SQL where that is exact (a session attribute) or
+    nearly so (a page or event name seen in the range or the day before it); the rest is decided visit by visit.
+    """
+    for sql in _AGGREGATION_TABLES:
+        conn.execute(sql)
+    conn.execute("DELETE FROM temp.agg_candidate")
+    where, params = ["e.website_key = ?", "e.created_at >= ?", "e.created_at < ?"], [website_key, start, end]
+    sessions = [(name, value) for name, value in filters.items() if name in _SESSION_FILTERS]
+    if sessions:
+        where.append("e.session_key IN (SELECT session_key FROM session WHERE website_key = ? AND "
+                     + " AND ".join(f"{name} = ?" for name, _ in sessions) + ")")  # fmt: skip
+        params += [website_key, *(value for _, value in sessions)]
+    for name, column, kind in (("page", "url_path", EVENT_PAGEVIEW), ("event", "ifnull(event_name, '')", EVENT_CUSTOM)):
+        if name in filters:
+            where.append(f"e.visit_key IN (SELECT visit_key FROM website_event WHERE website_key = ? AND created_at >= ? "
+                         f"AND created_at < ? AND event_type = {kind} AND {column} = ?)")
+            params += [website_key, start - 86400, end, filters[name]]
+    conn.execute(f"INSERT OR IGNORE INTO temp.agg_candidate SELECT e.visit_key FROM website_event e WHERE {' AND '.join(where)}",
+                 params)  # fmt: skip
+    rollups, _ = aggregate_visits(conn, shift, lambda key, at: start <= at < end, filters, False)
+    return rollups
 
 
 def load_filtered(conn: sqlite3.Connection, rollups: Rollups) -> None:
-    """Put a filtered page's rollup rows into the temporary tables FILTERED names."""
+    """Put a filtered page's rollup rows into the temporary tables filtered_source() names."""
     for table, like in (("f_rollup", "rollup"), ("f_rollup_visitors", "rollup_visitors"), ("f_rollup_vitals", "rollup_vitals")):
         conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} AS SELECT * FROM main.{like} WHERE 0")
         conn.execute(f"DELETE FROM temp.{table}")
@@ -2663,12 +2811,12 @@ def _change(current: float, previous: float) -> float | None:
 def build_summary(conn: sqlite3.Connection, site: Site, period: SummaryRange, filters: Mapping[str, str], now: float,
                   shift: int) -> dict[str, Any]:  # fmt: skip
     """Everything the summary page shows, as plain data (the JSON twin returns exactly this)."""
-    src = RollupSource()
+    src = RollupSource(period.zone)
     previous_start, previous_end = period.previous
     if filters:
         conn.execute("BEGIN")  # the temporary tables are this connection's own; one snapshot for all reads
         load_filtered(conn, collect_filtered(conn, site.key, min(previous_start, period.start), period.end, filters, shift))
-        src = FILTERED
+        src = filtered_source(period.zone)
     else:
         conn.execute("BEGIN")
     try:
@@ -2826,14 +2974,14 @@ class Runtime:
     async def refresh_rollups(self) -> int:
         """Bring the summary's rollups up to date (a worker thread; the writer goes on meanwhile)."""
         self._rollups_refreshed_at = time.monotonic()
-        return await self._in_summary_thread(lambda conn: refresh_rollups(conn, self.shift))  # type: ignore[no-any-return]
+        return await self._in_summary_thread(lambda conn: refresh_rollups(conn, self.shift, self.zone))  # type: ignore[no-any-return]
 
     async def summary(self, site: Site, period: SummaryRange, filters: Mapping[str, str]) -> dict[str, Any]:
         """The numbers of one summary page, from rollups brought up to date first."""
         now = self.clock()
 
         def job(conn: sqlite3.Connection) -> dict[str, Any]:
-            refresh_rollups(conn, self.shift)
+            refresh_rollups(conn, self.shift, self.zone)
             return build_summary(conn, site, period, filters, now, self.shift)
 
         return await self._in_summary_thread(job)  # type: ignore[no-any-return]
@@ -3722,12 +3870,12 @@ def forget_person(db: str, distinct_id: str, website_id: str | None = None) -> d
             conn.execute(f"INSERT OR IGNORE INTO forget_keys SELECT session_key FROM session_data "
                          f"WHERE distinct_id = ?{'' if website_key is None else ' AND session_key IN (SELECT session_key FROM session WHERE website_key = ?)'}",  # noqa: E501
                          params)  # fmt: skip
-            shift = _stored_shift(conn)
+            alignment = _stored_alignment(conn)
             repair: dict[int, set[int]] = collections.defaultdict(set)
-            if shift is not None:  # the hours the person's events were counted in
+            if alignment is not None:  # the hours the person's events were counted in
                 sql = "SELECT DISTINCT website_key, created_at FROM website_event WHERE session_key IN (SELECT session_key FROM forget_keys)"
                 for key, at in conn.execute(sql):
-                    repair[key].add(bucket_of(at, shift))
+                    repair[key].add(bucket_of(at, alignment[0]))
             counts = {
                 "events": conn.execute("DELETE FROM website_event WHERE session_key IN (SELECT session_key FROM forget_keys)").rowcount,  # noqa: E501
                 "visits": conn.execute("DELETE FROM visit WHERE session_key IN (SELECT session_key FROM forget_keys)").rowcount,

@@ -27,7 +27,8 @@
 -- Kept for the life of the database.
 CREATE TABLE IF NOT EXISTS setting (
     name       TEXT    PRIMARY KEY,                -- 'install_secret'; 'password_hash' (the summary page's, scrypt);
-                                                   -- 'rollup_event_key', 'rollup_shift', 'rollup_epoch' (rollup upkeep)
+                                                   -- 'rollup_event_key', 'rollup_shift', 'rollup_zone', 'rollup_epoch'
+                                                   -- (rollup upkeep)
     value      TEXT    NOT NULL,                   -- its value (the install secret is 64 random hex digits)
     updated_at INTEGER NOT NULL                    -- when it was last written, Unix seconds
 ) WITHOUT ROWID;
@@ -224,6 +225,36 @@ CREATE TABLE IF NOT EXISTS rollup_vitals (
     bin         REAL    NOT NULL,                  -- the value, two significant figures (ms; unitless for cls)
     n           INTEGER NOT NULL,                  -- how many reports had it
     PRIMARY KEY (website_key, hour, metric, url_path, bin)
+) WITHOUT ROWID;
+
+-- The same three rollups summed per local day of the summary time zone (`day` is that day's midnight, Unix seconds), kept
+-- in step with the hourly ones, so a month is read as 30 rows per value instead of 720. In rollup_daily_visitors, `since`
+-- is still an hour (the session's previous visit's), so the visitor formula above works for any range start.
+CREATE TABLE IF NOT EXISTS rollup_daily (
+    website_key INTEGER NOT NULL,                  -- the website
+    metric      TEXT    NOT NULL,                  -- as rollup.metric
+    day         INTEGER NOT NULL,                  -- local midnight starting the day, Unix seconds
+    value       TEXT    NOT NULL,                  -- as rollup.value
+    n           INTEGER NOT NULL,                  -- sum of the day's hourly n
+    PRIMARY KEY (website_key, metric, day, value)
+) WITHOUT ROWID;
+-- rollup_visitors per local day.
+CREATE TABLE IF NOT EXISTS rollup_daily_visitors (
+    website_key INTEGER NOT NULL,                  -- the website
+    day         INTEGER NOT NULL,                  -- local midnight starting the day the visits started in
+    since       INTEGER NOT NULL,                  -- as rollup_visitors.since (an hour; 0 for a first visit)
+    n           INTEGER NOT NULL,                  -- how many such visits
+    PRIMARY KEY (website_key, day, since)
+) WITHOUT ROWID;
+-- rollup_vitals per local day.
+CREATE TABLE IF NOT EXISTS rollup_daily_vitals (
+    website_key INTEGER NOT NULL,                  -- the website
+    day         INTEGER NOT NULL,                  -- local midnight starting the day
+    metric      TEXT    NOT NULL,                  -- as rollup_vitals.metric
+    url_path    TEXT    NOT NULL,                  -- the page
+    bin         REAL    NOT NULL,                  -- as rollup_vitals.bin
+    n           INTEGER NOT NULL,                  -- how many reports had it that day
+    PRIMARY KEY (website_key, day, metric, url_path, bin)
 ) WITHOUT ROWID;
 
 -- Public, read-only share links of the summary page: one per website at most. Written by `footfall site share`.

@@ -1,0 +1,163 @@
+"""How fast the summary page renders over a big database: 30 days of 10 million events (issue #4's target: ≤ 500 ms).
+
+    python bench/summary.py                  # 10M events (~3 min to generate once, kept in /tmp; ~2 min of rollups)
+    python bench/summary.py --events 1000000 # a smaller run
+
+Method: a database of N events over the last 30 days is generated directly with SQL (realistic shape: ~4 events per visit,
+~1.4 visits per session, 300 pages with Zipf popularity, 60 countries, 50 referrers, UTM on 10% of visits, 5% custom events
+with data, 3% performance events), then its rollups are built from nothing (timed: that is also what a time-zone change
+costs), then `footfall serve` is started on it exactly as users start it and the page is fetched over loopback, as a browser
+would: full HTML rendering included. Each figure is the median of 7 fetches after one warm-up; the JSON twin, other periods
+and a filtered page (computed from the events, not the rollups) are reported beside it. Nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import random
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import collector  # noqa: E402
+from run import free_port, rss_mb, wait_ready  # noqa: E402
+
+BROWSERS = [("Chrome", 60), ("Safari", 20), ("Firefox", 8), ("Edge", 7), ("Samsung Internet", 3), ("Opera", 2)]
+SYSTEMS = [("Windows", 35), ("Android", 30), ("iOS", 20), ("macOS", 10), ("Linux", 5)]
+DEVICES = [("mobile", 50), ("desktop", 30), ("laptop", 15), ("tablet", 5)]
+SCREENS = ["390x844", "1920x1080", "1536x864", "414x896", "1366x768", "2560x1440", "360x800", "1280x720"]
+LANGUAGES = ["en-US", "de-DE", "fr-FR", "es-ES", "en-GB", "pt-BR", "ja-JP", "it-IT", "nl-NL", "pl-PL"]
+
+
+def generate(path: Path, events: int, now: int, seed: int = 7) -> str:
+    """Write a database of ``events`` events over the 30 days before ``now``; return its website id."""
+    rng = random.Random(seed)
+    collector.prepare_database(str(path), now=now)
+    website_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    pages = ["/"] + [f"/{kind}/{i}" for kind in ("blog", "docs", "product", "help") for i in range(75)][:299]
+    page_weights = [1 / (rank + 1) for rank in range(len(pages))]
+    referrers = [None] * 60 + [f"ref{i}.example" for i in range(50)]
+    countries = [f"{chr(65 + i // 26)}{chr(65 + i % 26)}" for i in range(60)]
+    start = now - 30 * 86400
+    with contextlib.closing(collector.connect(str(path))) as conn:
+        conn.execute("PRAGMA synchronous=OFF")
+        conn.execute("INSERT INTO website (website_id, name, created_at) VALUES (?, 'bench', ?)", (website_id, start))
+        site = conn.execute("SELECT website_key FROM website WHERE website_id = ?", (website_id,)).fetchone()[0]
+        session_key = visit_key = event_key = 0
+        sessions, visits, rows, data = [], [], [], []
+
+        def flush() -> None:
+            conn.execute("BEGIN")
+            conn.executemany("INSERT INTO session (session_key, session_id, website_key, browser, os, device, screen, "
+                             "language, country, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)", sessions)  # fmt: skip
+            conn.executemany("INSERT INTO visit (visit_key, visit_id, session_key, started_at) VALUES (?,?,?,?)", visits)
+            conn.executemany("INSERT INTO website_event (event_key, website_key, session_key, visit_key, created_at, "
+                             "event_type, event_name, url_path, referrer_domain, utm_source, utm_medium, utm_campaign, "
+                             "lcp, inp, cls, fcp, ttfb, duration) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)  # fmt: skip
+            conn.executemany("INSERT INTO event_data (event_key, data_key, data_type, string_value) VALUES (?,?,1,?)", data)
+            conn.execute("COMMIT")
+            for batch in (sessions, visits, rows, data):
+                batch.clear()
+
+        while event_key < events:
+            session_key += 1
+            first = start + int(rng.random() * 30 * 86400)
+            sessions.append((session_key, str(uuid.UUID(int=rng.getrandbits(128), version=4)), site,
+                             rng.choices(*zip(*BROWSERS))[0], rng.choices(*zip(*SYSTEMS))[0],
+                             rng.choices(*zip(*DEVICES))[0], rng.choice(SCREENS), rng.choice(LANGUAGES),
+                             rng.choice(countries), first))  # fmt: skip
+            at = first
+            for _ in range(1 + (rng.random() < 0.3) + (rng.random() < 0.1)):
+                if at >= now:
+                    break
+                visit_key += 1
+                visits.append((visit_key, str(uuid.UUID(int=rng.getrandbits(128), version=4)), session_key, at))
+                referrer = rng.choice(referrers)
+                utm = ("newsletter", "email", f"c{rng.randint(1, 5)}") if rng.random() < 0.1 else (None, None, None)
+                for n in range(min(int(rng.expovariate(1 / 3)) + 1, 40)):
+                    path_ = rng.choices(pages, page_weights)[0]
+                    event_key += 1
+                    kind = 2 if rng.random() < 0.05 else 5 if rng.random() < 0.03 else 1
+                    vitals = (rng.uniform(500, 6000), rng.uniform(20, 900), rng.uniform(0, 0.4), rng.uniform(300, 4000),
+                              rng.uniform(50, 2000)) if kind == 5 else (None,) * 5  # fmt: skip
+                    rows.append((event_key, site, session_key, visit_key, at, kind, "signup" if kind == 2 else None, path_,
+                                 referrer if n == 0 else None, *(utm if n == 0 else (None, None, None)), *vitals,
+                                 rng.randint(1000, 120_000) if rng.random() < 0.2 else None))  # fmt: skip
+                    if kind == 2:
+                        data.append((event_key, "plan", rng.choice(["free", "pro", "team"])))
+                    at += rng.randint(5, 240)
+                at += rng.randint(3600, 10 * 86400)
+            if len(rows) >= 50_000:
+                flush()
+        flush()
+    return website_id
+
+
+def fetch_ms(url: str, cookie: str = "") -> tuple[float, int]:
+    request = urllib.request.Request(url, headers={"Cookie": cookie} if cookie else {})
+    start = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=120) as response:
+        size = len(response.read())
+    return (time.perf_counter() - start) * 1000, size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--db", type=Path, help="where to keep the generated database (default: /tmp/footfall-bench-N.db)")
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    db = args.db or Path(f"/tmp/footfall-bench-{args.events}.db")
+    now = int(time.time())
+    if not db.exists():
+        started = time.perf_counter()
+        generate(db.with_suffix(".tmp"), args.events, now)
+        db.with_suffix(".tmp").rename(db)
+        print(f"generated {args.events:,} events in {time.perf_counter() - started:.0f} s → {db}")
+    collector.prepare_database(str(db))  # this footfall's schema, if the file was made by an older one
+    with contextlib.closing(collector.connect(str(db))) as conn:
+        website = conn.execute("SELECT website_id FROM website WHERE name = 'bench'").fetchone()[0]
+        count, first, last = conn.execute("SELECT count(*), min(created_at), max(created_at) FROM website_event").fetchone()
+        collector.reset_rollups(conn, 0)
+        started = time.perf_counter()
+        collector.refresh_rollups(conn, 0)
+        rebuild_s = time.perf_counter() - started
+        rollup_rows = conn.execute("SELECT count(*) FROM rollup").fetchone()[0]
+    age_days = (now - last) / 86400
+    print(f"{count:,} events from {time.strftime('%Y-%m-%d', time.gmtime(first))} to "
+          f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(last))} (newest {age_days:.1f} days old)")
+    print(f"rollups rebuilt from nothing in {rebuild_s:.0f} s ({count / rebuild_s:,.0f} events/s), {rollup_rows:,} rows")
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, str(ROOT / "collector.py"), "serve", "--db", str(db), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_ready(port, 120)
+        base = f"http://127.0.0.1:{port}"
+        cases = [("page, 30 days", "/?period=30d"), ("JSON, 30 days", f"/api/summary?website={website}&period=30d"),
+                 ("page, 7 days", "/?period=7d"), ("page, 24 hours", "/?period=24h"), ("page, 90 days", "/?period=90d"),
+                 ("page, 12 months", "/?period=12m"), ("page, 30 days, filtered by a country", "/?period=30d&country=AA")]  # fmt: skip
+        print(f"\n| {'request':<40} | median ms | min ms | max ms | bytes |\n|---|---|---|---|---|")
+        for label, path in cases:
+            fetch_ms(base + path)  # warm-up (and the first refresh)
+            runs = [fetch_ms(base + path) for _ in range(args.runs if "filtered" not in label else 3)]
+            times = [t for t, _ in runs]
+            print(f"| {label:<40} | {statistics.median(times):9.0f} | {min(times):6.0f} | {max(times):6.0f} | {runs[0][1]:,} |")
+        print(f"\nserver RSS after: {rss_mb(server.pid):.0f} MB (peak {rss_mb(server.pid, 'VmHWM'):.0f} MB)")
+    finally:
+        server.terminate()
+        server.wait(60)
+    print(f"\nreproduce: python bench/summary.py --events {args.events}")
+
+
+if __name__ == "__main__":
+    main()
