@@ -50,6 +50,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
@@ -386,6 +387,26 @@ class BatchResponse(msgspec.Struct, omit_defaults=True):
     errors: int
     details: list[BatchDetail]
     cache: str | None = None
+
+
+class ErrorDetail(msgspec.Struct):
+    """What went wrong, in Umami's words."""
+
+    message: str
+    code: str
+    status: int
+
+
+class ErrorBody(msgspec.Struct):
+    """Every error footfall answers: ``{"error": {"message", "code", "status"}}``."""
+
+    error: ErrorDetail
+
+
+class BotAnswer(msgspec.Struct):
+    """The answer to a bot's hit, which is counted and not stored (as Umami's)."""
+
+    beep: Literal["boop"]
 
 
 class DataRow(NamedTuple):
@@ -1977,7 +1998,8 @@ VISIT_DIMENSIONS = ("entry", "exit", "referrer", "utm_source", "utm_medium", "ut
 #: Web vitals, in the order of website_event's columns.
 VITALS = ("lcp", "inp", "cls", "fcp", "ttfb")
 #: Every metric of the rollup table (their rows are deleted together when an hour is recomputed).
-ROLLUP_METRICS = ("pageviews", "events", "visits", "bounces", "duration", "page", "event", "event_key", *VISIT_DIMENSIONS)
+ROLLUP_METRICS = ("pageviews", "events", "visits", "bounces", "duration", "page", "event", "event_key", "reports",
+                  *VISIT_DIMENSIONS)  # fmt: skip
 
 
 def bucket_of(at: int, shift: int) -> int:
@@ -2108,6 +2130,7 @@ class Rollups:
             counts[(e.website_key, "events", hour, "")] += 1
             counts[(e.website_key, "event", hour, e.event_name or "")] += 1
         elif e.event_type == EVENT_PERFORMANCE:
+            counts[(e.website_key, "reports", hour, e.url_path)] += 1
             for name, value in zip(VITALS, e[-5:]):
                 if value is not None:
                     self.vitals[(e.website_key, hour, name, e.url_path, vital_bin(value))] += 1
@@ -2518,7 +2541,7 @@ PERIODS = {"today": "Today", "yesterday": "Yesterday", "24h": "Last 24 hours", "
 FILTERS = ("page", "event", *VISIT_DIMENSIONS)
 #: Web-vital thresholds (good up to the first, poor above the second), as web.dev defines them.
 VITAL_THRESHOLDS = {"lcp": (2500, 4000), "inp": (200, 500), "cls": (0.1, 0.25), "fcp": (1800, 3000), "ttfb": (800, 1800)}
-_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 class SummaryRange(NamedTuple):
@@ -2548,7 +2571,7 @@ def _parse_day_or_time(text: str, zone: dt.tzinfo, inclusive_end: bool) -> int:
         except ValueError:
             raise bad_request(f"{text!r} is not a date") from None
         return _day_start(day + dt.timedelta(days=1) if inclusive_end else day, zone)
-    if text.isdigit() and len(text) <= 12:
+    if re.fullmatch(r"[0-9]{1,12}", text):  # ASCII digits only: str.isdigit() also takes '³'
         return int(text)
     raise bad_request(f"{text[:40]!r} is neither a date (YYYY-MM-DD) nor Unix seconds")
 
@@ -2702,29 +2725,29 @@ def _vital_rating(metric: str, value: float) -> str:
 
 def panel_vitals(conn: sqlite3.Connection, src: RollupSource, website_key: int, start: int, end: int,
                  limit: int = SUMMARY_LIST_LIMIT) -> list[dict[str, Any]]:  # fmt: skip
-    """p75 of each web vital per page (nearest rank over the two-figure histogram), pages with most reports first."""
-    inner, params = _union(src, start, end, 2, "url_path, metric, bin, n", "website_key = ?", [website_key])
-    sql = f"SELECT url_path, metric, bin, sum(n) FROM ({inner}) GROUP BY url_path, metric, bin ORDER BY url_path, metric, bin"
-    histograms: dict[str, dict[str, list[tuple[float, int]]]] = collections.defaultdict(lambda: collections.defaultdict(list))
-    for path, metric, value, n in conn.execute(sql, params):
-        histograms[path][metric].append((value, n))
+    """p75 of each web vital for the pages with most performance reports (nearest rank over two-figure histograms)."""
     pages = []
-    for path, metrics in histograms.items():
-        row: dict[str, Any] = {"page": path, "reports": max(sum(n for _, n in bins) for bins in metrics.values())}
+    for top in panel_top(conn, src, website_key, "reports", start, end, 0, limit):
+        inner, params = _union(src, start, end, 2, "metric, bin, n", "website_key = ? AND url_path = ?",
+                               [website_key, top["value"]])  # fmt: skip
+        histograms: dict[str, list[tuple[float, int]]] = collections.defaultdict(list)
+        for metric, value, n in conn.execute(f"SELECT metric, bin, sum(n) FROM ({inner}) GROUP BY metric, bin "
+                                             f"ORDER BY metric, bin", params):  # fmt: skip
+            histograms[metric].append((value, n))
+        row: dict[str, Any] = {"page": top["value"], "reports": top["count"]}
         for metric in VITALS:
-            bins = metrics.get(metric)
-            if not bins:
-                row[metric] = None
-                continue
-            rank, seen = math.ceil(0.75 * sum(n for _, n in bins)), 0
-            for value, n in bins:
-                seen += n
-                if seen >= rank:
-                    break
-            row[metric] = {"p75": value, "rating": _vital_rating(metric, value), "count": sum(n for _, n in bins)}
+            bins = histograms.get(metric)
+            row[metric] = None
+            if bins:
+                count = sum(n for _, n in bins)
+                rank, seen = math.ceil(0.75 * count), 0
+                for value, n in bins:
+                    seen += n
+                    if seen >= rank:
+                        row[metric] = {"p75": value, "rating": _vital_rating(metric, value), "count": count}
+                        break
         pages.append(row)
-    pages.sort(key=lambda r: (-r["reports"], r["page"]))
-    return pages[:limit]
+    return pages
 
 
 def panel_realtime(conn: sqlite3.Connection, website_key: int, now: float) -> dict[str, Any]:
@@ -3684,6 +3707,73 @@ def page_context(summary: dict[str, Any], viewer: Viewer, site: Site, period: Su
     }  # fmt: skip
 
 
+def openapi_document(config: Config) -> dict[str, Any]:
+    """The OpenAPI 3.1 description of footfall's JSON API.
+
+    The collection handlers decode their bodies themselves (msgspec, with Umami's error messages), so Litestar cannot see
+    their request types; the bodies and answers are described here from the very Structs that decode and encode them.
+    """
+    (send, batch, accepted, bot, batch_answer, error), components = msgspec.json.schema_components(
+        (SendRequest, list[SendRequest], SendResponse, BotAnswer, BatchResponse, ErrorBody),
+        ref_template="#/components/schemas/{name}")  # fmt: skip
+    # A batch item is judged on its own: a bad one is listed in the 200 answer's details, not refused with the batch.
+    batch = {"type": "array", "maxItems": config.batch_max_items,
+             "items": {"description": "An /api/send body (see SendRequest); checked on its own"}}  # fmt: skip
+    # The Struct decodes leniently so that each mistake gets Umami's own message; the document states what is accepted.
+    payload = components["Payload"]
+    payload["required"] = ["website"]
+    fields = payload["properties"]
+    fields["website"] = {"type": "string", "pattern": f"^({_UUID_RE.pattern})$", "description": "The website's UUID."}
+    fields["link"] = fields["pixel"] = {"type": "null", "description": "Umami's links and pixels are not supported."}
+    for name, most in (("lcp", MAX_VITAL_MS), ("inp", MAX_VITAL_MS), ("fcp", MAX_VITAL_MS), ("ttfb", MAX_VITAL_MS),
+                       ("cls", MAX_CLS), ("duration", None)):  # fmt: skip
+        number: dict[str, Any] = {"type": "number", "minimum": 0, **({"maximum": most} if most is not None else {})}
+        fields[name] = {"anyOf": [number, {"type": "null"}]}
+
+    def answers(ok: dict[str, Any], *statuses: int) -> dict[str, Any]:
+        result = {"200": {"description": "Accepted", "content": {"application/json": {"schema": ok}}}}
+        for status in statuses:
+            result[str(status)] = {"description": HTTPStatus(status).phrase, "content": {"application/json": {"schema": error}}}
+        return result
+
+    def body(schema: dict[str, Any]) -> dict[str, Any]:
+        return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+    cache_header = {"name": "x-umami-cache", "in": "header", "required": False, "schema": {"type": "string"},
+                    "description": "The cache token of an earlier answer (skips work for a known session)."}  # fmt: skip
+    user_agent = {"name": "user-agent", "in": "header", "required": False, "schema": {"type": "string"},
+                  "description": "The visitor's browser; required unless payload.userAgent is given."}  # fmt: skip
+    summary_parameters = [
+        {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+        for name in ("website", "period", "start", "end", "share", *FILTERS)
+    ]
+    collect = {"summary": "Record a pageview, custom event, identify or performance report (Umami's /api/send)",
+               "parameters": [cache_header, user_agent], "requestBody": body(send),
+               "responses": answers({"oneOf": [accepted, bot]}, 400, 403, 413, 429, 503)}  # fmt: skip
+    paths: dict[str, Any] = {
+        "/api/send": {"post": {**collect, "operationId": "send"}},
+        "/api/batch": {"post": {"summary": "Record many hits at once; each item is checked on its own (Umami's /api/batch)",
+                                "operationId": "batch", "parameters": [cache_header, user_agent], "requestBody": body(batch),
+                                "responses": answers(batch_answer, 400, 413, 429, 503)}},
+        "/api/heartbeat": {"get": {"summary": "Liveness", "operationId": "heartbeat", "responses": {"200": {
+            "description": "Alive", "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"ok": {"const": True}}, "required": ["ok"]}}}}}}},
+        "/api/summary": {"get": {"summary": "The summary page's numbers (log in first, or pass a share token)",
+                                 "operationId": "summary", "parameters": summary_parameters,
+                                 "responses": answers({"type": "object"}, 400, 401, 403, 404)}},
+    }  # fmt: skip
+    if config.collect_path:
+        paths[config.collect_path] = {"post": {**collect, "operationId": "collect-alias"}}
+    return {"openapi": "3.1.0", "info": {"title": "footfall", "version": __version__,
+                                         "description": "Umami-compatible collection API and the summary's JSON."},
+            "paths": paths, "components": {"schemas": components}}  # fmt: skip
+
+
+async def get_openapi(request: Request) -> Response:
+    """GET /api/openapi.json: the OpenAPI description of the JSON API."""
+    return Response(content=request.app.state.openapi, media_type="application/json")
+
+
 ###############################################################################################################################
 # App factory and lifespan
 ###############################################################################################################################
@@ -3699,6 +3789,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
         app.state.runtime = runtime
         app.state.tracker = await asyncio.to_thread(load_tracker, config.collect_path)
         app.state.static = await asyncio.to_thread(load_static_files)
+        app.state.openapi = msgspec.json.encode(openapi_document(config))
         try:
             yield
         finally:
@@ -3708,6 +3799,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
         get("/", include_in_schema=False)(get_summary_page),
         get("/share/{token:str}", include_in_schema=False)(get_share_page),
         get("/api/summary")(get_summary_json),
+        get("/api/openapi.json", include_in_schema=False)(get_openapi),
         get("/login", include_in_schema=False)(get_login),
         post("/login", include_in_schema=False, status_code=303, request_max_body_size=4096)(post_login),
         post("/logout", include_in_schema=False, status_code=303, request_max_body_size=4096)(post_logout),

@@ -191,7 +191,7 @@ CREATE TABLE IF NOT EXISTS bot_counter (
 -- One row per website, hour, metric and value. Totals use value ''. Metrics (what `n` counts):
 --   'pageviews', 'events' (custom events), 'visits', 'bounces', 'duration' (sum of the hour's visits' duration_s) — totals;
 --   'page' (pageviews per url_path), 'event' (custom events per event_name), 'event_key' (custom events per
---   JSON '["event name","data key"]');
+--   JSON '["event name","data key"]'), 'reports' (performance events per url_path);
 --   'entry', 'exit', 'referrer', 'utm_source', 'utm_medium', 'utm_campaign', 'country', 'browser', 'os', 'device',
 --   'language', 'screen' — visits per value (visits without the value are not counted).
 CREATE TABLE IF NOT EXISTS rollup (
@@ -254,8 +254,9 @@ CREATE TABLE IF NOT EXISTS rollup_daily_vitals (
     url_path    TEXT    NOT NULL,                  -- the page
     bin         REAL    NOT NULL,                  -- as rollup_vitals.bin
     n           INTEGER NOT NULL,                  -- how many reports had it that day
-    PRIMARY KEY (website_key, day, metric, url_path, bin)
+    PRIMARY KEY (website_key, url_path, metric, day, bin) -- a page's histograms over many days are one range
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx_rollup_daily_vitals_day ON rollup_daily_vitals (website_key, day);
 
 -- Public, read-only share links of the summary page: one per website at most. Written by `footfall site share`.
 CREATE TABLE IF NOT EXISTS share_link (

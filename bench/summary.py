@@ -84,6 +84,8 @@ def generate(path: Path, events: int, now: int, seed: int = 7) -> str:
                 referrer = rng.choice(referrers)
                 utm = ("newsletter", "email", f"c{rng.randint(1, 5)}") if rng.random() < 0.1 else (None, None, None)
                 for n in range(min(int(rng.expovariate(1 / 3)) + 1, 40)):
+                    if at >= now:
+                        break
                     path_ = rng.choices(pages, page_weights)[0]
                     event_key += 1
                     kind = 2 if rng.random() < 0.05 else 5 if rng.random() < 0.03 else 1
@@ -123,7 +125,10 @@ def main() -> None:
         generate(db.with_suffix(".tmp"), args.events, now)
         db.with_suffix(".tmp").rename(db)
         print(f"generated {args.events:,} events in {time.perf_counter() - started:.0f} s → {db}")
-    collector.prepare_database(str(db))  # this footfall's schema, if the file was made by an older one
+    with contextlib.closing(collector.connect(str(db))) as conn:  # rollups as this footfall lays them out
+        for table in collector.ROLLUP_TABLES:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+    collector.prepare_database(str(db))
     with contextlib.closing(collector.connect(str(db))) as conn:
         website = conn.execute("SELECT website_id FROM website WHERE name = 'bench'").fetchone()[0]
         count, first, last = conn.execute("SELECT count(*), min(created_at), max(created_at) FROM website_event").fetchone()

@@ -185,7 +185,8 @@ async def test_custom_range_dates_are_inclusive(db_path: Path, website: str) -> 
         unix = await summary(client, website=website, start=str(at(14, 13)), end=str(at(14, 14)))
         assert totals(unix)["pageviews"] == 2
         for params, message in (({"start": "2026-05-13"}, "together"), ({"start": "2026-05-14", "end": "2026-05-13"}, "after"),
-                                ({"period": "forever"}, "period must be"), ({"start": "yesterday", "end": "x"}, "neither")):
+                                ({"period": "forever"}, "period must be"), ({"start": "yesterday", "end": "x"}, "neither"),
+                                ({"start": "\u00b3", "end": "6"}, "neither"), ({"start": "\u0661" * 4 + "-01-01", "end": "1"}, "neither")):
             response = await client.get("/api/summary", params={"website": website, **params})
             assert_api_error(response, 400, "bad-request", message)
 

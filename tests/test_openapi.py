@@ -1,0 +1,77 @@
+"""Property-based tests of the JSON API against its own OpenAPI document (schemathesis), on a real server.
+
+Every operation gets thousands of generated requests, valid and invalid; each answer must be documented (status, content
+type, body schema), none may be a 5xx, and requests that break the document must be refused. Schema-valid requests may be
+refused too (an unknown website id gets 400 'Website not found.', as in Umami), so that one check is left out. The counts
+are summed and checked, so the run cannot quietly shrink.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, settings
+from schemathesis.config import SchemathesisConfig
+
+import collector
+import conftest
+from conftest import LiveServer, rows
+
+pytestmark = pytest.mark.slow
+
+#: Generated requests per operation (heartbeat's space is tiny: hypothesis stops early there).
+EXAMPLES = 3500
+#: Requests every run must have made in all (issue 8 asks for at least 10,000).
+MINIMUM_REQUESTS = 10_000
+SENT: collections.Counter[str] = collections.Counter()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    db = tmp_path_factory.mktemp("openapi") / "footfall.db"
+    collector.prepare_database(str(db))
+    live = LiveServer(db)
+    conftest._LIVE_SERVERS.remove(live)  # it outlives single tests; stopped here
+    try:
+        yield live
+    finally:
+        code = live.stop()
+        output = live.log.read_text(errors="replace")
+    assert code == 0 and "Traceback" not in output, output
+    assert sum(SENT.values()) >= MINIMUM_REQUESTS, SENT
+    assert rows(db, "PRAGMA integrity_check") == [("ok",)]
+
+
+#: Refusals of schema-breaking requests may also be 413 (a batch over the item limit), which footfall documents.
+CONFIG = SchemathesisConfig.from_dict({"checks": {
+    "negative_data_rejection": {"expected-statuses": [400, 401, 403, 404, 405, 413, 415, 429]},
+    "positive_data_acceptance": {"enabled": False},
+}})  # fmt: skip
+#: The document the server serves (test_openapi_document_is_served checks they are the same).
+schema = schemathesis.openapi.from_dict(collector.openapi_document(collector.Config()), config=CONFIG)
+
+
+@schema.parametrize()
+@settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
+          phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))  # fmt: skip
+def test_api_answers_as_documented(case: Any, server: LiveServer) -> None:
+    """Generated requests: every answer is documented and none is a server error."""
+    response = case.call_and_validate(base_url=server.url)
+    SENT[case.operation.label] += 1
+    assert response.status_code < 500, response.text
+
+
+def test_openapi_document_is_served(server: LiveServer) -> None:
+    """The document names every route of the JSON API with the Structs' schemas."""
+    document = httpx.get(server.url + "/api/openapi.json").json()
+    assert document == collector.openapi_document(collector.Config())
+    assert document["openapi"] == "3.1.0"
+    assert set(document["paths"]) == {"/api/send", "/api/batch", "/api/heartbeat", "/api/summary"}
+    assert document["paths"]["/api/batch"]["post"]["requestBody"]["content"]["application/json"]["schema"]["maxItems"] == collector.MAX_BATCH_ITEMS
+    assert {"SendRequest", "Payload", "ErrorBody"} <= set(document["components"]["schemas"])
