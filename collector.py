@@ -2649,11 +2649,15 @@ def filtered_source(zone: dt.tzinfo) -> RollupSource:
 
 
 def _union(src: RollupSource, start: int, end: int, table: int, columns: str, where: str,
-           params: Sequence[Any]) -> tuple[str, list[Any]]:  # fmt: skip
-    """One SELECT over all pieces of [start, end): ``where`` applies to each piece, and the pieces are UNION ALL-ed."""
+           params: Sequence[Any], by_time: bool = True) -> tuple[str, list[Any]]:  # fmt: skip
+    """One SELECT over all pieces of [start, end): ``where`` applies to each piece, and the pieces are UNION ALL-ed.
+
+    ``by_time=False`` keeps SQLite from picking the daily tables' day index over their primary key (a page's web vitals).
+    """
     selects, values = [], []
     for tables, column, a, b in src.parts(start, end):
-        selects.append(f"SELECT {columns} FROM {tables[table]} WHERE {where} AND {column} >= ? AND {column} < ?")
+        plus = "+" if column == "day" and not by_time else ""
+        selects.append(f"SELECT {columns} FROM {tables[table]} WHERE {where} AND {plus}{column} >= ? AND {plus}{column} < ?")
         values += [*params, a, b]
     return " UNION ALL ".join(selects), values
 
@@ -2729,7 +2733,7 @@ def panel_vitals(conn: sqlite3.Connection, src: RollupSource, website_key: int, 
     pages = []
     for top in panel_top(conn, src, website_key, "reports", start, end, 0, limit):
         inner, params = _union(src, start, end, 2, "metric, bin, n", "website_key = ? AND url_path = ?",
-                               [website_key, top["value"]])  # fmt: skip
+                               [website_key, top["value"]], by_time=False)  # fmt: skip
         histograms: dict[str, list[tuple[float, int]]] = collections.defaultdict(list)
         for metric, value, n in conn.execute(f"SELECT metric, bin, sum(n) FROM ({inner}) GROUP BY metric, bin "
                                              f"ORDER BY metric, bin", params):  # fmt: skip
@@ -2777,25 +2781,31 @@ def collect_filtered(conn: sqlite3.Connection, website_key: int, start: int, end
                      shift: int) -> Rollups:  # fmt: skip
     """Rollup rows of [start, end) for the visits that match every filter (a segment: all numbers are about them).
 
-    Candidates are the visits with an event in the range, narrowed in SQL where that is exact (a session attribute) or
-    nearly so (a page or event name seen in the range or the day before it); the rest is decided visit by visit.
+    Candidates are the visits with an event in the range, or, with a filter on a session attribute, the matching sessions'
+    visits that started in the range or the day before it (visits are never that long); a page or event filter narrows
+    them to visits with such an event in the same span. The rest is decided visit by visit, and only events and visit
+    starts inside the range are counted.
     """
     for sql in _AGGREGATION_TABLES:
         conn.execute(sql)
     conn.execute("DELETE FROM temp.agg_candidate")
-    where, params = ["e.website_key = ?", "e.created_at >= ?", "e.created_at < ?"], [website_key, start, end]
-    sessions = [(name, value) for name, value in filters.items() if name in _SESSION_FILTERS]
-    if sessions:
-        where.append("e.session_key IN (SELECT session_key FROM session WHERE website_key = ? AND "
-                     + " AND ".join(f"{name} = ?" for name, _ in sessions) + ")")  # fmt: skip
-        params += [website_key, *(value for _, value in sessions)]
+    narrow, params = [], []
     for name, column, kind in (("page", "url_path", EVENT_PAGEVIEW), ("event", "ifnull(event_name, '')", EVENT_CUSTOM)):
         if name in filters:
-            where.append(f"e.visit_key IN (SELECT visit_key FROM website_event WHERE website_key = ? AND created_at >= ? "
-                         f"AND created_at < ? AND event_type = {kind} AND {column} = ?)")
+            narrow.append(f" AND {{visit}} IN (SELECT visit_key FROM website_event WHERE website_key = ? AND created_at >= ? "
+                          f"AND created_at < ? AND event_type = {kind} AND {column} = ?)")
             params += [website_key, start - 86400, end, filters[name]]
-    conn.execute(f"INSERT OR IGNORE INTO temp.agg_candidate SELECT e.visit_key FROM website_event e WHERE {' AND '.join(where)}",
-                 params)  # fmt: skip
+    sessions = [(name, value) for name, value in filters.items() if name in _SESSION_FILTERS]
+    if sessions:  # few sessions match: go from them to their visits, not through every event of the range
+        matching = " AND ".join(f"s.{name} = ?" for name, _ in sessions)
+        sql = (f"INSERT OR IGNORE INTO temp.agg_candidate SELECT v.visit_key FROM session s CROSS JOIN visit v "
+               f"ON v.session_key = s.session_key WHERE s.website_key = ? AND {matching} AND v.started_at >= ? "
+               f"AND v.started_at < ?" + "".join(n.format(visit="v.visit_key") for n in narrow))  # fmt: skip
+        conn.execute(sql, [website_key, *(value for _, value in sessions), start - 86400, end, *params])
+    else:
+        sql = ("INSERT OR IGNORE INTO temp.agg_candidate SELECT e.visit_key FROM website_event e WHERE e.website_key = ? "
+               "AND e.created_at >= ? AND e.created_at < ?" + "".join(n.format(visit="e.visit_key") for n in narrow))
+        conn.execute(sql, [website_key, start, end, *params])
     rollups, _ = aggregate_visits(conn, shift, lambda key, at: start <= at < end, filters, False)
     return rollups
 

@@ -1,13 +1,13 @@
 """How fast the summary page renders over a big database: 30 days of 10 million events (issue #4's target: ≤ 500 ms).
 
-    python bench/summary.py                  # 10M events (~3 min to generate once, kept in /tmp; ~2 min of rollups)
+    python bench/summary.py                  # 10M events (~8 min to generate once, kept in /tmp; ~3 min of rollups)
     python bench/summary.py --events 1000000 # a smaller run
 
-Method: a database of N events over the last 30 days is generated directly with SQL (realistic shape: ~4 events per visit,
-~1.4 visits per session, 300 pages with Zipf popularity, 60 countries, 50 referrers, UTM on 10% of visits, 5% custom events
-with data, 3% performance events), then its rollups are built from nothing (timed: that is also what a time-zone change
-costs), then `footfall serve` is started on it exactly as users start it and the page is fetched over loopback, as a browser
-would: full HTML rendering included. Each figure is the median of 7 fetches after one warm-up; the JSON twin, other periods
+Method: a database of N events over the last 30 days is generated directly with SQL (realistic shape, keys in time order as
+footfall writes them: ~3.4 events per visit, ~1.4 visits per session, 300 pages with Zipf popularity, 60 countries, 50
+referrers, UTM on 10% of visits, 5% custom events with data, 3% performance events), then its rollups are built from
+nothing (timed: that is also what a time-zone change costs), then `footfall serve` is started on it exactly as users start
+it and the page is fetched over loopback, as a browser would: full HTML rendering included. Each figure is the median of 7 fetches after one warm-up; the JSON twin, other periods
 and a filtered page (computed from the events, not the rollups) are reported beside it. Nothing here asserts a time.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import heapq
 import random
 import sqlite3
 import statistics
@@ -68,36 +69,47 @@ def generate(path: Path, events: int, now: int, seed: int = 7) -> str:
             for batch in (sessions, visits, rows, data):
                 batch.clear()
 
-        while event_key < events:
+        # Sessions arrive in time order and their later visits wait in a heap until their time comes, so events get keys in
+        # time order, as a running footfall gives them (by visit: a visit's few minutes of events are written together).
+        pending: list[tuple[int, int, int]] = []  # (visit start, session key, visits left after this one)
+        rate = events / 4.7 / (30 * 86400)  # sessions a second: ~4.7 events per session
+        arrival = float(start)
+
+        def emit(at: int, session: int) -> None:
+            nonlocal visit_key, event_key
+            visit_key += 1
+            visits.append((visit_key, str(uuid.UUID(int=rng.getrandbits(128), version=4)), session, at))
+            referrer = rng.choice(referrers)
+            utm = ("newsletter", "email", f"c{rng.randint(1, 5)}") if rng.random() < 0.1 else (None, None, None)
+            for n in range(min(int(rng.expovariate(1 / 3)) + 1, 40)):
+                if at >= now:
+                    break
+                path_ = rng.choices(pages, page_weights)[0]
+                event_key += 1
+                kind = 2 if rng.random() < 0.05 else 5 if rng.random() < 0.03 else 1
+                vitals = (rng.uniform(500, 6000), rng.uniform(20, 900), rng.uniform(0, 0.4), rng.uniform(300, 4000),
+                          rng.uniform(50, 2000)) if kind == 5 else (None,) * 5  # fmt: skip
+                rows.append((event_key, site, session, visit_key, at, kind, "signup" if kind == 2 else None, path_,
+                             referrer if n == 0 else None, *(utm if n == 0 else (None, None, None)), *vitals,
+                             rng.randint(1000, 120_000) if rng.random() < 0.2 else None))  # fmt: skip
+                if kind == 2:
+                    data.append((event_key, "plan", rng.choice(["free", "pro", "team"])))
+                at += rng.randint(5, 240)
+
+        while event_key < events and arrival < now:
+            while pending and pending[0][0] <= arrival:
+                at, session, left = heapq.heappop(pending)
+                emit(at, session)
+                if left:
+                    heapq.heappush(pending, (at + rng.randint(3600, 10 * 86400), session, left - 1))
             session_key += 1
-            first = start + int(rng.random() * 30 * 86400)
+            first = int(arrival)
             sessions.append((session_key, str(uuid.UUID(int=rng.getrandbits(128), version=4)), site,
                              rng.choices(*zip(*BROWSERS))[0], rng.choices(*zip(*SYSTEMS))[0],
                              rng.choices(*zip(*DEVICES))[0], rng.choice(SCREENS), rng.choice(LANGUAGES),
                              rng.choice(countries), first))  # fmt: skip
-            at = first
-            for _ in range(1 + (rng.random() < 0.3) + (rng.random() < 0.1)):
-                if at >= now:
-                    break
-                visit_key += 1
-                visits.append((visit_key, str(uuid.UUID(int=rng.getrandbits(128), version=4)), session_key, at))
-                referrer = rng.choice(referrers)
-                utm = ("newsletter", "email", f"c{rng.randint(1, 5)}") if rng.random() < 0.1 else (None, None, None)
-                for n in range(min(int(rng.expovariate(1 / 3)) + 1, 40)):
-                    if at >= now:
-                        break
-                    path_ = rng.choices(pages, page_weights)[0]
-                    event_key += 1
-                    kind = 2 if rng.random() < 0.05 else 5 if rng.random() < 0.03 else 1
-                    vitals = (rng.uniform(500, 6000), rng.uniform(20, 900), rng.uniform(0, 0.4), rng.uniform(300, 4000),
-                              rng.uniform(50, 2000)) if kind == 5 else (None,) * 5  # fmt: skip
-                    rows.append((event_key, site, session_key, visit_key, at, kind, "signup" if kind == 2 else None, path_,
-                                 referrer if n == 0 else None, *(utm if n == 0 else (None, None, None)), *vitals,
-                                 rng.randint(1000, 120_000) if rng.random() < 0.2 else None))  # fmt: skip
-                    if kind == 2:
-                        data.append((event_key, "plan", rng.choice(["free", "pro", "team"])))
-                    at += rng.randint(5, 240)
-                at += rng.randint(3600, 10 * 86400)
+            heapq.heappush(pending, (first, session_key, (rng.random() < 0.3) + (rng.random() < 0.1)))
+            arrival += rng.expovariate(rate)
             if len(rows) >= 50_000:
                 flush()
         flush()
@@ -117,6 +129,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--db", type=Path, help="where to keep the generated database (default: /tmp/footfall-bench-N.db)")
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--keep-rollups", action="store_true", help="time the pages only (rollups already built)")
     args = parser.parse_args()
     db = args.db or Path(f"/tmp/footfall-bench-{args.events}.db")
     now = int(time.time())
@@ -125,22 +138,23 @@ def main() -> None:
         generate(db.with_suffix(".tmp"), args.events, now)
         db.with_suffix(".tmp").rename(db)
         print(f"generated {args.events:,} events in {time.perf_counter() - started:.0f} s → {db}")
-    with contextlib.closing(collector.connect(str(db))) as conn:  # rollups as this footfall lays them out
-        for table in collector.ROLLUP_TABLES:
-            conn.execute(f"DROP TABLE IF EXISTS {table}")
+    if not args.keep_rollups:
+        with contextlib.closing(collector.connect(str(db))) as conn:  # rollups as this footfall lays them out
+            for table in collector.ROLLUP_TABLES:
+                conn.execute(f"DROP TABLE IF EXISTS {table}")
     collector.prepare_database(str(db))
     with contextlib.closing(collector.connect(str(db))) as conn:
         website = conn.execute("SELECT website_id FROM website WHERE name = 'bench'").fetchone()[0]
         count, first, last = conn.execute("SELECT count(*), min(created_at), max(created_at) FROM website_event").fetchone()
-        collector.reset_rollups(conn, 0)
-        started = time.perf_counter()
-        collector.refresh_rollups(conn, 0)
-        rebuild_s = time.perf_counter() - started
-        rollup_rows = conn.execute("SELECT count(*) FROM rollup").fetchone()[0]
-    age_days = (now - last) / 86400
-    print(f"{count:,} events from {time.strftime('%Y-%m-%d', time.gmtime(first))} to "
-          f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(last))} (newest {age_days:.1f} days old)")
-    print(f"rollups rebuilt from nothing in {rebuild_s:.0f} s ({count / rebuild_s:,.0f} events/s), {rollup_rows:,} rows")
+        print(f"{count:,} events from {time.strftime('%Y-%m-%d', time.gmtime(first))} to "
+              f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(last))} UTC")
+        if not args.keep_rollups:
+            collector.reset_rollups(conn, 0)
+            started = time.perf_counter()
+            collector.refresh_rollups(conn, 0)
+            rebuild_s = time.perf_counter() - started
+            rollup_rows = sum(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in collector.ROLLUP_TABLES)
+            print(f"rollups rebuilt from nothing in {rebuild_s:.0f} s ({count / rebuild_s:,.0f} events/s), {rollup_rows:,} rows")
 
     port = free_port()
     server = subprocess.Popen([sys.executable, str(ROOT / "collector.py"), "serve", "--db", str(db), "--port", str(port)],
@@ -161,7 +175,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(60)
-    print(f"\nreproduce: python bench/summary.py --events {args.events}")
+    print(f"\nreproduce: python bench/summary.py --events {args.events}" + (" --keep-rollups" if args.keep_rollups else ""))
 
 
 if __name__ == "__main__":

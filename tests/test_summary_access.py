@@ -200,3 +200,20 @@ async def test_password_hash_setting_overrides_the_database(db_path: Path, websi
     async with open_client(app(db_path, password_hash=hashed), peer="198.51.100.7") as client:
         assert (await login(client, "from the environment")).status_code == 303
         assert (await login(client, PASSWORD)).status_code == 403
+
+
+@pytest.mark.parametrize("path", ['/login?next=/"><script>alert(1)</script>', "/?start=<script>alert(2)</script>&end=x",
+                                  "/?period=<img src=x onerror=alert(3)>", "/?website=<svg/onload=alert(4)>",
+                                  '/?page="><script>alert(5)</script>'])
+async def test_reflected_input_is_escaped(db_path: Path, website: str, path: str) -> None:
+    """Whatever a URL carries comes back escaped, on the login form, error pages and the page itself."""
+    set_password(db_path)
+    async with open_client(app(db_path)) as client:
+        if not path.startswith("/login"):
+            await login(client)
+        response = await client.get(path)
+    assert response.status_code in (200, 400), response.text
+    body = response.text.lower()
+    assert "<script>alert" not in body and "<img src=x" not in body and "<svg/onload" not in body
+    if "alert(" in body:  # reflected: then only as text
+        assert "&lt;" in body or "&#34;" in body or "%3c" in body
