@@ -36,7 +36,6 @@ import ipaddress
 import itertools
 import logging
 import math
-import operator
 import os
 import re
 import secrets
@@ -1988,13 +1987,16 @@ class EventWriter:
 #: Rollup granularity, in seconds. Day boundaries of every time zone in use today are whole hours apart from UTC's, or
 #: half or three-quarter hours, which the alignment ('rollup_shift') takes care of.
 ROLLUP_BUCKET_SECONDS = 3600
-#: The server refreshes rollups this often, in seconds (and always right before it renders a summary).
+#: The server refreshes rollups this often, in seconds, or less often if a refresh takes over 5% of that (and always right
+#: before it renders a summary).
 ROLLUP_REFRESH_SECONDS = 10.0
 #: Events one refresh round reads at most; a rebuild of a big database goes round by round (memory stays bounded).
 ROLLUP_ROUND_EVENTS = 250_000
 #: Visit attributes the summary lists (visits per value).
 VISIT_DIMENSIONS = ("entry", "exit", "referrer", "utm_source", "utm_medium", "utm_campaign",
                     "country", "browser", "os", "device", "language", "screen")  # fmt: skip
+#: Visit attributes that are the session's: a filter on them is decided by a visit's first event.
+_SESSION_FILTERS = ("country", "browser", "os", "device", "language", "screen")
 #: Web vitals, in the order of website_event's columns.
 VITALS = ("lcp", "inp", "cls", "fcp", "ttfb")
 #: Every metric of the rollup table (their rows are deleted together when an hour is recomputed).
@@ -2094,20 +2096,44 @@ _FIRST_DIMENSION = VisitFact._fields.index(VISIT_DIMENSIONS[0])
 assert VisitFact._fields[_FIRST_DIMENSION:] == VISIT_DIMENSIONS
 
 
-def visit_fact(events: Sequence[EventFact], attributes: Sequence[str | None]) -> VisitFact:
-    """Summarise a visit from all its events (ordered by created_at, event_key) and its session's attributes."""
-    first = events[0]
-    pages = [e for e in events if e.event_type == EVENT_PAGEVIEW]
-    landing = pages[0] if pages else first
-    span = max(e.created_at for e in events) - first.created_at
-    reported = sum(e.duration or 0 for e in events) // 1000
-    return VisitFact(
-        first.visit_key, first.website_key, first.session_key, first.created_at, len(pages),
-        sum(e.event_type == EVENT_CUSTOM for e in events), max(span, reported),
-        pages[0].url_path if pages else None, pages[-1].url_path if pages else None,
-        landing.referrer_domain if landing.referrer_domain and not landing.self_referral else None,
-        landing.utm_source, landing.utm_medium, landing.utm_campaign, *attributes,
-    )  # fmt: skip
+class VisitBuilder:
+    """Summarises one visit from its events, fed in time order (created_at, then event_key), without keeping them."""
+
+    __slots__ = ("first", "attributes", "landing", "last_page", "last_at", "pageviews", "custom_events", "reported_ms",
+                 "page", "event", "saw_page", "saw_event")  # fmt: skip
+
+    def __init__(self, first: EventFact, attributes: Sequence[str | None], page: str | None = None,
+                 event: str | None = None) -> None:  # fmt: skip
+        self.first, self.attributes = first, attributes
+        self.landing: EventFact | None = None  # the first pageview
+        self.last_page: str | None = None
+        self.last_at = first.created_at
+        self.pageviews = self.custom_events = self.reported_ms = 0
+        self.page, self.event = page, event  # filter values to look out for
+        self.saw_page = self.saw_event = False
+
+    def add(self, e: EventFact) -> None:
+        self.last_at = e.created_at
+        self.reported_ms += e.duration or 0
+        if e.event_type == EVENT_PAGEVIEW:
+            self.pageviews += 1
+            if self.landing is None:
+                self.landing = e
+            self.last_page = e.url_path
+            self.saw_page = self.saw_page or e.url_path == self.page
+        elif e.event_type == EVENT_CUSTOM:
+            self.custom_events += 1
+            self.saw_event = self.saw_event or (e.event_name or "") == self.event
+
+    def fact(self) -> VisitFact:
+        first, landing = self.first, self.landing or self.first
+        return VisitFact(
+            first.visit_key, first.website_key, first.session_key, first.created_at, self.pageviews, self.custom_events,
+            max(self.last_at - first.created_at, self.reported_ms // 1000),
+            self.landing.url_path if self.landing else None, self.last_page,
+            landing.referrer_domain if landing.referrer_domain and not landing.self_referral else None,
+            landing.utm_source, landing.utm_medium, landing.utm_campaign, *self.attributes,
+        )  # fmt: skip
 
 
 class Rollups:
@@ -2184,20 +2210,18 @@ _AGGREGATION_TABLES = (
 #: Every event of the candidate visits with its session's attributes, visit by visit (the visit_key index gives the order).
 _CANDIDATE_EVENTS = (f"SELECT {_FACT_COLUMNS}, s.country, s.browser, s.os, s.device, s.language, s.screen "
                      f"FROM temp.agg_candidate c CROSS JOIN website_event e ON e.visit_key = c.visit_key "
-                     f"CROSS JOIN session s ON s.session_key = e.session_key ORDER BY c.visit_key")  # fmt: skip
+                     f"CROSS JOIN session s ON s.session_key = e.session_key ORDER BY c.visit_key, e.created_at, e.event_key")  # fmt: skip
 # (CROSS JOIN fixes the join order: SQLite knows nothing of the temporary table's size and would rather scan every event.)
 _FACT_WIDTH = len(EventFact._fields)
-_BY_VISIT = operator.itemgetter(1)
-_BY_TIME = operator.itemgetter(4, 0)
 
 
-def _visit_matches(fact: VisitFact, events: Sequence[EventFact], filters: Mapping[str, str]) -> bool:
+def _visit_matches(fact: VisitFact, visit: VisitBuilder, filters: Mapping[str, str]) -> bool:
     for name, wanted in filters.items():
         if name == "page":
-            if not any(e.event_type == EVENT_PAGEVIEW and e.url_path == wanted for e in events):
+            if not visit.saw_page:
                 return False
         elif name == "event":
-            if not any(e.event_type == EVENT_CUSTOM and (e.event_name or "") == wanted for e in events):
+            if not visit.saw_event:
                 return False
         elif getattr(fact, name) != wanted:
             return False
@@ -2218,23 +2242,48 @@ def aggregate_visits(conn: sqlite3.Connection, shift: int, counts: Callable[[int
     out = Rollups(shift)
     conn.execute("DELETE FROM temp.agg_visit")
     pending: list[tuple[int, int, int, int, int]] = []
-    for visit_key, group in itertools.groupby(conn.execute(_CANDIDATE_EVENTS), _BY_VISIT):
-        rows = sorted(group, key=_BY_TIME)
-        events = [EventFact(*row[:_FACT_WIDTH]) for row in rows]
-        fact = visit_fact(events, rows[0][_FACT_WIDTH:])
-        if filters and not _visit_matches(fact, events, filters):
-            continue
-        website_key = fact.website_key
-        for event in events:
-            if counts(website_key, event.created_at):
-                out.add_event(event)
-        counted = counts(website_key, fact.started_at)
+    decided_early = not (set(filters) - set(_SESSION_FILTERS))  # session attributes are known from a visit's first row
+    page, event = filters.get("page"), filters.get("event")
+    builder: VisitBuilder | None = None
+    held: list[EventFact] = []  # counted events of the current visit, while its match is undecided
+
+    def finish(visit: VisitBuilder) -> None:
+        fact = visit.fact()
+        if filters and not decided_early:
+            if not _visit_matches(fact, visit, filters):
+                held.clear()
+                return
+            for e in held:
+                out.add_event(e)
+            held.clear()
+        counted = counts(fact.website_key, fact.started_at)
         if counted:
             out.add_visit(fact)
-        pending.append((visit_key, website_key, fact.session_key, fact.started_at, counted))
+        pending.append((fact.visit_key, fact.website_key, fact.session_key, fact.started_at, counted))
         if len(pending) >= 5000:
             conn.executemany("INSERT INTO temp.agg_visit VALUES (?,?,?,?,?)", pending)
             pending.clear()
+
+    skipping = -1  # a visit already known not to match
+    for row in conn.execute(_CANDIDATE_EVENTS):
+        e = EventFact(*row[:_FACT_WIDTH])
+        if e.visit_key == skipping:
+            continue
+        if builder is None or e.visit_key != builder.first.visit_key:
+            if builder is not None:
+                finish(builder)
+            builder = VisitBuilder(e, row[_FACT_WIDTH:], page, event)
+            if filters and decided_early and not _visit_matches(builder.fact(), builder, filters):
+                builder, skipping = None, e.visit_key
+                continue
+        builder.add(e)
+        if counts(e.website_key, e.created_at):
+            if filters and not decided_early:
+                held.append(e)
+            else:
+                out.add_event(e)
+    if builder is not None:
+        finish(builder)
     conn.executemany("INSERT INTO temp.agg_visit VALUES (?,?,?,?,?)", pending)
     sql = ("SELECT e.website_key, e.created_at, e.event_name, d.data_key FROM temp.agg_visit a CROSS JOIN website_event e "
            "ON e.visit_key = a.visit_key CROSS JOIN event_data d ON d.event_key = e.event_key WHERE e.event_type = 2")  # fmt: skip
@@ -2773,10 +2822,6 @@ def panel_bots(conn: sqlite3.Connection, website_key: int, start: int, end: int)
     return int(conn.execute(sql, (website_key, first, last)).fetchone()[0])
 
 
-#: Filters on a session's attributes: exact in SQL, so only matching sessions' events are read.
-_SESSION_FILTERS = ("country", "browser", "os", "device", "language", "screen")
-
-
 def collect_filtered(conn: sqlite3.Connection, website_key: int, start: int, end: int, filters: Mapping[str, str],
                      shift: int) -> Rollups:  # fmt: skip
     """Rollup rows of [start, end) for the visits that match every filter (a segment: all numbers are about them).
@@ -2921,6 +2966,7 @@ class Runtime:
         self.country_names: dict[str, str] = {}
         self._password_checks = asyncio.Semaphore(2)  # scrypt costs 16 MiB and ~50 ms: never many at once
         self._rollups_refreshed_at = 0.0
+        self._rollups_pause = ROLLUP_REFRESH_SECONDS
         self._maintenance: asyncio.Task[None] | None = None
         self._missing_websites: dict[str, float] = {}
         self._retention_applied_at = 0.0  # website id → monotonic time until which it counts as missing
@@ -3006,8 +3052,13 @@ class Runtime:
 
     async def refresh_rollups(self) -> int:
         """Bring the summary's rollups up to date (a worker thread; the writer goes on meanwhile)."""
-        self._rollups_refreshed_at = time.monotonic()
-        return await self._in_summary_thread(lambda conn: refresh_rollups(conn, self.shift, self.zone))  # type: ignore[no-any-return]
+        started = time.monotonic()
+        try:
+            return await self._in_summary_thread(lambda conn: refresh_rollups(conn, self.shift, self.zone))  # type: ignore[no-any-return]
+        finally:
+            # Background refreshes take at most ~5% of the time, however busy the current hour (it is recomputed whole).
+            self._rollups_refreshed_at = time.monotonic()
+            self._rollups_pause = max(ROLLUP_REFRESH_SECONDS, 20 * (self._rollups_refreshed_at - started))
 
     async def summary(self, site: Site, period: SummaryRange, filters: Mapping[str, str]) -> dict[str, Any]:
         """The numbers of one summary page, from rollups brought up to date first."""
@@ -3084,7 +3135,7 @@ class Runtime:
             self._retention_applied_at = now
             await self.apply_retention(now)
         await self.load_password()
-        if time.monotonic() - self._rollups_refreshed_at >= ROLLUP_REFRESH_SECONDS:
+        if time.monotonic() - self._rollups_refreshed_at >= self._rollups_pause:
             await self.refresh_rollups()
 
     async def apply_retention(self, now: float) -> int:

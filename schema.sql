@@ -138,8 +138,9 @@ CREATE TABLE IF NOT EXISTS website_event (
 -- Time-ordered per site, so appends stay at the end of the index (no index on a random key here: that would cost ~3x in
 -- insert speed).
 CREATE INDEX IF NOT EXISTS idx_website_event_website_key_created_at ON website_event (website_key, created_at);
--- A visit's events, for the `visits` view and the summary rollups (visit keys grow with time, so this is appended too).
-CREATE INDEX IF NOT EXISTS idx_website_event_visit_key ON website_event (visit_key);
+-- A visit's events in time order, for the `visits` view and the summary rollups (visit keys grow with time, so this is
+-- appended to as well).
+CREATE INDEX IF NOT EXISTS idx_website_event_visit_key_created_at ON website_event (visit_key, created_at);
 
 -- One row per flattened key of a custom event's `data` ({"a": {"b": 1}} gives key 'a.b'). Written with its event.
 CREATE TABLE IF NOT EXISTS event_data (

@@ -124,6 +124,47 @@ def fetch_ms(url: str, cookie: str = "") -> tuple[float, int]:
     return (time.perf_counter() - start) * 1000, size
 
 
+def ensure_database(events: int, db: Path | None = None) -> Path:
+    """The benchmark database of ``events`` events (generated once, then reused)."""
+    db = db or Path(f"/tmp/footfall-bench-{events}.db")
+    if not db.exists():
+        started = time.perf_counter()
+        generate(db.with_suffix(".tmp"), events, int(time.time()))
+        db.with_suffix(".tmp").rename(db)
+        print(f"generated a {events:,}-event database in {time.perf_counter() - started:.0f} s → {db}", flush=True)
+    collector.prepare_database(str(db))
+    return db
+
+
+def bench_website(db: Path) -> str:
+    with contextlib.closing(collector.connect(str(db))) as conn:
+        return str(conn.execute("SELECT website_id FROM website WHERE name = 'bench'").fetchone()[0])
+
+
+def time_pages(db: Path, cases: list[tuple[str, str]], runs: int, prefix: list[str] | None = None,
+               ) -> tuple[list[tuple[str, float, float, float, int]], float, float]:  # fmt: skip
+    """Start `footfall serve` on ``db`` and fetch each (label, path) ``runs`` times after a warm-up.
+
+    Returns (label, median ms, min ms, max ms, bytes) per case, and the server's RSS at the end and at its peak (MB).
+    """
+    port = free_port()
+    command = [*(prefix or []), sys.executable, str(ROOT / "collector.py"), "serve", "--db", str(db), "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = []
+    try:
+        wait_ready(port, 120)
+        base = f"http://127.0.0.1:{port}"
+        for label, path in cases:
+            fetch_ms(base + path)  # warm-up (and the first rollup refresh)
+            fetched = [fetch_ms(base + path) for _ in range(runs)]
+            times = [t for t, _ in fetched]
+            results.append((label, statistics.median(times), min(times), max(times), fetched[0][1]))
+        return results, rss_mb(server.pid), rss_mb(server.pid, "VmHWM")
+    finally:
+        server.terminate()
+        server.wait(60)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=10_000_000)
@@ -131,20 +172,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--keep-rollups", action="store_true", help="time the pages only (rollups already built)")
     args = parser.parse_args()
-    db = args.db or Path(f"/tmp/footfall-bench-{args.events}.db")
-    now = int(time.time())
-    if not db.exists():
-        started = time.perf_counter()
-        generate(db.with_suffix(".tmp"), args.events, now)
-        db.with_suffix(".tmp").rename(db)
-        print(f"generated {args.events:,} events in {time.perf_counter() - started:.0f} s → {db}")
+    db = ensure_database(args.events, args.db)
     if not args.keep_rollups:
         with contextlib.closing(collector.connect(str(db))) as conn:  # rollups as this footfall lays them out
             for table in collector.ROLLUP_TABLES:
                 conn.execute(f"DROP TABLE IF EXISTS {table}")
-    collector.prepare_database(str(db))
+        collector.prepare_database(str(db))
+    website = bench_website(db)
     with contextlib.closing(collector.connect(str(db))) as conn:
-        website = conn.execute("SELECT website_id FROM website WHERE name = 'bench'").fetchone()[0]
         count, first, last = conn.execute("SELECT count(*), min(created_at), max(created_at) FROM website_event").fetchone()
         print(f"{count:,} events from {time.strftime('%Y-%m-%d', time.gmtime(first))} to "
               f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(last))} UTC")
@@ -155,26 +190,16 @@ def main() -> None:
             rebuild_s = time.perf_counter() - started
             rollup_rows = sum(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in collector.ROLLUP_TABLES)
             print(f"rollups rebuilt from nothing in {rebuild_s:.0f} s ({count / rebuild_s:,.0f} events/s), {rollup_rows:,} rows")
-
-    port = free_port()
-    server = subprocess.Popen([sys.executable, str(ROOT / "collector.py"), "serve", "--db", str(db), "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        wait_ready(port, 120)
-        base = f"http://127.0.0.1:{port}"
-        cases = [("page, 30 days", "/?period=30d"), ("JSON, 30 days", f"/api/summary?website={website}&period=30d"),
-                 ("page, 7 days", "/?period=7d"), ("page, 24 hours", "/?period=24h"), ("page, 90 days", "/?period=90d"),
-                 ("page, 12 months", "/?period=12m"), ("page, 30 days, filtered by a country", "/?period=30d&country=AA")]  # fmt: skip
-        print(f"\n| {'request':<40} | median ms | min ms | max ms | bytes |\n|---|---|---|---|---|")
-        for label, path in cases:
-            fetch_ms(base + path)  # warm-up (and the first refresh)
-            runs = [fetch_ms(base + path) for _ in range(args.runs if "filtered" not in label else 3)]
-            times = [t for t, _ in runs]
-            print(f"| {label:<40} | {statistics.median(times):9.0f} | {min(times):6.0f} | {max(times):6.0f} | {runs[0][1]:,} |")
-        print(f"\nserver RSS after: {rss_mb(server.pid):.0f} MB (peak {rss_mb(server.pid, 'VmHWM'):.0f} MB)")
-    finally:
-        server.terminate()
-        server.wait(60)
+    cases = [("page, 30 days", "/?period=30d"), ("JSON, 30 days", f"/api/summary?website={website}&period=30d"),
+             ("page, 7 days", "/?period=7d"), ("page, 24 hours", "/?period=24h"), ("page, 90 days", "/?period=90d"),
+             ("page, 12 months", "/?period=12m")]  # fmt: skip
+    results, rss, peak = time_pages(db, cases, args.runs)
+    filtered, rss, peak = time_pages(db, [("page, 30 days, filtered by a country", "/?period=30d&country=AA"),
+                                          ("page, 30 days, filtered by a page", "/?period=30d&page=/docs/3")], 3)  # fmt: skip
+    print(f"\n| {'request':<40} | median ms | min ms | max ms | bytes |\n|---|---|---|---|---|")
+    for label, middle, low, high, size in results + filtered:
+        print(f"| {label:<40} | {middle:9.0f} | {low:6.0f} | {high:6.0f} | {size:,} |")
+    print(f"\nserver RSS after the filtered pages: {rss:.0f} MB (peak {peak:.0f} MB)")
     print(f"\nreproduce: python bench/summary.py --events {args.events}" + (" --keep-rollups" if args.keep_rollups else ""))
 
 

@@ -113,6 +113,16 @@ def test_log_in_switch_period_filter_and_screenshot(browser: Any, server: LiveSe
     assert shot.stat().st_size > 20_000
     assert seen == {"dialogs": [], "console": [], "errors": [], "foreign": []}
 
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, color_scheme="dark", storage_state=context.storage_state())
+    small = phone.new_page()
+    small.goto(server.url + "/?period=7d")
+    assert headline(small, "Pageviews") == "6"
+    assert small.evaluate("document.documentElement.scrollWidth") <= 390  # nothing sticks out sideways on a phone
+    dark = small.evaluate("getComputedStyle(document.body).backgroundColor")
+    small.screenshot(path=str(tmp_path / "phone-dark.png"), full_page=True)
+    phone.close()
+    assert dark != page.evaluate("getComputedStyle(document.body).backgroundColor")  # prefers-color-scheme: dark
+
     page.click("text=Log out")
     assert urlsplit(page.url).path == "/login"
     page.goto(server.url + "/")
