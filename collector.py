@@ -1737,6 +1737,7 @@ class EventWriter:
         self.max_pending = max_pending
         self.pending = 0  #: events submitted and not yet committed or failed
         self.commits = 0  #: transactions committed (a batch request is exactly one)
+        self.committed = 0  #: records committed since start
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._conn: aiosqlite.Connection | None = None
         self._task: asyncio.Task[None] | None = None
@@ -1942,6 +1943,7 @@ class EventWriter:
                     await conn.executemany(sql, rows)
             await conn.execute("COMMIT")
             self.commits += 1
+            self.committed += len(records)
         except BaseException:
             if conn.in_transaction:
                 await conn.rollback()
@@ -1990,6 +1992,8 @@ ROLLUP_BUCKET_SECONDS = 3600
 #: The server refreshes rollups this often, in seconds, or less often if a refresh takes over 5% of that (and always right
 #: before it renders a summary).
 ROLLUP_REFRESH_SECONDS = 10.0
+#: Above this many events a second written, background refreshes wait for a quieter moment.
+ROLLUP_BUSY_EVENTS_PER_SECOND = 200
 #: Events one refresh round reads at most; a rebuild of a big database goes round by round (memory stays bounded).
 ROLLUP_ROUND_EVENTS = 250_000
 #: Visit attributes the summary lists (visits per value).
@@ -2967,6 +2971,7 @@ class Runtime:
         self._password_checks = asyncio.Semaphore(2)  # scrypt costs 16 MiB and ~50 ms: never many at once
         self._rollups_refreshed_at = 0.0
         self._rollups_pause = ROLLUP_REFRESH_SECONDS
+        self._committed_seen = (time.monotonic(), 0)  # (when, writer.committed then): the ingest rate between upkeep rounds
         self._maintenance: asyncio.Task[None] | None = None
         self._missing_websites: dict[str, float] = {}
         self._retention_applied_at = 0.0  # website id → monotonic time until which it counts as missing
@@ -3135,7 +3140,12 @@ class Runtime:
             self._retention_applied_at = now
             await self.apply_retention(now)
         await self.load_password()
-        if time.monotonic() - self._rollups_refreshed_at >= self._rollups_pause:
+        clock_now, committed = time.monotonic(), self.writer.committed
+        rate = (committed - self._committed_seen[1]) / max(clock_now - self._committed_seen[0], 1e-3)
+        self._committed_seen = (clock_now, committed)
+        # Under a heavy load the background refresh waits (it recomputes the current hour whole, and its read snapshot would
+        # hold the WAL back); the summary page refreshes before it reads in any case.
+        if clock_now - self._rollups_refreshed_at >= self._rollups_pause and rate <= ROLLUP_BUSY_EVENTS_PER_SECOND:
             await self.refresh_rollups()
 
     async def apply_retention(self, now: float) -> int:

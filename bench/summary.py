@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import heapq
 import random
-import sqlite3
 import statistics
 import subprocess
 import sys
