@@ -1346,6 +1346,12 @@ class Origin:
         return found
 
 
+def origin_of(request: Request) -> Origin:
+    """The Origin of an HTTP request: its peer address and headers."""
+    client = request.scope.get("client")
+    return Origin(client[0] if client else "", request.headers)
+
+
 def locate(client: Client, headers: Mapping[str, str], geo: Sequence[MaxMindGeo | EmbeddedGeo]) -> Location:
     """The client's location: trusted CDN headers, else each geo database in turn; nothing for local addresses."""
     if client.trusted_peer and not client.from_payload:
@@ -3206,8 +3212,7 @@ class Runtime:
 
     def origin(self, request: Request, now: float) -> Origin:
         """Who sent this request; 429 when that client is over --rate-limit."""
-        client = request.scope.get("client")
-        origin = Origin(client[0] if client else "", request.headers)
+        origin = origin_of(request)
         if self.rate_limiter is not None:
             self.rate_limiter.check(origin.client(None, self.policy).address, now)
         return origin
@@ -3574,8 +3579,7 @@ async def post_login(request: Request) -> Response[Any] | Template:
     target = safe_next(form.get("next"))
     now = runtime.clock()
     try:
-        runtime.login_limiter.check(Origin(request.scope["client"][0] if request.scope.get("client") else "",
-                                           request.headers).client(None, runtime.policy).address, now)  # fmt: skip
+        runtime.login_limiter.check(origin_of(request).client(None, runtime.policy).address, now)
     except ApiError as exc:
         return _page("login.html", {"next": target, "error": "Too many attempts. Wait a minute and try again."}, 429,
                      **exc.headers)  # fmt: skip
