@@ -2901,13 +2901,11 @@ def build_summary(conn: sqlite3.Connection, site: Site, period: SummaryRange, fi
     """Everything the summary page shows, as plain data (the JSON twin returns exactly this)."""
     src = RollupSource(period.zone)
     previous_start, previous_end = period.previous
-    if filters:
-        conn.execute("BEGIN")  # the temporary tables are this connection's own; one snapshot for all reads
-        load_filtered(conn, collect_filtered(conn, site.key, min(previous_start, period.start), period.end, filters, shift))
-        src = filtered_source(period.zone)
-    else:
-        conn.execute("BEGIN")
+    conn.execute("BEGIN")  # one snapshot for every panel
     try:
+        if filters:  # the same rollup rows for the matching visits, in this connection's own temporary tables
+            load_filtered(conn, collect_filtered(conn, site.key, min(previous_start, period.start), period.end, filters, shift))
+            src = filtered_source(period.zone)
         totals = panel_totals(conn, src, site.key, period.start, period.until)
         before = panel_totals(conn, src, site.key, previous_start, previous_end)
         lists: dict[str, dict[str, Any]] = {}

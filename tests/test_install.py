@@ -66,6 +66,10 @@ def test_wheel_installs_and_serves_from_anywhere(tmp_path: Path) -> None:
             assert response.status_code == 200, response.text
             script = http.get(f"http://127.0.0.1:{port}/script.js")
             assert script.status_code == 200 and b"umami" in script.content
+            page = http.get(f"http://127.0.0.1:{port}/?period=today")  # templates, stylesheet and icon ship too
+            assert page.status_code == 200 and "/installed" in page.text, page.text
+            for static in ("/static/footfall.css", "/static/favicon.svg"):
+                assert http.get(f"http://127.0.0.1:{port}{static}").status_code == 200
     finally:
         process.terminate()
         assert process.wait(30) == 0

@@ -149,18 +149,25 @@ def test_hostile_data_is_shown_as_text(browser: Any, server: LiveServer, db_path
             quoted = httpx.URL("https://site.example/").copy_with(path="/" + evil, params={"utm_source": evil, "utm_campaign": evil})
             for kind, extra in (("event", {}), ("event", {"name": evil, "data": {evil: evil}})):
                 body = {"type": kind, "payload": {"website": website, "url": str(quoted), "referrer": f"https://x{i}.example/{evil}",
-                                                  "title": evil, "language": evil[:35], "timestamp": now - 60, **extra}}  # fmt: skip
+                                                  "title": evil, "language": evil[:35], "timestamp": now - 60,
+                                                  "browser": evil[:20], "os": evil[:20], "device": evil[:20],
+                                                  "screen": "<i>x</i>", "hostname": "site.example", **extra}}  # fmt: skip
                 response = http.post("/api/send", json=body, headers={"user-agent": FIREFOX, "x-forwarded-for": f"203.0.113.{i + 1}"})
                 assert response.status_code == 200, response.text
+    share = CliRunner().invoke(collector.cli, ["site", "share", website, "--db", str(db_path), "--base-url", server.url])
     page = browser.new_context().new_page()
     seen = watch(page)
-    page.goto(server.url + "/?period=24h")  # loopback, no password yet
-    text = page.locator("body").inner_text()
-    for evil in HOSTILE:
-        assert "/" + evil in text, evil  # the page path, as text
-        assert evil in page.locator("#panel-utm_source").inner_text()
-        assert evil in page.locator("#panel-events").inner_text()
-    assert page.locator("#panel-page img, #panel-page svg[onload], body script, body iframe").count() == 0
+    for url in (server.url + "/?period=24h", share.output.strip() + "?period=24h"):  # loopback, no password yet; the share page
+        page.goto(url)
+        text = page.locator("body").inner_text()
+        for evil in HOSTILE:
+            assert "/" + evil in text, evil  # the page path, as text
+            for panel in ("utm_source", "utm_campaign", "events", "language"):
+                assert evil[:35] in page.locator(f"#panel-{panel}").inner_text(), (panel, evil)
+            for panel in ("browser", "os", "device"):  # devices are shown capitalised
+                assert evil[:20].lower() in page.locator(f"#panel-{panel}").inner_text().lower(), (panel, evil)
+        assert "<i>x</i>" in page.locator("#panel-screen").inner_text()
+        assert page.locator("body script, body iframe, body img, main i, td i, svg[onload]").count() == 0
     page.click(f"#panel-events a:has-text('{HOSTILE[1]}')")  # a filter whose value is markup
     assert HOSTILE[1] in page.locator(".filters").inner_text()
     assert headline(page, "Visits") == "1"
