@@ -2462,7 +2462,7 @@ def refresh_rollups(conn: sqlite3.Connection, shift: int, zone: dt.tzinfo = dt.t
             continue  # somebody deleted events or refreshed meanwhile: start over
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if _setting_int(conn, "rollup_event_key") != mark or _setting_int(conn, "rollup_epoch") != epoch:
+            if not _rollups_untouched(conn, mark, epoch):
                 conn.execute("ROLLBACK")
                 continue
             _set_setting(conn, "rollup_event_key", upto)
@@ -2472,6 +2472,11 @@ def refresh_rollups(conn: sqlite3.Connection, shift: int, zone: dt.tzinfo = dt.t
                 conn.execute("ROLLBACK")
             raise
         seen += upto - mark
+
+
+def _rollups_untouched(conn: sqlite3.Connection, mark: int, epoch: int) -> bool:
+    """Whether nobody refreshed the rollups or deleted events since a refresh read ``mark`` and ``epoch``."""
+    return _setting_int(conn, "rollup_event_key") == mark and _setting_int(conn, "rollup_epoch") == epoch
 
 
 def _refresh_chunk(conn: sqlite3.Connection, chunk: Mapping[int, set[int]], scope: Mapping[int, set[int]], shift: int,
@@ -2487,7 +2492,7 @@ def _refresh_chunk(conn: sqlite3.Connection, chunk: Mapping[int, set[int]], scop
         raise
     conn.execute("BEGIN IMMEDIATE")
     try:
-        if _setting_int(conn, "rollup_event_key") != mark or _setting_int(conn, "rollup_epoch") != epoch:
+        if not _rollups_untouched(conn, mark, epoch):
             conn.execute("ROLLBACK")
             return False
         store_rollups(conn, hours, rollups, zone)
@@ -2884,12 +2889,6 @@ class Site(NamedTuple):
     id: str
     name: str
     domain: str | None
-
-
-def list_sites(conn: sqlite3.Connection) -> list[Site]:
-    """Active websites, by name."""
-    sql = "SELECT website_key, website_id, name, domain FROM website WHERE deleted_at IS NULL ORDER BY name, website_id"
-    return [Site(*row) for row in conn.execute(sql)]
 
 
 def _change(current: float, previous: float) -> float | None:
