@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import collector  # noqa: E402
+import footfall.summary  # noqa: E402
+import footfall.app  # noqa: E402
 
 AGENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{}.0.{}.0 Safari/537.36"
 PARTS = (("footfall (collector.py)", "collector.py"), ("Litestar", "/litestar/"), ("msgspec", "msgspec"),
@@ -45,9 +47,9 @@ def batch_body(website: str, start: int, size: int = 100) -> bytes:
 
 async def run(batches: int, profile: cProfile.Profile) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        app = collector.create_app(collector.Config(db=str(Path(tmp) / "footfall.db"), embedded_geo=False))
+        app = footfall.app.create_app(collector.Config(db=str(Path(tmp) / "footfall.db"), embedded_geo=False))
         async with app.lifespan():
-            website = (await app.state.runtime.sites())[0].id
+            website = (await footfall.summary.list_sites(app.state.collection.reader))[0].id
             transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
             async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
                 bodies = [batch_body(website, i * 100) for i in range(batches)]

@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import collector  # noqa: E402
+import footfall.geo  # noqa: E402
 
 REPEATS = 5
 
@@ -69,7 +70,7 @@ def idle_rss_mb(*args: str) -> float:
     """RSS of `footfall serve` after start-up and one request, in MB (from /proc)."""
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
-        process = subprocess.Popen([sys.executable, str(ROOT / "collector.py"), "serve", "--db", f"{tmp}/f.db",
+        process = subprocess.Popen([sys.executable, "-m", "footfall", "serve", "--db", f"{tmp}/f.db",
                                     "--port", str(port), *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 30
@@ -106,7 +107,7 @@ def main() -> None:
              ("UA parse, uncached, ua-parser compiled resolver", fast_us, f"{slow_us / fast_us:,.1f}x faster than user-agents"),
              ("UA parse, uncached, user-agents (baseline)", slow_us, "1.0x")]
 
-    geo = collector.load_embedded_geo()
+    geo = footfall.geo.load_embedded_geo()
     assert geo is not None, "embedded geo data unavailable"
 
     def addresses(seed: int) -> list:
@@ -116,7 +117,7 @@ def main() -> None:
     lookup_us = median_of(addresses, geo.lookup, 20000)
     client = lambda address: collector.Client(address, False, False)  # noqa: E731
     locate_us = median_of(lambda seed: [client(a) for a in addresses(seed)],
-                          lambda c: collector.locate(c, {}, [geo]), 20000)
+                          lambda c: footfall.geo.locate(c, {}, [geo]), 20000)
     rows += [("geo lookup, embedded country data", lookup_us, ""),
              ("locate() (local-address check + lookup)", locate_us, "")]
     geo.close()

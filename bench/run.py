@@ -33,6 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import collector  # noqa: E402
+import footfall.cli  # noqa: E402
+import footfall.rollups  # noqa: E402
 
 CONNECTIONS = 64
 PIN = (os.cpu_count() or 1) >= 2
@@ -42,7 +44,7 @@ EXPORT_PEAK = """
 import os, resource, sys
 sys.path.insert(0, sys.argv[1])
 import collector
-collector.main(["export", "--db", sys.argv[2], "--format", "csv", "-o", os.devnull])
+footfall.cli.main(["export", "--db", sys.argv[2], "--format", "csv", "-o", os.devnull])
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
@@ -92,7 +94,7 @@ class Server:
 
 def footfall(db: Path) -> Server:
     port = free_port()
-    return Server([sys.executable, str(ROOT / "collector.py"), "serve", "--db", str(db), "--port", str(port),
+    return Server([sys.executable, "-m", "footfall", "serve", "--db", str(db), "--port", str(port),
                    "--log-level", "warning"], port, db.parent)  # fmt: skip
 
 
@@ -191,9 +193,9 @@ def main() -> None:
         idle_after = rss_mb(server.process.pid)
         server.stop()
         with contextlib.closing(collector.connect(str(db))) as conn:  # the rollups of the filled database, from nothing
-            collector.reset_rollups(conn, 0)
+            footfall.rollups.reset_rollups(conn, 0)
             rollup_start = time.monotonic()
-            collector.refresh_rollups(conn, 0)
+            footfall.rollups.refresh_rollups(conn, 0)
             rollup_s = time.monotonic() - rollup_start
         with sqlite3.connect(db) as conn:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

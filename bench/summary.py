@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import collector  # noqa: E402
+import footfall.rollups  # noqa: E402
 from run import free_port, rss_mb, wait_ready  # noqa: E402
 
 BROWSERS = [("Chrome", 60), ("Safari", 20), ("Firefox", 8), ("Edge", 7), ("Samsung Internet", 3), ("Opera", 2)]
@@ -147,7 +148,7 @@ def time_pages(db: Path, cases: list[tuple[str, str]], runs: int, prefix: list[s
     Returns (label, median ms, min ms, max ms, bytes) per case, and the server's RSS at the end and at its peak (MB).
     """
     port = free_port()
-    command = [*(prefix or []), sys.executable, str(ROOT / "collector.py"), "serve", "--db", str(db), "--port", str(port)]
+    command = [*(prefix or []), sys.executable, "-m", "footfall", "serve", "--db", str(db), "--port", str(port)]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     results = []
     try:
@@ -174,7 +175,7 @@ def main() -> None:
     db = ensure_database(args.events, args.db)
     if not args.keep_rollups:
         with contextlib.closing(collector.connect(str(db))) as conn:  # rollups as this footfall lays them out
-            for table in collector.ROLLUP_TABLES:
+            for table in footfall.rollups.ROLLUP_TABLES:
                 conn.execute(f"DROP TABLE IF EXISTS {table}")
         collector.prepare_database(str(db))
     website = bench_website(db)
@@ -183,11 +184,11 @@ def main() -> None:
         print(f"{count:,} events from {time.strftime('%Y-%m-%d', time.gmtime(first))} to "
               f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(last))} UTC")
         if not args.keep_rollups:
-            collector.reset_rollups(conn, 0)
+            footfall.rollups.reset_rollups(conn, 0)
             started = time.perf_counter()
-            collector.refresh_rollups(conn, 0)
+            footfall.rollups.refresh_rollups(conn, 0)
             rebuild_s = time.perf_counter() - started
-            rollup_rows = sum(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in collector.ROLLUP_TABLES)
+            rollup_rows = sum(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in footfall.rollups.ROLLUP_TABLES)
             print(f"rollups rebuilt from nothing in {rebuild_s:.0f} s ({count / rebuild_s:,.0f} events/s), {rollup_rows:,} rows")
     cases = [("page, 30 days", "/?period=30d"), ("JSON, 30 days", f"/api/summary?website={website}&period=30d"),
              ("page, 7 days", "/?period=7d"), ("page, 24 hours", "/?period=24h"), ("page, 90 days", "/?period=90d"),

@@ -18,6 +18,7 @@ import litestar
 import pytest
 
 import collector
+import footfall.app
 
 ROOT = Path(__file__).resolve().parent.parent
 #: A real desktop browser's user agent: passes the bot check.
@@ -97,13 +98,13 @@ async def open_client(app: litestar.Litestar, peer: str = "127.0.0.1") -> AsyncI
 @pytest.fixture
 async def client(config: collector.Config, clock: Clock, website: str) -> AsyncIterator[AppClient]:
     """An in-process client for a fresh database holding ``website``."""
-    async with open_client(collector.create_app(config, clock)) as test_client:
+    async with open_client(footfall.app.create_app(config, clock)) as test_client:
         yield test_client
 
 
 async def flush(client: AppClient) -> None:
     """Wait until every acknowledged event is committed (instead of sleeping)."""
-    await client.app.state.runtime.writer.flush()
+    await client.app.state.collection.writer.flush()
 
 
 def rows(db_path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -162,7 +163,7 @@ class LiveServer:
         self._log_file = self.log.open("wb")
         _LIVE_SERVERS.append(self)
         self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "collector.py"), "serve", "--db", str(db_path), "--port", str(self.port), *args],
+            [sys.executable, "-m", "footfall", "serve", "--db", str(db_path), "--port", str(self.port), *args],
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},

@@ -9,6 +9,7 @@ import msgspec
 import pytest
 
 import collector
+import footfall.app
 from conftest import FIREFOX, AppClient, Clock, assert_api_error, flush, hit, open_client, rows
 
 pytestmark = pytest.mark.anyio
@@ -28,7 +29,7 @@ async def test_seed_sample_batch(client: AppClient, db_path: Path, website: str)
     answer = response.json()
     assert {k: answer[k] for k in ("size", "processed", "errors", "details")} == {
         "size": 2, "processed": 2, "errors": 0, "details": []}
-    assert collector.read_cache_token(answer["cache"], client.app.state.runtime.token_key, client.app.state.runtime.clock())
+    assert collector.read_cache_token(answer["cache"], client.app.state.collection.token_key, client.app.state.collection.clock())
     await flush(client)
     assert rows(db_path, "SELECT url_path, event_name FROM events ORDER BY event_key") == [
         ("/page-1", "event-name"), ("/page-2", "event-name")]
@@ -51,7 +52,7 @@ async def test_mixed_batch_reports_each_failure(client: AppClient, db_path: Path
 
 async def test_batch_is_one_transaction(client: AppClient, db_path: Path, website: str) -> None:
     """A batch of 100 accepted items is committed by exactly one transaction."""
-    writer = client.app.state.runtime.writer
+    writer = client.app.state.collection.writer
     await flush(client)
     before = writer.commits
     response = await batch(client, [hit(website, url=f"/p{i}") for i in range(100)])
@@ -72,8 +73,8 @@ async def test_bot_items_count_as_processed_and_are_not_stored(client: AppClient
 async def test_batch_items_share_one_session_and_visit(client: AppClient, website: str) -> None:
     """Items from one client in one batch belong to the same session and visit, and the cache is the first item's."""
     response = await batch(client, [hit(website, url="/1"), hit(website, url="/2")])
-    token = collector.read_cache_token(response.json()["cache"], client.app.state.runtime.token_key,
-                                       client.app.state.runtime.clock())  # fmt: skip
+    token = collector.read_cache_token(response.json()["cache"], client.app.state.collection.token_key,
+                                       client.app.state.collection.clock())  # fmt: skip
     single = (await client.post("/api/send", json=hit(website, url="/3"), headers={"User-Agent": FIREFOX})).json()
     assert token is not None and (token.session_id, token.visit_id) == (single["sessionId"], single["visitId"])
 
@@ -114,6 +115,6 @@ async def test_empty_batch(client: AppClient) -> None:
 async def test_batch_limits_follow_config(db_path: Path, clock: Clock, website: str) -> None:
     """--batch-max-items lowers the item limit."""
     config = collector.Config(db=str(db_path), batch_max_items=2)
-    async with open_client(collector.create_app(config, clock)) as client:
+    async with open_client(footfall.app.create_app(config, clock)) as client:
         assert_api_error(await batch(client, [hit(website, url="/")] * 3), 413, "payload-too-large", "at most 2")
         assert (await batch(client, [hit(website, url="/")] * 2)).json()["processed"] == 2

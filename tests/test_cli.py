@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 import collector
+import footfall.cli
 from conftest import FIREFOX, LiveServer, rows
 
 SEED_EVENT = {"payload": {"hostname": "your-hostname", "language": "en-US", "referrer": "", "screen": "1920x1080",
@@ -62,7 +63,7 @@ def test_every_command_has_help_with_an_example() -> None:
     commands = [["serve"], ["site", "add"], ["site", "list"], ["site", "remove"], ["site", "retention"], ["backup"], ["check"],
                 ["prune"], ["forget"], ["export"], ["stats"], ["install-service"], ["import", "umami"]]
     for args in commands:
-        result = runner.invoke(collector.cli, [*args, "--help"])
+        result = runner.invoke(footfall.cli.cli, [*args, "--help"])
         assert result.exit_code == 0, result.output
         assert re.search(r"Example: (sudo )?footfall ", result.output), args
 
@@ -71,37 +72,37 @@ def test_site_commands(tmp_path: Path) -> None:
     """add prints only the UUID (or keeps --id), list shows sites, remove soft-deletes; mistakes are one-line errors."""
     db = str(tmp_path / "f.db")
     runner = CliRunner()
-    added = runner.invoke(collector.cli, ["site", "add", "blog", "--domain", "blog.example.com", "--db", db])
+    added = runner.invoke(footfall.cli.cli, ["site", "add", "blog", "--domain", "blog.example.com", "--db", db])
     assert added.exit_code == 0, added.output
     new_id = added.output.strip()
-    assert collector._UUID_RE.fullmatch(new_id)
-    kept = runner.invoke(collector.cli, ["site", "add", "shop", "--id", "67FDAFF4-97d0-4e97-b367-29bd0e201c2d", "--db", db])
+    assert collector.UUID_RE.fullmatch(new_id)
+    kept = runner.invoke(footfall.cli.cli, ["site", "add", "shop", "--id", "67FDAFF4-97d0-4e97-b367-29bd0e201c2d", "--db", db])
     assert kept.output.strip() == "67fdaff4-97d0-4e97-b367-29bd0e201c2d"
-    again = runner.invoke(collector.cli, ["site", "add", "shop", "--id", "67fdaff4-97d0-4e97-b367-29bd0e201c2d", "--db", db])
+    again = runner.invoke(footfall.cli.cli, ["site", "add", "shop", "--id", "67fdaff4-97d0-4e97-b367-29bd0e201c2d", "--db", db])
     assert again.exit_code == 1 and "already exists" in again.output and "Traceback" not in again.output
-    bad = runner.invoke(collector.cli, ["site", "add", "x", "--id", "nope", "--db", db])
+    bad = runner.invoke(footfall.cli.cli, ["site", "add", "x", "--id", "nope", "--db", db])
     assert bad.exit_code == 1 and "--id must be a UUID" in bad.output
-    listing = runner.invoke(collector.cli, ["site", "list", "--db", db]).output.splitlines()
+    listing = runner.invoke(footfall.cli.cli, ["site", "list", "--db", db]).output.splitlines()
     assert [line.split("\t")[1:] for line in listing] == [["default", "", "active"], ["blog", "blog.example.com", "active"],
                                                           ["shop", "", "active"]]
-    removed = runner.invoke(collector.cli, ["site", "remove", new_id, "--db", db])
+    removed = runner.invoke(footfall.cli.cli, ["site", "remove", new_id, "--db", db])
     assert removed.exit_code == 0 and new_id in removed.output
-    assert runner.invoke(collector.cli, ["site", "remove", new_id, "--db", db]).exit_code == 1
+    assert runner.invoke(footfall.cli.cli, ["site", "remove", new_id, "--db", db]).exit_code == 1
     assert rows(tmp_path / "f.db", "SELECT name FROM website WHERE deleted_at IS NOT NULL") == [("blog",)]
 
 
 def test_site_db_from_environment(tmp_path: Path) -> None:
     """FOOTFALL_DB chooses the database for site commands too."""
     db = tmp_path / "env.db"
-    result = CliRunner().invoke(collector.cli, ["site", "add", "envsite"], env={"FOOTFALL_DB": str(db)})
+    result = CliRunner().invoke(footfall.cli.cli, ["site", "add", "envsite"], env={"FOOTFALL_DB": str(db)})
     assert result.exit_code == 0, result.output
     assert rows(db, "SELECT name FROM website WHERE website_id = ?", (result.output.strip(),)) == [("envsite",)]
 
 
 def test_main_returns_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """main() returns 0 on success and 1 with a one-line message on failure, never a traceback."""
-    assert collector.main(["site", "list", "--db", str(tmp_path / "m.db")]) == 0
-    assert collector.main(["site", "remove", "b59e9c65-ae32-47f1-8400-119fcf4861c4", "--db", str(tmp_path / "m.db")]) == 1
+    assert footfall.cli.main(["site", "list", "--db", str(tmp_path / "m.db")]) == 0
+    assert footfall.cli.main(["site", "remove", "b59e9c65-ae32-47f1-8400-119fcf4861c4", "--db", str(tmp_path / "m.db")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("Error: no active website") and "Traceback" not in err
 
@@ -142,11 +143,11 @@ def test_serve_reads_environment_and_sees_site_changes(db_path: Path) -> None:
     """FOOTFALL_* variables configure serve; a site removed with the CLI while serving is refused within seconds."""
     server = LiveServer(db_path, env={"FOOTFALL_BOT_CHECK": "off"})
     try:
-        website = CliRunner().invoke(collector.cli, ["site", "add", "live", "--db", str(db_path)]).output.strip()
+        website = CliRunner().invoke(footfall.cli.cli, ["site", "add", "live", "--db", str(db_path)]).output.strip()
         with httpx.Client(base_url=server.url, headers={"User-Agent": "curl/8.4.0"}) as http:
             body = {"type": "event", "payload": {"website": website, "url": "/"}}
             assert set(http.post("/api/send", json=body).json()) == {"cache", "sessionId", "visitId"}  # bot check off
-            assert CliRunner().invoke(collector.cli, ["site", "remove", website, "--db", str(db_path)]).exit_code == 0
+            assert CliRunner().invoke(footfall.cli.cli, ["site", "remove", website, "--db", str(db_path)]).exit_code == 0
             deadline = time.monotonic() + 10
             while http.post("/api/send", json=body).status_code == 200:
                 assert time.monotonic() < deadline, "removed site still accepted"
@@ -158,7 +159,7 @@ def test_serve_reads_environment_and_sees_site_changes(db_path: Path) -> None:
 
 def test_serve_refuses_bad_options(tmp_path: Path) -> None:
     """A bad setting stops serve before it starts, with a one-line error."""
-    result = CliRunner().invoke(collector.cli, ["serve", "--db", str(tmp_path / "x.db"), "--port", "70000"])
+    result = CliRunner().invoke(footfall.cli.cli, ["serve", "--db", str(tmp_path / "x.db"), "--port", "70000"])
     assert result.exit_code == 1 and "port must be at most 65535" in result.output
-    result = CliRunner().invoke(collector.cli, ["serve", "--db", str(tmp_path / "no" / "such" / "dir.db")])
+    result = CliRunner().invoke(footfall.cli.cli, ["serve", "--db", str(tmp_path / "no" / "such" / "dir.db")])
     assert result.exit_code == 1 and "cannot open database" in result.output

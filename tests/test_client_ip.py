@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import collector
+import footfall.app
 from conftest import FIREFOX, Clock, assert_api_error, flush, hit, open_client, rows
 
 pytestmark = pytest.mark.anyio
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.anyio
 async def session_of(db_path: Path, clock: Clock, website: str, peer: str, headers: dict[str, str] | None = None,
                      payload_ip: str | None = None, **config: Any) -> str:  # fmt: skip
     """The sessionId footfall gives one pageview from ``peer`` with ``headers`` (same UA and salt every time)."""
-    app = collector.create_app(collector.Config(db=str(db_path), embedded_geo=False, **config), clock)
+    app = footfall.app.create_app(collector.Config(db=str(db_path), embedded_geo=False, **config), clock)
     async with open_client(app, peer=peer) as client:
         response = await client.post("/api/send", json=hit(website, url="/", ip=payload_ip),
                                      headers={"User-Agent": FIREFOX, **(headers or {})})  # fmt: skip
@@ -87,7 +88,7 @@ async def test_ignored_ips_get_403_and_store_nothing(db_path: Path, clock: Clock
                                                      ignored: bool) -> None:
     """--ignore-ip matches IPv4 and IPv6 addresses and CIDRs: 403 in Umami's shape, and no row."""
     config = collector.Config(db=str(db_path), embedded_geo=False, ignore_ip="198.51.100.0/24, 2001:db8::/32")
-    async with open_client(collector.create_app(config, clock), peer=peer) as client:
+    async with open_client(footfall.app.create_app(config, clock), peer=peer) as client:
         response = await client.post("/api/send", json=hit(website, url="/"), headers={"User-Agent": FIREFOX})
         bot = await client.post("/api/send", json=hit(website, url="/"), headers={"User-Agent": "curl/8.0"})
         await flush(client)

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 import collector
+import footfall.cli
 from conftest import LiveServer, rows
 
 pytestmark = pytest.mark.slow
@@ -118,7 +119,7 @@ def exchange(sock: socket.socket, request: bytes) -> tuple[http.client.HTTPRespo
 def test_captured_client_requests_all_succeed(db_path: Path) -> None:
     """Every captured request from @umami/node, umami-analytics and the browser tracker gets a 200 on one keep-alive
     connection each, and the rows match what the real Umami stored for them."""
-    assert CliRunner().invoke(collector.cli, ["site", "add", "capture", "--id", WEBSITE, "--db", str(db_path)]).exit_code == 0
+    assert CliRunner().invoke(footfall.cli.cli, ["site", "add", "capture", "--id", WEBSITE, "--db", str(db_path)]).exit_code == 0
     server = LiveServer(db_path)
     try:
         connections: dict[str, socket.socket] = {}

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import collector
+import footfall.app
 from conftest import FIREFOX, Clock, add_website, open_client
 
 FIELDS = list(collector.Payload.__struct_fields__)
@@ -49,7 +50,7 @@ class Harness:
         self._ready: asyncio.Future[Any] = self.loop.create_future()
         self._done = asyncio.Event()
         # The app's lifespan must be entered and left by one task: it lives in this one for the whole module.
-        self._holder = self.loop.create_task(self._hold(collector.create_app(
+        self._holder = self.loop.create_task(self._hold(footfall.app.create_app(
             collector.Config(db=str(db_path), embedded_geo=False), Clock())))  # fmt: skip
         self.client = self.loop.run_until_complete(self._ready)
 
@@ -62,7 +63,7 @@ class Harness:
         return self.loop.run_until_complete(self.client.post(path, content=content, headers=headers))
 
     def stored(self) -> int:
-        self.loop.run_until_complete(self.client.app.state.runtime.writer.flush())
+        self.loop.run_until_complete(self.client.app.state.collection.writer.flush())
         with contextlib.closing(sqlite3.connect(self.db_path)) as conn:
             events = conn.execute("SELECT count(*) FROM website_event").fetchone()[0]
             conn.execute("SELECT * FROM events").fetchall()  # every stored row reads back through the public view

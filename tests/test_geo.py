@@ -10,6 +10,9 @@ from typing import Any
 import pytest
 
 import collector
+import footfall.app
+import footfall.cli
+import footfall.geo
 from conftest import FIREFOX, Clock, flush, hit, open_client, rows
 
 pytestmark = pytest.mark.anyio
@@ -18,7 +21,7 @@ pytestmark = pytest.mark.anyio
 async def located(db_path: Path, clock: Clock, website: str, peer: str, headers: dict[str, str] | None = None,
                   payload: dict[str, Any] | None = None, **config: Any) -> tuple[Any, ...]:  # fmt: skip
     """(country, region, city) stored for one pageview from ``peer``."""
-    app = collector.create_app(collector.Config(db=str(db_path), **config), clock)
+    app = footfall.app.create_app(collector.Config(db=str(db_path), **config), clock)
     async with open_client(app, peer=peer) as client:
         response = await client.post("/api/send", json=hit(website, url="/", **(payload or {})),
                                      headers={"User-Agent": FIREFOX, **(headers or {})})  # fmt: skip
@@ -108,7 +111,7 @@ def test_unreadable_maxmind_database_stops_start_up(db_path: Path, tmp_path: Pat
 
     bad = tmp_path / "bad.mmdb"
     bad.write_bytes(b"not a database")
-    result = CliRunner().invoke(collector.cli, ["serve", "--db", str(db_path), "--geoip-db", str(bad)])
+    result = CliRunner().invoke(footfall.cli.cli, ["serve", "--db", str(db_path), "--geoip-db", str(bad)])
     assert result.exit_code == 1 and "geoip_db: cannot read" in result.output and "Traceback" not in result.output
 
 
@@ -116,7 +119,7 @@ def test_embedded_data_matches_geoip2fast() -> None:
     """footfall's compact file answers like geoip2fast itself for random public IPv4 addresses and IPv6 networks."""
     from geoip2fast import GeoIP2Fast
 
-    ours = collector.load_embedded_geo()
+    ours = footfall.geo.load_embedded_geo()
     assert ours is not None
     reference = GeoIP2Fast(geoip2fast_data_file="geoip2fast-ipv6.dat.gz")
     rng = random.Random(7)
@@ -126,12 +129,12 @@ def test_embedded_data_matches_geoip2fast() -> None:
             address: Any = ipaddress.IPv4Address(rng.getrandbits(32))
         else:
             address = ipaddress.IPv6Address((0x2 << 124) | rng.getrandbits(125) >> 3)  # 2000::/3, the global unicast space
-        if collector._is_local(address):
+        if footfall.geo.is_local(address):
             continue
         theirs = reference.lookup(str(address))
         if address.version == 6 and int(theirs.cidr.rpartition("/")[2] or 0) > 64:
             continue  # documented: prefixes longer than /64 are approximated
-        expected = collector._valid_country(theirs.country_code)
+        expected = footfall.geo.valid_country(theirs.country_code)
         found = ours.lookup(address)
         assert (found.country if found else None) == expected, (address, theirs.country_code)
         checked += 1
@@ -143,14 +146,14 @@ async def test_cache_token_skips_the_location_lookup(db_path: Path, clock: Clock
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """A valid token for the same session skips the lookup (the session's first-seen country stays); a forged one does not."""
     looked_up: list[Any] = []
-    real = collector.locate
+    real = footfall.geo.locate
 
     def counting(*args: Any) -> Any:
         looked_up.append(args[0].address)
         return real(*args)
 
-    monkeypatch.setattr(collector, "locate", counting)
-    app = collector.create_app(collector.Config(db=str(db_path)), clock)
+    monkeypatch.setattr(footfall.geo, "locate", counting)
+    app = footfall.app.create_app(collector.Config(db=str(db_path)), clock)
     async with open_client(app, peer="8.8.8.8") as client:
         first = await client.post("/api/send", json=hit(website, url="/"), headers={"User-Agent": FIREFOX})
         token = first.json()["cache"]

@@ -27,7 +27,7 @@ def test_wheel_installs_and_serves_from_anywhere(tmp_path: Path) -> None:
     (wheel,) = dist.glob("footfall-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     roots = {name.split("/")[0] for name in names}
-    others = roots - {"collector.py", "footfall_assets"}
+    others = roots - {"collector.py", "footfall", "footfall_assets"}
     assert len(others) == 1 and others.pop().endswith(".dist-info"), roots
     for asset in ("schema.sql", "script.js", "footfall.service", "footfall-backup.service", "footfall-backup.timer"):
         assert f"footfall_assets/{asset}" in names

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, Phase, settings
 from schemathesis.config import SchemathesisConfig
 
 import collector
+import footfall.openapi
 import conftest
 from conftest import LiveServer, rows
 
@@ -53,7 +54,7 @@ CONFIG = SchemathesisConfig.from_dict({"checks": {
     "positive_data_acceptance": {"enabled": False},
 }})  # fmt: skip
 #: The document the server serves (test_openapi_document_is_served checks they are the same).
-schema = schemathesis.openapi.from_dict(collector.openapi_document(collector.Config()), config=CONFIG)
+schema = schemathesis.openapi.from_dict(footfall.openapi.openapi_document(collector.Config()), config=CONFIG)
 
 
 @schema.parametrize()
@@ -69,7 +70,7 @@ def test_api_answers_as_documented(case: Any, server: LiveServer) -> None:
 def test_openapi_document_is_served(server: LiveServer) -> None:
     """The document names every route of the JSON API with the Structs' schemas."""
     document = httpx.get(server.url + "/api/openapi.json").json()
-    assert document == collector.openapi_document(collector.Config())
+    assert document == footfall.openapi.openapi_document(collector.Config())
     assert document["openapi"] == "3.1.0"
     assert set(document["paths"]) == {"/api/send", "/api/batch", "/api/heartbeat", "/api/summary"}
     assert document["paths"]["/api/batch"]["post"]["requestBody"]["content"]["application/json"]["schema"]["maxItems"] == collector.MAX_BATCH_ITEMS

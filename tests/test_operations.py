@@ -18,6 +18,11 @@ import pytest
 from click.testing import CliRunner
 
 import collector
+import footfall.upkeep
+import footfall.app
+import footfall.cli
+import footfall.ops
+import footfall.umami
 from conftest import CHROME, FIREFOX, Clock, LiveServer, add_website, hit, open_client, rows
 
 NOW = time.time()
@@ -30,7 +35,7 @@ def populate(db_path: Path, hits: list[tuple[str, float, dict[str, Any], str]], 
     sites = {name: add_website(db_path, name) for name in sorted({h[0] for h in hits})}
 
     async def send() -> None:
-        app = collector.create_app(collector.Config(db=str(db_path), embedded_geo=False), Clock(now))
+        app = footfall.app.create_app(collector.Config(db=str(db_path), embedded_geo=False), Clock(now))
         async with open_client(app) as client:
             for site, at, payload, agent in hits:
                 body = hit(sites[site], timestamp=int(at), **payload)
@@ -42,7 +47,7 @@ def populate(db_path: Path, hits: list[tuple[str, float, dict[str, Any], str]], 
 
 
 def run(*args: str) -> Any:
-    result = CliRunner().invoke(collector.cli, list(args))
+    result = CliRunner().invoke(footfall.cli.cli, list(args))
     return result
 
 
@@ -64,7 +69,7 @@ KNOWN = [
 def test_stats_match_a_known_month(db_path: Path) -> None:
     """`footfall stats` gives visitors, visits, pageviews, views per visit, bounce rate, visit length and top pages."""
     sites = populate(db_path, KNOWN)
-    numbers = collector.site_stats(str(db_path), sites["blog"], 30 * DAY, now=NOW)
+    numbers = footfall.ops.site_stats(str(db_path), sites["blog"], 30 * DAY, now=NOW)
     assert numbers == {"visitors": 2, "visits": 3, "pageviews": 4, "views_per_visit": 1.33, "bounce_rate": 33.3,
                        "avg_visit_s": 23, "top_pages": [{"url_path": "/a", "pageviews": 2},
                                                         {"url_path": "/b", "pageviews": 1},
@@ -78,7 +83,7 @@ def test_stats_match_a_known_month(db_path: Path) -> None:
 def test_prune_deletes_old_events_in_chunks(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """prune --older-than deletes old events (of one site with --site), then visits and sessions left empty."""
     sites = populate(db_path, KNOWN)
-    monkeypatch.setattr(collector, "PRUNE_CHUNK_ROWS", 1)  # several transactions even on this small database
+    monkeypatch.setattr(footfall.ops, "PRUNE_CHUNK_ROWS", 1)  # several transactions even on this small database
     result = run("prune", "--older-than", "400d", "--site", sites["shop"], "--db", str(db_path))
     assert result.exit_code == 0, result.output
     assert "deleted 1 events" in result.output
@@ -97,9 +102,9 @@ async def test_site_retention_is_applied_by_the_server(db_path: Path) -> None:
     sites = await asyncio.to_thread(populate, db_path, KNOWN)
     result = await asyncio.to_thread(run, "site", "retention", sites["blog"], "30", "--db", str(db_path))
     assert result.exit_code == 0, result.output
-    app = collector.create_app(collector.Config(db=str(db_path), embedded_geo=False), Clock(NOW))
+    app = footfall.app.create_app(collector.Config(db=str(db_path), embedded_geo=False), Clock(NOW))
     async with open_client(app) as client:
-        deleted = await client.app.state.runtime.apply_retention(NOW)
+        deleted = await footfall.upkeep.apply_retention(client.app.state.collection, client.app.state.summary, NOW)
     assert deleted == 1
     assert rows(db_path, "SELECT url_path FROM events WHERE created_unix < ? ORDER BY 1", (NOW - 30 * DAY,)) == [("/old-shop",)]
     assert (await asyncio.to_thread(run, "site", "retention", sites["blog"], "off", "--db", str(db_path))).exit_code == 0
@@ -126,7 +131,7 @@ def test_export_csv_and_jsonl_with_filters(db_path: Path, tmp_path: Path) -> Non
     result = run("export", "--format", "csv", "-o", str(out), "--db", str(db_path))
     assert result.exit_code == 0, result.output
     lines = out.read_text().splitlines()
-    assert lines[0].split(",") == list(collector.EXPORT_COLUMNS) and len(lines) == 1 + len(KNOWN)
+    assert lines[0].split(",") == list(footfall.ops.EXPORT_COLUMNS) and len(lines) == 1 + len(KNOWN)
     since = time.strftime("%Y-%m-%d", time.gmtime(NOW - 2 * DAY))
     jsonl = tmp_path / "shop.jsonl"
     result = run("export", "--site", sites["shop"], "--since", since, "--format", "jsonl", "-o", str(jsonl), "--db", str(db_path))
@@ -152,7 +157,7 @@ def test_export_streams_in_constant_memory(db_path: Path, tmp_path: Path) -> Non
                      "'a title that makes each row a little longer than a bare path' FROM website_event e, n")  # fmt: skip
     with open(tmp_path / "big.jsonl", "w", encoding="utf-8") as out:
         tracemalloc.start()
-        count = collector.export_events(str(db_path), out, "jsonl")
+        count = footfall.ops.export_events(str(db_path), out, "jsonl")
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     assert count == 30001
@@ -228,11 +233,11 @@ def test_install_service_writes_units(tmp_path: Path) -> None:
 
 def test_ages() -> None:
     """Ages are whole hours, days or weeks."""
-    assert collector.parse_age("400d") == 400 * DAY and collector.parse_age("2w") == 14 * DAY
-    assert collector.parse_age("36h") == 36 * 3600
+    assert footfall.ops.parse_age("400d") == 400 * DAY and footfall.ops.parse_age("2w") == 14 * DAY
+    assert footfall.ops.parse_age("36h") == 36 * 3600
     for bad in ("", "5", "5y", "-3d", "0d"):
         with pytest.raises(collector.ConfigError):
-            collector.parse_age(bad)
+            footfall.ops.parse_age(bad)
 
 
 UMAMI_SESSION = """session_id,website_id,browser,os,device,screen,language,country,region,city,distinct_id,created_at
@@ -285,11 +290,11 @@ def test_umami_csv_round_trip(db_path: Path, tmp_path: Path) -> None:
     result = run("export", "--format", "umami-csv", "-o", str(folder), "--db", str(db_path))
     assert result.exit_code == 0, result.output
     header = (folder / "website_event.csv").read_text().splitlines()[0]
-    assert header.split(",") == list(collector.UMAMI_COLUMNS["website_event"])
+    assert header.split(",") == list(footfall.umami.UMAMI_COLUMNS["website_event"])
     fresh = tmp_path / "fresh.db"
     files = [str(folder / f"{t}.csv") for t in ("website_event", "session", "event_data", "session_data")]
     assert run("import", "umami", *files, "--db", str(fresh)).exit_code == 0
-    columns = ", ".join(c for c in collector.EXPORT_COLUMNS if c not in ("self_referral", "duration"))
+    columns = ", ".join(c for c in footfall.ops.EXPORT_COLUMNS if c not in ("self_referral", "duration"))
     assert rows(fresh, f"SELECT {columns} FROM events ORDER BY created_unix, url_path") == rows(
         db_path, f"SELECT {columns} FROM events ORDER BY created_unix, url_path")
     assert rows(fresh, "SELECT data_key, string_value FROM custom_events WHERE data_key IS NOT NULL") == [("sku", "x")]

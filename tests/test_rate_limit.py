@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import collector
+import footfall.app
 from conftest import FIREFOX, Clock, assert_api_error, hit, open_client
 
 pytestmark = pytest.mark.anyio
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.anyio
 async def test_rate_limit_per_client(db_path: Path, clock: Clock, website: str) -> None:
     """With 2/s a client's third request in a second gets 429 + Retry-After; others are unaffected; tokens come back."""
     config = collector.Config(db=str(db_path), rate_limit="2/s", embedded_geo=False)
-    app = collector.create_app(config, clock)
+    app = footfall.app.create_app(config, clock)
     async with open_client(app, peer="198.51.100.7") as client:
         send = lambda: client.post("/api/send", json=hit(website, url="/"), headers={"User-Agent": FIREFOX})  # noqa: E731
         assert [(await send()).status_code for _ in range(2)] == [200, 200]
@@ -31,7 +32,7 @@ async def test_rate_limit_per_client(db_path: Path, clock: Clock, website: str) 
         proxied = await client.post("/api/send", json=hit(website, url="/"),
                                     headers={"User-Agent": FIREFOX, "x-real-ip": "203.0.113.5"})  # fmt: skip
         assert proxied.status_code == 429  # 198.51.100.7 is not a trusted proxy: the header is ignored
-    async with open_client(collector.create_app(config, clock), peer="127.0.0.1") as client:
+    async with open_client(footfall.app.create_app(config, clock), peer="127.0.0.1") as client:
         for n in range(3):
             response = await client.post("/api/send", json=hit(website, url="/"),
                                          headers={"User-Agent": FIREFOX, "x-real-ip": f"203.0.113.{n}"})  # fmt: skip

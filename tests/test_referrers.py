@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 import collector
+import footfall.app
 from conftest import FIREFOX, AppClient, Clock, flush, hit, open_client, rows
 
 pytestmark = pytest.mark.anyio
@@ -56,7 +57,7 @@ async def test_url_path_and_hostname(client: AppClient, db_path: Path, website: 
 async def test_remove_trailing_slash(db_path: Path, clock: Clock, website: str, url: str, expected: str) -> None:
     """--remove-trailing-slash stores /about/ as /about, as Umami's REMOVE_TRAILING_SLASH."""
     config = collector.Config(db=str(db_path), remove_trailing_slash=True, embedded_geo=False)
-    async with open_client(collector.create_app(config, clock)) as client:
+    async with open_client(footfall.app.create_app(config, clock)) as client:
         assert await stored(client, db_path, website, "url_path", url=url) == (expected,)
 
 

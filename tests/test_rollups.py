@@ -11,6 +11,11 @@ from typing import Any
 import pytest
 
 import collector
+import footfall.upkeep
+import footfall.app
+import footfall.ops
+import footfall.rollups
+import footfall.summary
 from conftest import FIREFOX, T0, AppClient, Clock, flush, open_client, rows
 
 pytestmark = pytest.mark.anyio
@@ -40,7 +45,7 @@ def random_batch(rng: random.Random, website: str, base: float, size: int) -> li
 
 
 def snapshot(db_path: Path) -> dict[str, list[tuple[Any, ...]]]:
-    return {table: rows(db_path, f"SELECT * FROM {table} ORDER BY 1, 2, 3, 4") for table in collector.ROLLUP_TABLES}
+    return {table: rows(db_path, f"SELECT * FROM {table} ORDER BY 1, 2, 3, 4") for table in footfall.rollups.ROLLUP_TABLES}
 
 
 def rebuilt(db_path: Path, shift: int, zone: str = "UTC") -> dict[str, list[tuple[Any, ...]]]:
@@ -49,8 +54,8 @@ def rebuilt(db_path: Path, shift: int, zone: str = "UTC") -> dict[str, list[tupl
     with contextlib.closing(sqlite3.connect(db_path)) as source, contextlib.closing(sqlite3.connect(copy)) as target:
         source.backup(target)
     with contextlib.closing(collector.connect(str(copy))) as conn:
-        collector.reset_rollups(conn, shift, collector.load_zone(zone))
-        collector.refresh_rollups(conn, shift, collector.load_zone(zone))
+        footfall.rollups.reset_rollups(conn, shift, collector.load_zone(zone))
+        footfall.rollups.refresh_rollups(conn, shift, collector.load_zone(zone))
     result = snapshot(copy)
     copy.unlink()
     return result
@@ -61,7 +66,7 @@ async def send_batches(client: AppClient, website: str, rng: random.Random, coun
         response = await client.post("/api/batch", json=random_batch(rng, website, base, 40), headers={"user-agent": FIREFOX})
         assert response.status_code == 200 and response.json()["errors"] == 0, response.text
         await flush(client)
-        await client.app.state.runtime.refresh_rollups()
+        await client.app.state.summary.refresh()
 
 
 def reference(db_path: Path, website: str, start: int, end: int) -> dict[str, Any]:
@@ -85,13 +90,13 @@ def reference(db_path: Path, website: str, start: int, end: int) -> dict[str, An
 def from_rollups(db_path: Path, website: str, start: int, end: int) -> dict[str, Any]:
     with contextlib.closing(collector.connect(str(db_path))) as conn:
         key = conn.execute("SELECT website_key FROM website WHERE website_id = ?", (website,)).fetchone()[0]
-        src = collector.RollupSource(collector.dt.timezone.utc)
-        totals = collector.panel_totals(conn, src, key, start, end)
+        src = footfall.summary.RollupSource(collector.dt.timezone.utc)
+        totals = footfall.summary.panel_totals(conn, src, key, start, end)
         bounces, duration = (conn.execute(f"SELECT ifnull(sum(n), 0) FROM rollup WHERE website_key = ? AND metric = '{m}' "
                                           "AND hour >= ? AND hour < ?", (key, start, end)).fetchone()[0]
                              for m in ("bounces", "duration"))  # fmt: skip
-        pages = collector.panel_top(conn, src, key, "page", start, end, 1)
-        entry = collector.panel_top(conn, src, key, "entry", start, end, 1)
+        pages = footfall.summary.panel_top(conn, src, key, "page", start, end, 1)
+        entry = footfall.summary.panel_top(conn, src, key, "entry", start, end, 1)
     return {"visits": totals["visits"], "visitors": totals["visitors"], "bounces": bounces, "duration": duration,
             "pageviews": totals["pageviews"], "pages": [(r["value"], r["count"]) for r in pages],
             "entry": [(r["value"], r["count"]) for r in entry]}  # fmt: skip
@@ -100,7 +105,7 @@ def from_rollups(db_path: Path, website: str, start: int, end: int) -> dict[str,
 async def test_incremental_rollups_equal_a_rebuild_and_the_views(db_path: Path, website: str) -> None:
     """Batches with out-of-order timestamps, refreshed after each: the rollups equal a rebuild and the views' numbers."""
     rng = random.Random(4)
-    async with open_client(collector.create_app(collector.Config(db=str(db_path)), Clock(T0 + 6 * 3600))) as client:
+    async with open_client(footfall.app.create_app(collector.Config(db=str(db_path)), Clock(T0 + 6 * 3600))) as client:
         await send_batches(client, website, rng, 12, T0)
     assert snapshot(db_path) == rebuilt(db_path, 0)
     assert len(snapshot(db_path)["rollup_vitals"]) > 0
@@ -111,20 +116,20 @@ async def test_incremental_rollups_equal_a_rebuild_and_the_views(db_path: Path, 
 async def test_rollups_survive_prune_and_forget(db_path: Path, website: str) -> None:
     """After a prune and a forget (which deletes the newest events), rollups equal a rebuild, and new events still count."""
     rng = random.Random(5)
-    async with open_client(collector.create_app(collector.Config(db=str(db_path)), Clock(T0 + 6 * 3600))) as client:
+    async with open_client(footfall.app.create_app(collector.Config(db=str(db_path)), Clock(T0 + 6 * 3600))) as client:
         await send_batches(client, website, rng, 6, T0)
     newest = rows(db_path, "SELECT distinct_id FROM events ORDER BY event_key DESC LIMIT 1")[0][0]
-    collector.prune_events(str(db_path), 0, now=T0 - 3600 + 1234)  # cut through visits, mid-hour
+    footfall.ops.prune_events(str(db_path), 0, now=T0 - 3600 + 1234)  # cut through visits, mid-hour
     assert rows(db_path, "SELECT count(*) FROM website_event WHERE created_at < ?", (int(T0) - 3600 + 1234,)) == [(0,)]
     assert snapshot(db_path) == rebuilt(db_path, 0)
-    collector.forget_person(str(db_path), newest)
+    footfall.ops.forget_person(str(db_path), newest)
     assert snapshot(db_path) == rebuilt(db_path, 0)
     before = rows(db_path, "SELECT ifnull(sum(n), 0) FROM rollup WHERE metric = 'pageviews'")[0][0]
-    async with open_client(collector.create_app(collector.Config(db=str(db_path)), Clock(T0 + 6 * 3600))) as client:
+    async with open_client(footfall.app.create_app(collector.Config(db=str(db_path)), Clock(T0 + 6 * 3600))) as client:
         body = {"type": "event", "payload": {"website": website, "url": "/after-forget", "timestamp": int(T0)}}
         assert (await client.post("/api/send", json=body, headers={"user-agent": FIREFOX})).status_code == 200
         await flush(client)
-        await client.app.state.runtime.refresh_rollups()
+        await client.app.state.summary.refresh()
     assert rows(db_path, "SELECT ifnull(sum(n), 0) FROM rollup WHERE metric = 'pageviews'")[0][0] == before + 1
     assert snapshot(db_path) == rebuilt(db_path, 0)
 
@@ -133,12 +138,12 @@ async def test_retention_keeps_rollups_exact(db_path: Path, website: str) -> Non
     """The server's daily retention drops old rollup hours and repairs the hour it cut through."""
     rng = random.Random(6)
     clock = Clock(T0 + 6 * 3600)
-    async with open_client(collector.create_app(collector.Config(db=str(db_path)), clock)) as client:
+    async with open_client(footfall.app.create_app(collector.Config(db=str(db_path)), clock)) as client:
         await send_batches(client, website, rng, 6, T0)
         with contextlib.closing(collector.connect(str(db_path))) as conn:
             conn.execute("UPDATE website SET retention_days = 1 WHERE website_id = ?", (website,))
         clock.advance(86400 - 5 * 3600 - 600)  # the cutoff falls at T0 + 50 min
-        assert await client.app.state.runtime.apply_retention(clock()) > 0
+        assert await footfall.upkeep.apply_retention(client.app.state.collection, client.app.state.summary, clock()) > 0
     assert rows(db_path, "SELECT min(hour) FROM rollup")[0][0] >= int(T0)
     assert snapshot(db_path) == rebuilt(db_path, 0)
 
@@ -146,24 +151,24 @@ async def test_retention_keeps_rollups_exact(db_path: Path, website: str) -> Non
 async def test_changing_time_zone_realigns_the_rollups(db_path: Path, website: str) -> None:
     """Moving to a half-hour zone rebuilds every rollup hour on :30 boundaries."""
     rng = random.Random(7)
-    async with open_client(collector.create_app(collector.Config(db=str(db_path)), Clock(T0 + 6 * 3600))) as client:
+    async with open_client(footfall.app.create_app(collector.Config(db=str(db_path)), Clock(T0 + 6 * 3600))) as client:
         await send_batches(client, website, rng, 3, T0)
     assert {h % 3600 for (h,) in rows(db_path, "SELECT hour FROM rollup")} == {0}
     config = collector.Config(db=str(db_path), timezone="Asia/Kolkata")
-    async with open_client(collector.create_app(config, Clock(T0 + 6 * 3600))) as client:
-        await client.app.state.runtime.refresh_rollups()
+    async with open_client(footfall.app.create_app(config, Clock(T0 + 6 * 3600))) as client:
+        await client.app.state.summary.refresh()
     assert {h % 3600 for (h,) in rows(db_path, "SELECT hour FROM rollup")} == {1800}
     assert snapshot(db_path) == rebuilt(db_path, 1800, "Asia/Kolkata")
 
 
 def test_vital_bins_have_two_significant_figures() -> None:
     """The web-vitals histograms keep two significant figures."""
-    assert [collector.vital_bin(v) for v in (2345, 0.137, 88, 5.9, 0, 60_000, 0.001234)] == [2300, 0.14, 88, 5.9, 0, 60_000, 0.0012]
+    assert [footfall.rollups.vital_bin(v) for v in (2345, 0.137, 88, 5.9, 0, 60_000, 0.001234)] == [2300, 0.14, 88, 5.9, 0, 60_000, 0.0012]
 
 
 def test_bucket_alignment() -> None:
     """Hours start on the zone's offset: :00 for Berlin, :30 for Kolkata, :45 for Kathmandu."""
     for zone, shift in (("Europe/Berlin", 0), ("Asia/Kolkata", 1800), ("Asia/Kathmandu", 2700), ("America/St_Johns", 1800)):
-        assert collector.bucket_shift(collector.load_zone(zone), T0) == shift
-    assert collector.bucket_of(int(T0) + 1799, 1800) == int(T0) - 1800
-    assert collector.bucket_of(int(T0) + 1800, 1800) == int(T0) + 1800
+        assert footfall.rollups.bucket_shift(collector.load_zone(zone), T0) == shift
+    assert footfall.rollups.bucket_of(int(T0) + 1799, 1800) == int(T0) - 1800
+    assert footfall.rollups.bucket_of(int(T0) + 1800, 1800) == int(T0) + 1800

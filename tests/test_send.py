@@ -10,6 +10,7 @@ import msgspec
 import pytest
 
 import collector
+import footfall.app
 from conftest import AppClient, open_client, CHROME, FIREFOX, T0, Clock, assert_api_error, flush, hit, rows
 
 pytestmark = pytest.mark.anyio
@@ -243,7 +244,7 @@ async def test_unknown_and_removed_websites_are_not_found(client: AppClient, db_
     assert_api_error(await send(client, hit(unknown, url="/")), 400, "bad-request", "Website not found.")
     with __import__("contextlib").closing(collector.connect(str(db_path))) as conn:
         conn.execute("UPDATE website SET deleted_at = 1 WHERE website_id = ?", (website,))
-    await client.app.state.runtime.load_websites()
+    await client.app.state.collection.load_websites()
     assert_api_error(await send(client, hit(website, url="/")), 400, "bad-request", "Website not found.")
 
 
@@ -278,7 +279,7 @@ async def test_bots_get_beep_boop_and_are_only_counted(client: AppClient, db_pat
 
 async def test_bot_check_can_be_turned_off(db_path: Path, clock: Clock, website: str) -> None:
     """--no-bot-check stores bot hits like any other."""
-    async with open_client(collector.create_app(collector.Config(db=str(db_path), bot_check=False), clock)) as client:
+    async with open_client(footfall.app.create_app(collector.Config(db=str(db_path), bot_check=False), clock)) as client:
         response = await send(client, hit(website, url="/"), headers={"User-Agent": "curl/8.0"})
         assert set(response.json()) == {"cache", "sessionId", "visitId"}
     assert rows(db_path, "SELECT browser FROM sessions WHERE session_id = ?", (response.json()["sessionId"],)) == [("curl",)]
@@ -338,15 +339,15 @@ async def test_cache_token_round_trip(client: AppClient, clock: Clock, website: 
     again = await send(client, hit(website, url="/2"), headers={"x-umami-cache": first["cache"]})
     assert again.status_code == 200
     assert (again.json()["sessionId"], again.json()["visitId"]) == (first["sessionId"], first["visitId"])
-    token = collector.read_cache_token(first["cache"], client.app.state.runtime.token_key, clock())
+    token = collector.read_cache_token(first["cache"], client.app.state.collection.token_key, clock())
     assert token == (website, first["sessionId"], first["visitId"], int(T0))
     forged = first["cache"][:-3] + ("AAA" if not first["cache"].endswith("AAA") else "BBB")
     for bad in (forged, first["cache"][:20], "garbage!!", "x" * 5000, ""):
         response = await send(client, hit(website, url="/3"), headers={"x-umami-cache": bad})
         assert response.status_code == 200
-        assert collector.read_cache_token(bad, client.app.state.runtime.token_key, clock()) is None
+        assert collector.read_cache_token(bad, client.app.state.collection.token_key, clock()) is None
     clock.advance(collector.TOKEN_MAX_AGE_SECONDS + 1)
-    assert collector.read_cache_token(first["cache"], client.app.state.runtime.token_key, clock()) is None
+    assert collector.read_cache_token(first["cache"], client.app.state.collection.token_key, clock()) is None
     assert (await send(client, hit(website, url="/4"), headers={"x-umami-cache": first["cache"]})).status_code == 200
 
 
@@ -354,7 +355,7 @@ async def test_token_from_another_install_is_ignored(client: AppClient, clock: C
     """A token signed with another secret does not verify."""
     other = collector.issue_cache_token(b"k" * 32, website, "db605238-1896-5e39-a096-f9f2d394feb6",
                                         "d018fc3f-8f6a-51fd-aa67-5499a01f0f1d", clock())
-    assert collector.read_cache_token(other, client.app.state.runtime.token_key, clock()) is None
+    assert collector.read_cache_token(other, client.app.state.collection.token_key, clock()) is None
 
 
 async def test_cors_preflight_and_headers(client: AppClient, website: str) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import collector
+import footfall.app
 from conftest import FIREFOX, T0, AppClient, Clock, flush, hit, open_client, rows
 
 pytestmark = pytest.mark.anyio
@@ -42,7 +43,7 @@ async def test_session_vector_through_http(db_path: Path, clock: Clock) -> None:
         conn.execute("UPDATE setting SET value = ? WHERE name = 'install_secret'", (VECTOR_SECRET,))
         conn.execute("UPDATE salt SET salt = ? WHERE period = 'month:2026-05-01'", (VECTOR_SALT,))
         conn.execute("INSERT INTO website (website_id, name, created_at) VALUES (?, 'v', 0)", (VECTOR_WEBSITE,))
-    app = collector.create_app(collector.Config(db=str(db_path)), clock)
+    app = footfall.app.create_app(collector.Config(db=str(db_path)), clock)
     async with open_client(app, peer=VECTOR_IP) as client:
         response = await client.post("/api/send", json=hit(VECTOR_WEBSITE, url="/"), headers={"User-Agent": FIREFOX})
         by_id = await client.post("/api/send", json=hit(VECTOR_WEBSITE, url="/", id="user-42"), headers={"User-Agent": FIREFOX})
@@ -73,10 +74,10 @@ async def test_visit_splits_after_30_minutes_of_silence(client: AppClient, clock
 async def test_visits_survive_a_restart(db_path: Path, clock: Clock, website: str) -> None:
     """A visit still open when footfall restarts goes on after it (open visits are reloaded at start-up)."""
     config = collector.Config(db=str(db_path))
-    async with open_client(collector.create_app(config, clock)) as client:
+    async with open_client(footfall.app.create_app(config, clock)) as client:
         before = await send(client, website)
     clock.advance(10 * 60)
-    async with open_client(collector.create_app(config, clock)) as client:
+    async with open_client(footfall.app.create_app(config, clock)) as client:
         after = await send(client, website)
         clock.advance(40 * 60)
         later = await send(client, website)
@@ -106,7 +107,7 @@ async def test_first_seen_session_attributes_stick(client: AppClient, db_path: P
 async def test_salt_rotation_changes_sessions_and_deletes_old_salts(db_path: Path, clock: Clock, website: str) -> None:
     """With daily rotation the same visitor is a new session the next day, and yesterday's salt is deleted after grace."""
     config = collector.Config(db=str(db_path), salt_rotation="day")
-    async with open_client(collector.create_app(config, clock)) as client:
+    async with open_client(footfall.app.create_app(config, clock)) as client:
         today = await send(client, website)
         assert rows(db_path, "SELECT period FROM salt WHERE period LIKE 'day:%' ORDER BY 1") == [
             ("day:2026-05-14",), ("day:2026-05-15",)]
@@ -115,7 +116,7 @@ async def test_salt_rotation_changes_sessions_and_deletes_old_salts(db_path: Pat
         tomorrow = await send(client, website)
         assert today["sessionId"] != tomorrow["sessionId"]
         clock.now = T0 + 14 * 3600 + collector.SALT_GRACE_SECONDS + 1
-        await client.app.state.runtime.maintain()
+        await client.app.state.collection.upkeep()
         assert rows(db_path, "SELECT period FROM salt ORDER BY 1") == [("day:2026-05-15",), ("day:2026-05-16",)]
         late = await send(client, website, timestamp=int(T0))  # yesterday's salt is gone: today's is used
         assert late["sessionId"] == tomorrow["sessionId"]
@@ -124,7 +125,7 @@ async def test_salt_rotation_changes_sessions_and_deletes_old_salts(db_path: Pat
 async def test_late_event_in_grace_window_keeps_its_period(db_path: Path, clock: Clock, website: str) -> None:
     """Within the grace window an event stamped in the previous period still joins that period's session."""
     config = collector.Config(db=str(db_path), salt_rotation="day")
-    async with open_client(collector.create_app(config, clock)) as client:
+    async with open_client(footfall.app.create_app(config, clock)) as client:
         yesterday = await send(client, website)
         clock.now = T0 + 14 * 3600 + 60
         late = await send(client, website, timestamp=int(T0) + 60)

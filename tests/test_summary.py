@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import collector
+import footfall.app
 from conftest import CHROME, FIREFOX, AppClient, Clock, assert_api_error, flush, open_client
 
 pytestmark = pytest.mark.anyio
@@ -64,7 +65,7 @@ async def load_events(client: AppClient, website: str) -> None:
 async def summary_client(db_path: Path, website: str, timezone: str = "America/New_York",
                          **settings: Any) -> AsyncIterator[AppClient]:  # fmt: skip
     config = collector.Config(db=str(db_path), timezone=timezone, **settings)
-    async with open_client(collector.create_app(config, Clock(NOW))) as client:
+    async with open_client(footfall.app.create_app(config, Clock(NOW))) as client:
         await load_events(client, website)
         yield client
 
@@ -145,7 +146,7 @@ async def test_half_hour_time_zone(db_path: Path, website: str) -> None:
     # UTC before 18:30 and D's 13 May 12:00 UTC (17:30 IST on the 13th) stays out.
     assert body["period"]["start"] == at(14, 18, 30)
     assert totals(body)["pageviews"] == 0
-    async with open_client(collector.create_app(collector.Config(db=str(db_path), timezone="Asia/Kolkata"), Clock(NOW))) as c:
+    async with open_client(footfall.app.create_app(collector.Config(db=str(db_path), timezone="Asia/Kolkata"), Clock(NOW))) as c:
         body = await summary(c, website=website, period="yesterday")
     assert body["period"]["start"] == at(13, 18, 30) and body["period"]["end"] == at(14, 18, 30)
     assert totals(body)["visitors"] == 3 and totals(body)["pageviews"] == 6

@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import litestar
+
 import collector
+import footfall.app
+import footfall.auth
+import footfall.cli
 from conftest import T0, Clock, add_website, assert_api_error, open_client, rows
 
 pytestmark = pytest.mark.anyio
@@ -17,12 +22,12 @@ PASSWORD = "correct horse battery"
 
 
 def set_password(db_path: Path, password: str = PASSWORD) -> None:
-    result = CliRunner().invoke(collector.cli, ["password", "--stdin", "--db", str(db_path)], input=password + "\n")
+    result = CliRunner().invoke(footfall.cli.cli, ["password", "--stdin", "--db", str(db_path)], input=password + "\n")
     assert result.exit_code == 0, result.output
 
 
-def app(db_path: Path, clock: Clock | None = None, **settings: object) -> collector.Litestar:
-    return collector.create_app(collector.Config(db=str(db_path), **settings), clock or Clock())  # type: ignore[arg-type]
+def app(db_path: Path, clock: Clock | None = None, **settings: object) -> litestar.Litestar:
+    return footfall.app.create_app(collector.Config(db=str(db_path), **settings), clock or Clock())  # type: ignore[arg-type]
 
 
 async def login(client: collector.Any, password: str = PASSWORD, **headers: str) -> collector.Any:
@@ -35,13 +40,13 @@ def test_password_is_stored_as_a_salted_scrypt_hash(db_path: Path, website: str)
     set_password(db_path)
     (stored,) = rows(db_path, "SELECT value FROM setting WHERE name = 'password_hash'")[0]
     assert stored.startswith("scrypt$16384$8$1$") and PASSWORD not in stored
-    assert collector.verify_password(PASSWORD, stored) and not collector.verify_password(PASSWORD + "x", stored)
-    assert collector.hash_password(PASSWORD) != collector.hash_password(PASSWORD)
-    assert not collector.verify_password(PASSWORD, "scrypt$garbage")
-    short = CliRunner().invoke(collector.cli, ["password", "--stdin", "--db", str(db_path)], input="short\n")
+    assert footfall.auth.verify_password(PASSWORD, stored) and not footfall.auth.verify_password(PASSWORD + "x", stored)
+    assert footfall.auth.hash_password(PASSWORD) != footfall.auth.hash_password(PASSWORD)
+    assert not footfall.auth.verify_password(PASSWORD, "scrypt$garbage")
+    short = CliRunner().invoke(footfall.cli.cli, ["password", "--stdin", "--db", str(db_path)], input="short\n")
     assert short.exit_code == 1 and "at least 10 characters" in short.output
-    printed = CliRunner().invoke(collector.cli, ["password", "--stdin", "--print-hash", "--db", str(db_path)], input=PASSWORD + "\n")
-    assert collector.verify_password(PASSWORD, printed.output.strip())
+    printed = CliRunner().invoke(footfall.cli.cli, ["password", "--stdin", "--print-hash", "--db", str(db_path)], input=PASSWORD + "\n")
+    assert footfall.auth.verify_password(PASSWORD, printed.output.strip())
     with pytest.raises(collector.ConfigError, match="password_hash"):
         collector.load_config({"password_hash": "plain-text"}, {})
 
@@ -80,7 +85,7 @@ async def test_login_sets_a_strict_httponly_cookie(db_path: Path, website: str) 
         response = await login(client)
         assert response.status_code == 303 and response.headers["location"] == "/?period=7d"
         cookie = response.headers["set-cookie"]
-        assert cookie.startswith(collector.SESSION_COOKIE + "=")
+        assert cookie.startswith(footfall.auth.SESSION_COOKIE + "=")
         for attribute in ("HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=2592000"):
             assert attribute.lower() in cookie.lower(), cookie
         assert "secure" not in cookie.lower()  # plain http here; over https (or a proxy saying so) it is Secure
@@ -100,17 +105,17 @@ async def test_wrong_password_forged_cookie_and_old_cookies_get_nothing(db_path:
     async with open_client(app(db_path, clock), peer="198.51.100.7") as client:
         wrong = await login(client, "not the password")
         assert wrong.status_code == 403 and "Wrong password" in wrong.text and "set-cookie" not in wrong.headers
-        client.cookies.set(collector.SESSION_COOKIE, f"{int(T0) + 999999}.{'0' * 64}")
+        client.cookies.set(footfall.auth.SESSION_COOKIE, f"{int(T0) + 999999}.{'0' * 64}")
         assert (await client.get("/")).status_code == 303
-        good = (await login(client)).cookies[collector.SESSION_COOKIE]
-        client.cookies.set(collector.SESSION_COOKIE, good)
+        good = (await login(client)).cookies[footfall.auth.SESSION_COOKIE]
+        client.cookies.set(footfall.auth.SESSION_COOKIE, good)
         assert (await client.get("/")).status_code == 200
-        clock.advance(collector.SESSION_MAX_AGE_SECONDS + 1)
+        clock.advance(footfall.auth.SESSION_MAX_AGE_SECONDS + 1)
         assert (await client.get("/")).status_code == 303
         clock.now = T0
         assert (await client.get("/")).status_code == 200
         set_password(db_path, "another long password")
-        await client.app.state.runtime.load_password()
+        await client.app.state.auth.load(client.app.state.collection.read_setting)
         assert (await client.get("/")).status_code == 303
 
 
@@ -118,7 +123,7 @@ async def test_login_attempts_are_rate_limited(db_path: Path, website: str) -> N
     """Five wrong guesses, then 429 with Retry-After, even for the right password; other clients are unaffected."""
     set_password(db_path)
     async with open_client(app(db_path), peer="198.51.100.7") as client:
-        for _ in range(collector.LOGIN_BURST):
+        for _ in range(footfall.auth.LOGIN_BURST):
             assert (await login(client, "guess guess guess")).status_code == 403
         blocked = await login(client)
         assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
@@ -155,11 +160,11 @@ async def test_share_link_shows_one_site_only(db_path: Path, website: str) -> No
     """`footfall site share` prints a link that shows its own site without login, and never another; --revoke ends it."""
     other = add_website(db_path, "other")
     set_password(db_path)
-    result = CliRunner().invoke(collector.cli, ["site", "share", website, "--db", str(db_path), "--base-url", "https://stats.example"])
+    result = CliRunner().invoke(footfall.cli.cli, ["site", "share", website, "--db", str(db_path), "--base-url", "https://stats.example"])
     assert result.exit_code == 0, result.output
     url = result.output.strip()
     token = re.fullmatch(r"https://stats\.example/share/([A-Za-z0-9_-]{43})", url).group(1)  # type: ignore[union-attr]
-    again = CliRunner().invoke(collector.cli, ["site", "share", website, "--db", str(db_path)])
+    again = CliRunner().invoke(footfall.cli.cli, ["site", "share", website, "--db", str(db_path)])
     assert again.output.strip().endswith(token)  # the same link until revoked
     async with open_client(app(db_path), peer="198.51.100.7") as client:
         page = await client.get(f"/share/{token}")
@@ -172,7 +177,7 @@ async def test_share_link_shows_one_site_only(db_path: Path, website: str) -> No
         assert (await client.get("/")).status_code == 303  # the link opens nothing else
         assert (await client.get("/share/" + "x" * 43)).status_code == 404
         assert_api_error(await client.get("/api/summary", params={"share": "nope"}), 404, "not-found")
-    revoked = CliRunner().invoke(collector.cli, ["site", "share", website, "--revoke", "--db", str(db_path)])
+    revoked = CliRunner().invoke(footfall.cli.cli, ["site", "share", website, "--revoke", "--db", str(db_path)])
     assert revoked.exit_code == 0 and "revoked" in revoked.output
     async with open_client(app(db_path), peer="198.51.100.7") as client:
         assert (await client.get(f"/share/{token}")).status_code == 404
@@ -196,7 +201,7 @@ async def test_security_headers_on_every_page(db_path: Path, website: str) -> No
 
 async def test_password_hash_setting_overrides_the_database(db_path: Path, website: str) -> None:
     """FOOTFALL_PASSWORD_HASH (--password-hash) is the password when given."""
-    hashed = collector.hash_password("from the environment")
+    hashed = footfall.auth.hash_password("from the environment")
     async with open_client(app(db_path, password_hash=hashed), peer="198.51.100.7") as client:
         assert (await login(client, "from the environment")).status_code == 303
         assert (await login(client, PASSWORD)).status_code == 403

@@ -13,6 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 import collector
+import footfall.upkeep
+import footfall.cli
 from conftest import CHROME, FIREFOX, LiveServer, rows
 
 pytestmark = pytest.mark.slow
@@ -70,9 +72,9 @@ def test_log_in_switch_period_filter_and_screenshot(browser: Any, server: LiveSe
     send(server, website, [("203.0.113.1", FIREFOX, "DE", ["/", "/pricing", "/docs"]),
                            ("203.0.113.2", CHROME, "DE", ["/"]),
                            ("198.51.100.3", CHROME, "US", ["/", "/blog"])])  # fmt: skip
-    result = CliRunner().invoke(collector.cli, ["password", "--stdin", "--db", str(db_path)], input=PASSWORD + "\n")
+    result = CliRunner().invoke(footfall.cli.cli, ["password", "--stdin", "--db", str(db_path)], input=PASSWORD + "\n")
     assert result.exit_code == 0, result.output
-    time.sleep(collector.MAINTENANCE_SECONDS + 0.5)  # the server reloads the password in its upkeep round
+    time.sleep(footfall.upkeep.TICK_SECONDS + 0.5)  # the server reloads the password in its upkeep round
 
     context = browser.new_context(viewport={"width": 1280, "height": 1800})
     page = context.new_page()
@@ -154,7 +156,7 @@ def test_hostile_data_is_shown_as_text(browser: Any, server: LiveServer, db_path
                                                   "screen": "<i>x</i>", "hostname": "site.example", **extra}}  # fmt: skip
                 response = http.post("/api/send", json=body, headers={"user-agent": FIREFOX, "x-forwarded-for": f"203.0.113.{i + 1}"})
                 assert response.status_code == 200, response.text
-    share = CliRunner().invoke(collector.cli, ["site", "share", website, "--db", str(db_path), "--base-url", server.url])
+    share = CliRunner().invoke(footfall.cli.cli, ["site", "share", website, "--db", str(db_path), "--base-url", server.url])
     page = browser.new_context().new_page()
     seen = watch(page)
     for url in (server.url + "/?period=24h", share.output.strip() + "?period=24h"):  # loopback, no password yet; the share page

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import collector
+import footfall.app
 from conftest import FIREFOX, AppClient, Clock, assert_api_error, hit, open_client, rows
 
 pytestmark = pytest.mark.anyio
@@ -21,9 +22,9 @@ async def post(client: AppClient, website: str, path: str = "/", agent: str = FI
 
 async def test_concurrent_events_are_all_stored(db_path: Path, clock: Clock, website: str) -> None:
     """1,000 concurrent events: every one is acknowledged, and after shutdown exactly 1,000 rows are there."""
-    async with open_client(collector.create_app(collector.Config(db=str(db_path)), clock)) as client:
+    async with open_client(footfall.app.create_app(collector.Config(db=str(db_path)), clock)) as client:
         responses = await asyncio.gather(*(post(client, website, f"/p{i}", f"{FIREFOX} n/{i}") for i in range(1000)))
-        commits = client.app.state.runtime.writer.commits
+        commits = client.app.state.collection.writer.commits
     assert [r.status_code for r in responses] == [200] * 1000
     assert rows(db_path, "SELECT count(*), count(DISTINCT url_path), count(DISTINCT session_key) FROM website_event") == [
         (1000, 1000, 1000)]
@@ -45,8 +46,8 @@ def write_lock(db_path: Path):  # type: ignore[no-untyped-def]
 async def test_full_queue_answers_503_and_loses_nothing(db_path: Path, clock: Clock, website: str) -> None:
     """With the writer stuck behind a lock, requests beyond write_queue_max get 503 + Retry-After; the queued ones land."""
     config = collector.Config(db=str(db_path), batch_max_items=1, write_queue_max=2, busy_timeout_ms=20000)
-    async with open_client(collector.create_app(config, clock)) as client:
-        writer = client.app.state.runtime.writer
+    async with open_client(footfall.app.create_app(config, clock)) as client:
+        writer = client.app.state.collection.writer
         with write_lock(db_path):
             waiting = [asyncio.create_task(post(client, website, f"/q{i}")) for i in range(2)]
             while writer.pending < 2:
@@ -62,7 +63,7 @@ async def test_full_queue_answers_503_and_loses_nothing(db_path: Path, clock: Cl
 async def test_locked_database_answers_503_then_recovers(db_path: Path, clock: Clock, website: str) -> None:
     """A lock held past the busy timeout and retries gives 503; once released footfall writes again by itself."""
     config = collector.Config(db=str(db_path), busy_timeout_ms=50)
-    async with open_client(collector.create_app(config, clock)) as client:
+    async with open_client(footfall.app.create_app(config, clock)) as client:
         with write_lock(db_path):
             assert_api_error(await post(client, website, "/locked"), 503, "service-unavailable", "cannot be written")
         assert (await post(client, website, "/free")).status_code == 200
@@ -71,14 +72,13 @@ async def test_locked_database_answers_503_then_recovers(db_path: Path, clock: C
 
 async def test_full_disk_answers_503_then_recovers(db_path: Path, clock: Clock, website: str) -> None:
     """'database or disk is full' (PRAGMA max_page_count) gives 503; when space returns, writes resume."""
-    async with open_client(collector.create_app(collector.Config(db=str(db_path)), clock)) as client:
-        writer = client.app.state.runtime.writer
+    async with open_client(footfall.app.create_app(collector.Config(db=str(db_path)), clock)) as client:
+        writer = client.app.state.collection.writer
         assert (await post(client, website, "/before")).status_code == 200
 
-        async def cap(conn):  # type: ignore[no-untyped-def]
-            async with conn.execute("PRAGMA page_count") as cur:
-                (pages,) = await cur.fetchone()
-            await conn.execute(f"PRAGMA max_page_count = {pages}")
+        def cap(conn: sqlite3.Connection) -> None:
+            (pages,) = conn.execute("PRAGMA page_count").fetchone()
+            conn.execute(f"PRAGMA max_page_count = {pages}")
 
         await writer.call(cap)
         filler = "/" + "f" * 400
@@ -90,8 +90,8 @@ async def test_full_disk_answers_503_then_recovers(db_path: Path, clock: Clock, 
         assert_api_error(answers[-1], 503, "service-unavailable", "full")
         stored_while_full = len(answers) - 1
 
-        async def uncap(conn):  # type: ignore[no-untyped-def]
-            await conn.execute("PRAGMA max_page_count = 1073741823")
+        def uncap(conn: sqlite3.Connection) -> None:
+            conn.execute("PRAGMA max_page_count = 1073741823")
 
         await writer.call(uncap)
         assert (await post(client, website, "/after")).status_code == 200
@@ -105,7 +105,7 @@ async def test_a_row_that_cannot_commit_fails_only_its_own_request(db_path: Path
     with contextlib.closing(collector.connect(str(db_path))) as conn:
         conn.execute("CREATE TRIGGER poison BEFORE INSERT ON website_event WHEN NEW.url_path = '/poison' "
                      "BEGIN SELECT RAISE(ABORT, 'poisoned row'); END")  # fmt: skip
-    async with open_client(collector.create_app(collector.Config(db=str(db_path)), clock)) as client:
+    async with open_client(footfall.app.create_app(collector.Config(db=str(db_path)), clock)) as client:
         paths = ["/good-1", "/poison", "/good-2", "/good-3"]
         answers = await asyncio.gather(*(post(client, website, p, f"{FIREFOX} c/{i}") for i, p in enumerate(paths)))
     assert [r.status_code for r in answers] == [200, 500, 200, 200]
@@ -127,11 +127,11 @@ async def test_closed_writer_refuses_with_503(db_path: Path, website: str) -> No
 
 async def test_read_only_database_answers_503_then_recovers(db_path: Path, clock: Clock, website: str) -> None:
     """'attempt to write a readonly database' gives 503 with Retry-After; once writable again, writes resume."""
-    async with open_client(collector.create_app(collector.Config(db=str(db_path)), clock)) as client:
-        writer = client.app.state.runtime.writer
+    async with open_client(footfall.app.create_app(collector.Config(db=str(db_path)), clock)) as client:
+        writer = client.app.state.collection.writer
 
-        async def read_only(conn, on):  # type: ignore[no-untyped-def]
-            await conn.execute(f"PRAGMA query_only = {int(on)}")
+        def read_only(conn: sqlite3.Connection, on: bool) -> None:
+            conn.execute(f"PRAGMA query_only = {int(on)}")
 
         await writer.call(lambda conn: read_only(conn, True))
         refused = await post(client, website, "/while-read-only")

@@ -1,0 +1,7 @@
+"""``python -m footfall``: the same as the ``footfall`` command."""
+
+import sys
+
+from footfall.cli import main
+
+sys.exit(main())

@@ -1,0 +1,153 @@
+"""auth."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import secrets
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
+
+from litestar import Request
+
+from collector import CLIENT_IP_HEADERS, DAY_SECONDS, RateLimiter, normalize_ip, parse_password_hash
+
+# The page is private by default. With no password set it answers only browsers on this machine (loopback peer, no
+# forwarding header: a reverse proxy on the same host always adds one). A password is stored as a salted scrypt hash; a
+# login sets a signed, HttpOnly, SameSite=Strict cookie that expires after 30 days and dies with a password change. Login
+# and logout refuse cross-site requests (Sec-Fetch-Site, else Origin), and login attempts are rate-limited per client.
+
+#: scrypt cost: ~50 ms and 16 MiB per check. Stored with each hash, so it can be raised without breaking old ones.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+
+
+
+#: Shortest password `footfall password` accepts.
+MIN_PASSWORD_CHARS = 10
+
+
+
+#: Name and lifetime of the login cookie (seconds).
+SESSION_COOKIE = "footfall_session"
+
+
+
+SESSION_MAX_AGE_SECONDS = 30 * DAY_SECONDS
+
+
+
+#: Login attempts per client: a burst of this many, then one more every LOGIN_REFILL_SECONDS.
+LOGIN_BURST = 5
+
+
+
+LOGIN_REFILL_SECONDS = 12
+
+
+
+#: Headers a reverse proxy adds: with any of them a loopback peer is not the local user.
+_PROXY_HEADERS = (*CLIENT_IP_HEADERS, "x-forwarded-host", "x-forwarded-proto", "via")
+
+
+
+def hash_password(password: str) -> str:
+    """A salted scrypt hash of ``password``, as 'scrypt$N$r$p$salt$hash' (base64)."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, maxmem=64 << 20, dklen=32)
+    encode = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${encode(salt)}${encode(digest)}"
+
+
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """Whether ``password`` matches the hash (constant-time comparison)."""
+    try:
+        n, r, p, salt, digest = parse_password_hash(stored)
+    except (ValueError, TypeError):
+        return False
+    candidate = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=256 << 20, dklen=len(digest))
+    return hmac.compare_digest(candidate, digest)
+
+
+
+def issue_session_cookie(key: bytes, password_hash: str, now: float) -> str:
+    """A login cookie value: its expiry and an HMAC over it and the current password hash."""
+    expires = int(now) + SESSION_MAX_AGE_SECONDS
+    mac = hmac.new(key, f"{expires}|{password_hash}".encode(), hashlib.sha256).hexdigest()
+    return f"{expires}.{mac}"
+
+
+
+def read_session_cookie(value: str | None, key: bytes, password_hash: str, now: float) -> bool:
+    """Whether a login cookie is genuine, unexpired and made under the current password."""
+    if not value or not password_hash:
+        return False
+    expires, _, mac = value.partition(".")
+    if not expires.isdigit() or int(expires) < now:
+        return False
+    wanted = hmac.new(key, f"{expires}|{password_hash}".encode(), hashlib.sha256).hexdigest()
+    return hmac.compare_digest(mac, wanted)
+
+
+
+def is_local_browser(request: Request) -> bool:
+    """A request from this very machine, not relayed by a proxy (the only ones served before a password is set)."""
+    client = request.scope.get("client")
+    address = normalize_ip(client[0] if client else None)
+    return address is not None and address.is_loopback and not any(h in request.headers for h in _PROXY_HEADERS)
+
+
+
+def is_same_origin(request: Request) -> bool:
+    """Whether a form post comes from footfall's own pages (Fetch Metadata, else the Origin header)."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True  # not a browser (curl, scripts); browser sessions are protected by SameSite=Strict anyway
+    return origin != "null" and urlsplit(origin).netloc == request.headers.get("host", "")
+
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after logging in: a path on this server only (no //host or scheme tricks)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target or any(c < " " for c in target):
+        return "/"
+    return target
+
+
+
+def new_share_token() -> str:
+    """An unguessable share-link token (256 random bits)."""
+    return secrets.token_urlsafe(32)
+
+
+
+class PageAuth:
+    """Who may read the page: the password hash in force, the cookie key, and the login limiter."""
+
+    def __init__(self, configured_hash: str) -> None:
+        #: --password-hash / FOOTFALL_PASSWORD_HASH; when set it overrides the hash `footfall password` stores.
+        self.configured_hash = configured_hash
+        self.password_hash = configured_hash
+        self.cookie_key = b""
+        self.login_limiter = RateLimiter(1 / LOGIN_REFILL_SECONDS, LOGIN_BURST)
+        self._checks = asyncio.Semaphore(2)  # scrypt costs 16 MiB and ~50 ms: never many at once
+
+    def start(self, install_secret: str) -> None:
+        """Derive the cookie key from the install secret."""
+        self.cookie_key = hmac.new(bytes.fromhex(install_secret), b"footfall summary session", hashlib.sha256).digest()
+
+    async def load(self, read_setting: Callable[[str], Awaitable[str | None]]) -> None:
+        """Pick up the stored hash (``footfall password`` may run while we serve), unless one is configured."""
+        if not self.configured_hash:
+            self.password_hash = await read_setting("password_hash") or ""
+
+    async def check_password(self, password: str) -> bool:
+        """Whether ``password`` is the page's (scrypt in a worker thread, two checks at most at a time)."""
+        async with self._checks:
+            return await asyncio.to_thread(verify_password, password, self.password_hash)

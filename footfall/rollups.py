@@ -1,0 +1,690 @@
+"""rollups."""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import math
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import msgspec
+
+from collector import DAY_SECONDS, EVENT_CUSTOM, EVENT_PAGEVIEW, EVENT_PERFORMANCE, HOUR_SECONDS, load_zone
+
+# The summary page reads hourly rollups (schema.sql: rollup, rollup_visitors, rollup_vitals). They are recomputed, never
+# incremented: every refresh takes the hours touched by events written since the last one (a watermark on event_key), deletes
+# those hours' rows and recomputes them from website_event. So a rollup hour is always exactly what its events say, whatever
+# order events arrived in, and the same code rebuilds everything (watermark 0), serves a filtered page (the same counts for a
+# subset of visits) and repairs the hours a prune or `forget` changed.
+#
+# A refresh reads in one snapshot, computes in Python, then writes in a short transaction that first checks that nobody
+# deleted events meanwhile (prune, retention and forget bump 'rollup_epoch'); if somebody did, it starts over.
+
+#: Rollup granularity, in seconds. Day boundaries of every time zone in use today are whole hours apart from UTC's, or
+#: half or three-quarter hours, which the alignment ('rollup_shift') takes care of.
+ROLLUP_BUCKET_SECONDS = HOUR_SECONDS
+
+
+
+#: The server refreshes rollups this often, in seconds, or less often if a refresh takes over 5% of that (and always right
+#: before it renders a summary).
+ROLLUP_REFRESH_SECONDS = 10.0
+
+
+
+#: Above this many events a second written, background refreshes wait for a quieter moment.
+ROLLUP_BUSY_EVENTS_PER_SECOND = 200
+
+
+
+#: Events one refresh round reads at most; a rebuild of a big database goes round by round (memory stays bounded).
+ROLLUP_ROUND_EVENTS = 250_000
+
+
+
+#: Visit attributes the summary lists (visits per value).
+VISIT_DIMENSIONS = ("entry", "exit", "referrer", "utm_source", "utm_medium", "utm_campaign",
+                    "country", "browser", "os", "device", "language", "screen")  # fmt: skip
+
+
+
+#: Visit attributes that are the session's: a filter on them is decided by a visit's first event.
+SESSION_FILTERS = ("country", "browser", "os", "device", "language", "screen")
+
+
+
+#: Web vitals, in the order of website_event's columns.
+VITALS = ("lcp", "inp", "cls", "fcp", "ttfb")
+
+
+
+#: Every metric of the rollup table (their rows are deleted together when an hour is recomputed).
+ROLLUP_METRICS = ("pageviews", "events", "visits", "bounces", "duration", "page", "event", "event_key", "reports",
+                  *VISIT_DIMENSIONS)  # fmt: skip
+
+
+
+def bucket_of(at: int, shift: int) -> int:
+    """Start of the rollup hour holding Unix time ``at``; hours start ``shift`` seconds after UTC's."""
+    return at - (at - shift) % ROLLUP_BUCKET_SECONDS
+
+
+
+#: The hourly rollup tables and their daily sums.
+ROLLUP_TABLES = ("rollup", "rollup_visitors", "rollup_vitals", "rollup_daily", "rollup_daily_visitors", "rollup_daily_vitals")
+
+
+
+def day_of(at: int, zone: dt.tzinfo) -> int:
+    """The local midnight (Unix seconds) starting the day of ``zone`` that holds Unix time ``at``."""
+    return day_start(dt.datetime.fromtimestamp(at, zone).date(), zone)
+
+
+
+def next_day(day: int, zone: dt.tzinfo) -> int:
+    """The local midnight after the one at ``day`` (days are 23 to 25 hours long where clocks change)."""
+    return day_start(dt.datetime.fromtimestamp(day, zone).date() + dt.timedelta(days=1), zone)
+
+
+
+def day_start(day: dt.date, zone: dt.tzinfo) -> int:
+    return int(dt.datetime.combine(day, dt.time(0), tzinfo=zone).timestamp())
+
+
+
+def bucket_shift(zone: dt.tzinfo, at: float) -> int:
+    """The alignment of ``zone``'s hours to UTC's at time ``at``, in seconds (0, 1800 or 2700 for today's zones)."""
+    offset = dt.datetime.fromtimestamp(at, dt.timezone.utc).astimezone(zone).utcoffset() or dt.timedelta(0)
+    return int(offset.total_seconds()) % ROLLUP_BUCKET_SECONDS
+
+
+
+def vital_bin(value: float) -> float:
+    """``value`` rounded to two significant figures: the resolution of the web-vitals histograms."""
+    if value <= 0:
+        return 0.0
+    return round(value, 1 - math.floor(math.log10(value)))
+
+
+
+class EventFact(NamedTuple):
+    """The columns of one event the rollups need."""
+
+    event_key: int
+    visit_key: int
+    website_key: int
+    session_key: int
+    created_at: int
+    event_type: int
+    event_name: str | None
+    url_path: str
+    referrer_domain: str | None
+    self_referral: int
+    utm_source: str | None
+    utm_medium: str | None
+    utm_campaign: str | None
+    duration: int | None
+    lcp: float | None
+    inp: float | None
+    cls: float | None
+    fcp: float | None
+    ttfb: float | None
+
+
+
+_FACT_COLUMNS = ", ".join(f"e.{name}" for name in EventFact._fields)
+
+
+
+_FACT_ORDER = " ORDER BY e.visit_key, e.created_at, e.event_key"
+
+
+
+class VisitFact(NamedTuple):
+    """One visit as the summary counts it (see schema.sql, "Summary page")."""
+
+    visit_key: int
+    website_key: int
+    session_key: int
+    started_at: int
+    pageviews: int
+    custom_events: int
+    duration_s: int
+    entry: str | None
+    exit: str | None
+    referrer: str | None
+    utm_source: str | None
+    utm_medium: str | None
+    utm_campaign: str | None
+    country: str | None
+    browser: str | None
+    os: str | None
+    device: str | None
+    language: str | None
+    screen: str | None
+
+
+
+_FIRST_DIMENSION = VisitFact._fields.index(VISIT_DIMENSIONS[0])
+
+
+
+assert VisitFact._fields[_FIRST_DIMENSION:] == VISIT_DIMENSIONS
+
+
+
+class VisitBuilder:
+    """Summarises one visit from its events, fed in time order (created_at, then event_key), without keeping them."""
+
+    __slots__ = ("first", "attributes", "landing", "last_page", "last_at", "pageviews", "custom_events", "reported_ms",
+                 "page", "event", "saw_page", "saw_event")  # fmt: skip
+
+    def __init__(self, first: EventFact, attributes: Sequence[str | None], page: str | None = None,
+                 event: str | None = None) -> None:  # fmt: skip
+        self.first, self.attributes = first, attributes
+        self.landing: EventFact | None = None  # the first pageview
+        self.last_page: str | None = None
+        self.last_at = first.created_at
+        self.pageviews = self.custom_events = self.reported_ms = 0
+        self.page, self.event = page, event  # filter values to look out for
+        self.saw_page = self.saw_event = False
+
+    def add(self, e: EventFact) -> None:
+        self.last_at = e.created_at
+        self.reported_ms += e.duration or 0
+        if e.event_type == EVENT_PAGEVIEW:
+            self.pageviews += 1
+            if self.landing is None:
+                self.landing = e
+            self.last_page = e.url_path
+            self.saw_page = self.saw_page or e.url_path == self.page
+        elif e.event_type == EVENT_CUSTOM:
+            self.custom_events += 1
+            self.saw_event = self.saw_event or (e.event_name or "") == self.event
+
+    def fact(self) -> VisitFact:
+        first, landing = self.first, self.landing or self.first
+        return VisitFact(
+            first.visit_key, first.website_key, first.session_key, first.created_at, self.pageviews, self.custom_events,
+            max(self.last_at - first.created_at, self.reported_ms // 1000),
+            self.landing.url_path if self.landing else None, self.last_page,
+            landing.referrer_domain if landing.referrer_domain and not landing.self_referral else None,
+            landing.utm_source, landing.utm_medium, landing.utm_campaign, *self.attributes,
+        )  # fmt: skip
+
+
+
+class Rollups:
+    """Rollup rows being computed for a set of hours: what the three rollup tables will hold for them."""
+
+    def __init__(self, shift: int) -> None:
+        self.shift = shift
+        self.counts: collections.Counter[tuple[int, str, int, str]] = collections.Counter()
+        self.visitors: collections.Counter[tuple[int, int, int]] = collections.Counter()
+        self.vitals: collections.Counter[tuple[int, int, str, str, float]] = collections.Counter()
+
+    def add_event(self, e: EventFact) -> None:
+        """Count one event in its hour: pageviews and pages, custom events, web vitals."""
+        hour = bucket_of(e.created_at, self.shift)
+        counts = self.counts
+        if e.event_type == EVENT_PAGEVIEW:
+            counts[(e.website_key, "pageviews", hour, "")] += 1
+            counts[(e.website_key, "page", hour, e.url_path)] += 1
+        elif e.event_type == EVENT_CUSTOM:
+            counts[(e.website_key, "events", hour, "")] += 1
+            counts[(e.website_key, "event", hour, e.event_name or "")] += 1
+        elif e.event_type == EVENT_PERFORMANCE:
+            counts[(e.website_key, "reports", hour, e.url_path)] += 1
+            for name, value in zip(VITALS, e[-5:]):
+                if value is not None:
+                    self.vitals[(e.website_key, hour, name, e.url_path, vital_bin(value))] += 1
+
+    def add_event_key(self, website_key: int, created_at: int, event_name: str | None, data_key: str) -> None:
+        """Count one data key of a custom event."""
+        value = msgspec.json.encode([event_name or "", data_key]).decode()
+        self.counts[(website_key, "event_key", bucket_of(created_at, self.shift), value)] += 1
+
+    def add_visit(self, visit: VisitFact) -> None:
+        """Count one visit in the hour it started: totals, bounce, duration and its attributes."""
+        hour = bucket_of(visit.started_at, self.shift)
+        key = visit.website_key
+        counts = self.counts
+        counts[(key, "visits", hour, "")] += 1
+        counts[(key, "bounces", hour, "")] += visit.pageviews == 1 and visit.custom_events == 0
+        counts[(key, "duration", hour, "")] += visit.duration_s
+        for name, value in zip(VISIT_DIMENSIONS, visit[_FIRST_DIMENSION:]):
+            if value:
+                counts[(key, name, hour, value)] += 1
+
+    def add_visitor(self, website_key: int, started_at: int, previous: int | None) -> None:
+        """Count a visit in rollup_visitors: by its hour and the hour of the session's previous visit (None: none)."""
+        since = 0 if previous is None else bucket_of(previous, self.shift)
+        self.visitors[(website_key, bucket_of(started_at, self.shift), since)] += 1
+
+    def rows(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """Rows for rollup, rollup_visitors and rollup_vitals (zero counts left out)."""
+        return ([(*k, n) for k, n in self.counts.items() if n], [(*k, n) for k, n in self.visitors.items()],
+                [(*k, n) for k, n in self.vitals.items()])  # fmt: skip
+
+
+
+def _hour_runs(hours: Iterable[int]) -> list[tuple[int, int]]:
+    """Contiguous runs of rollup hours as [start, end) time ranges."""
+    runs: list[list[int]] = []
+    for hour in sorted(hours):
+        if runs and runs[-1][1] == hour:
+            runs[-1][1] = hour + ROLLUP_BUCKET_SECONDS
+        else:
+            runs.append([hour, hour + ROLLUP_BUCKET_SECONDS])
+    return [(a, b) for a, b in runs]
+
+
+
+#: Scratch tables of one aggregation (temporary: this connection's own, gone with it).
+AGGREGATION_TABLES = (
+    "CREATE TEMP TABLE IF NOT EXISTS agg_candidate (visit_key INTEGER PRIMARY KEY)",
+    "CREATE TEMP TABLE IF NOT EXISTS agg_visit (visit_key INTEGER PRIMARY KEY, website_key INTEGER, session_key INTEGER, "
+    "started_at INTEGER, counted INTEGER)",
+    "CREATE TEMP TABLE IF NOT EXISTS agg_session_visit (visit_key INTEGER PRIMARY KEY, session_key INTEGER, started_at INTEGER)",
+)
+
+
+
+#: Every event of the candidate visits with its session's attributes, visit by visit (the visit_key index gives the order).
+_CANDIDATE_EVENTS = (f"SELECT {_FACT_COLUMNS}, s.country, s.browser, s.os, s.device, s.language, s.screen "
+                     f"FROM temp.agg_candidate c CROSS JOIN website_event e ON e.visit_key = c.visit_key "
+                     f"CROSS JOIN session s ON s.session_key = e.session_key ORDER BY c.visit_key, e.created_at, e.event_key")  # fmt: skip
+
+
+
+# (CROSS JOIN fixes the join order: SQLite knows nothing of the temporary table's size and would rather scan every event.)
+_FACT_WIDTH = len(EventFact._fields)
+
+
+
+def _visit_matches(fact: VisitFact, visit: VisitBuilder, filters: Mapping[str, str]) -> bool:
+    for name, wanted in filters.items():
+        if name == "page":
+            if not visit.saw_page:
+                return False
+        elif name == "event":
+            if not visit.saw_event:
+                return False
+        elif getattr(fact, name) != wanted:
+            return False
+    return True
+
+
+
+def aggregate_visits(conn: sqlite3.Connection, shift: int, counts: Callable[[int, int], bool], filters: Mapping[str, str],
+                     since_among_all: bool, covered: Callable[[int, int], bool] | None = None,
+                     ) -> tuple[Rollups, dict[int, set[int]]]:  # fmt: skip
+    """Rollup rows from the visits in temp.agg_candidate (streamed: memory holds counts, not events).
+
+    ``counts(website_key, t)`` says whether an event or a visit start at time t is counted. With ``filters``, only visits
+    matching all of them count. A visit's previous visit (for the visitor count) is the session's previous visit of all
+    (``since_among_all``: the rollups) or of the matching ones (a filtered page). Returns the rows and the hours outside
+    ``covered`` (default: the counted ones) whose visitor count depends on the counted visits (see collect_rollups).
+    """
+    covered = covered or counts
+    out = Rollups(shift)
+    conn.execute("DELETE FROM temp.agg_visit")
+    pending: list[tuple[int, int, int, int, int]] = []
+    decided_early = not (set(filters) - set(SESSION_FILTERS))  # session attributes are known from a visit's first row
+    page, event = filters.get("page"), filters.get("event")
+    builder: VisitBuilder | None = None
+    held: list[EventFact] = []  # counted events of the current visit, while its match is undecided
+
+    def finish(visit: VisitBuilder) -> None:
+        fact = visit.fact()
+        if filters and not decided_early:
+            if not _visit_matches(fact, visit, filters):
+                held.clear()
+                return
+            for e in held:
+                out.add_event(e)
+            held.clear()
+        counted = counts(fact.website_key, fact.started_at)
+        if counted:
+            out.add_visit(fact)
+        pending.append((fact.visit_key, fact.website_key, fact.session_key, fact.started_at, counted))
+        if len(pending) >= 5000:
+            conn.executemany("INSERT INTO temp.agg_visit VALUES (?,?,?,?,?)", pending)
+            pending.clear()
+
+    skipping = -1  # a visit already known not to match
+    for row in conn.execute(_CANDIDATE_EVENTS):
+        e = EventFact(*row[:_FACT_WIDTH])
+        if e.visit_key == skipping:
+            continue
+        if builder is None or e.visit_key != builder.first.visit_key:
+            if builder is not None:
+                finish(builder)
+            builder = VisitBuilder(e, row[_FACT_WIDTH:], page, event)
+            if filters and decided_early and not _visit_matches(builder.fact(), builder, filters):
+                builder, skipping = None, e.visit_key
+                continue
+        builder.add(e)
+        if counts(e.website_key, e.created_at):
+            if filters and not decided_early:
+                held.append(e)
+            else:
+                out.add_event(e)
+    if builder is not None:
+        finish(builder)
+    conn.executemany("INSERT INTO temp.agg_visit VALUES (?,?,?,?,?)", pending)
+    sql = ("SELECT e.website_key, e.created_at, e.event_name, d.data_key FROM temp.agg_visit a CROSS JOIN website_event e "
+           "ON e.visit_key = a.visit_key CROSS JOIN event_data d ON d.event_key = e.event_key WHERE e.event_type = 2")  # fmt: skip
+    for website_key, created_at, name, data_key in conn.execute(sql):
+        if counts(website_key, created_at):
+            out.add_event_key(website_key, created_at, name, data_key)
+    follow: dict[int, set[int]] = collections.defaultdict(set)
+    if since_among_all:  # every visit of the sessions concerned, with its start (its first event)
+        conn.execute("DELETE FROM temp.agg_session_visit")
+        conn.execute("INSERT INTO temp.agg_session_visit SELECT v.visit_key, v.session_key, (SELECT min(e.created_at) "
+                     "FROM website_event e WHERE e.visit_key = v.visit_key) FROM visit v WHERE v.session_key IN "
+                     "(SELECT session_key FROM temp.agg_visit WHERE counted)")  # fmt: skip
+        source = "temp.agg_session_visit WHERE started_at IS NOT NULL"
+    else:
+        source = "temp.agg_visit"
+    sql = (f"SELECT a.website_key, a.started_at, w.previous, w.next FROM temp.agg_visit a JOIN "
+           f"(SELECT visit_key, lag(started_at) OVER win AS previous, lead(started_at) OVER win AS next FROM {source} "
+           f"WINDOW win AS (PARTITION BY session_key ORDER BY started_at, visit_key)) w USING (visit_key) WHERE a.counted")
+    for website_key, started, previous, following in conn.execute(sql):
+        out.add_visitor(website_key, started, previous)
+        if following is not None and since_among_all and not covered(website_key, following):
+            follow[website_key].add(bucket_of(following, shift))
+    return out, dict(follow)
+
+
+
+def collect_rollups(conn: sqlite3.Connection, dirty: Mapping[int, set[int]], shift: int,
+                    scope: Mapping[int, set[int]] | None = None) -> tuple[Rollups, dict[int, set[int]]]:  # fmt: skip
+    """Compute the rollup rows of the given hours (website_key → hour starts) from the events.
+
+    Also returns hours outside ``scope`` (the hours being recomputed anyway; default ``dirty``) whose visitor counts depend
+    on what changed (the next visit of a session whose visit changed); the caller recomputes those too. That only happens
+    when events arrive out of order.
+    """
+    scope = dirty if scope is None else scope
+    for sql in AGGREGATION_TABLES:
+        conn.execute(sql)
+    conn.execute("DELETE FROM temp.agg_candidate")
+    for website_key, hours in dirty.items():
+        for start, end in _hour_runs(hours):
+            conn.execute("INSERT OR IGNORE INTO temp.agg_candidate SELECT visit_key FROM website_event "
+                         "WHERE website_key = ? AND created_at >= ? AND created_at < ?", (website_key, start, end))  # fmt: skip
+    return aggregate_visits(conn, shift, lambda key, at: bucket_of(at, shift) in dirty.get(key, ()), {}, True,
+                            lambda key, at: bucket_of(at, shift) in dirty.get(key, ()) or bucket_of(at, shift) in scope.get(key, ()))
+
+
+
+def setting_int(conn: sqlite3.Connection, name: str) -> int:
+    row = conn.execute("SELECT value FROM setting WHERE name = ?", (name,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+
+def set_setting(conn: sqlite3.Connection, name: str, value: object) -> None:
+    conn.execute("INSERT INTO setting (name, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                 "value = excluded.value, updated_at = excluded.updated_at", (name, str(value), int(time.time())))  # fmt: skip
+
+
+
+def store_rollups(conn: sqlite3.Connection, dirty: Mapping[int, set[int]], rollups: Rollups, zone: dt.tzinfo) -> None:
+    """Replace the rollup rows of the given hours, then the daily sums of their days (inside the caller's transaction)."""
+    metrics = ", ".join(f"'{m}'" for m in ROLLUP_METRICS)
+    for website_key, hours in dirty.items():
+        for start, end in _hour_runs(hours):
+            params = (website_key, start, end)
+            conn.execute(f"DELETE FROM rollup WHERE website_key = ? AND metric IN ({metrics}) AND hour >= ? AND hour < ?", params)
+            conn.execute("DELETE FROM rollup_visitors WHERE website_key = ? AND hour >= ? AND hour < ?", params)
+            conn.execute("DELETE FROM rollup_vitals WHERE website_key = ? AND hour >= ? AND hour < ?", params)
+    counts, visitors, vitals = rollups.rows()
+    conn.executemany("INSERT INTO rollup (website_key, metric, hour, value, n) VALUES (?,?,?,?,?)", counts)
+    conn.executemany("INSERT INTO rollup_visitors (website_key, hour, since, n) VALUES (?,?,?,?)", visitors)
+    conn.executemany("INSERT INTO rollup_vitals (website_key, hour, metric, url_path, bin, n) VALUES (?,?,?,?,?,?)", vitals)
+    for website_key, hours in dirty.items():
+        for day in sorted({day_of(hour, zone) for hour in hours}):
+            sum_day(conn, website_key, day, next_day(day, zone))
+
+
+
+def sum_day(conn: sqlite3.Connection, website_key: int, day: int, end: int) -> None:
+    """Recompute one website's daily rollup rows of the day [day, end) from its hourly rows."""
+    metrics = ", ".join(f"'{m}'" for m in ROLLUP_METRICS)
+    conn.execute(f"DELETE FROM rollup_daily WHERE website_key = ? AND metric IN ({metrics}) AND day = ?", (website_key, day))
+    conn.execute("DELETE FROM rollup_daily_visitors WHERE website_key = ? AND day = ?", (website_key, day))
+    conn.execute("DELETE FROM rollup_daily_vitals WHERE website_key = ? AND day = ?", (website_key, day))
+    params = (day, website_key, day, end)
+    conn.execute(f"INSERT INTO rollup_daily (website_key, metric, day, value, n) SELECT website_key, metric, ?, value, sum(n) "
+                 f"FROM rollup WHERE website_key = ? AND metric IN ({metrics}) AND hour >= ? AND hour < ? "
+                 f"GROUP BY metric, value", params)  # fmt: skip
+    conn.execute("INSERT INTO rollup_daily_visitors (website_key, day, since, n) SELECT website_key, ?, since, sum(n) "
+                 "FROM rollup_visitors WHERE website_key = ? AND hour >= ? AND hour < ? GROUP BY since", params)  # fmt: skip
+    conn.execute("INSERT INTO rollup_daily_vitals (website_key, day, metric, url_path, bin, n) SELECT website_key, ?, metric, "
+                 "url_path, bin, sum(n) FROM rollup_vitals WHERE website_key = ? AND hour >= ? AND hour < ? "
+                 "GROUP BY metric, url_path, bin", params)  # fmt: skip
+
+
+
+def _dirty_hours(conn: sqlite3.Connection, after: int, upto: int, shift: int) -> dict[int, set[int]]:
+    """Hours to recompute for events with keys in (after, upto]: theirs, and every hour their visits have events in."""
+    dirty: dict[int, set[int]] = collections.defaultdict(set)
+    sql = ("SELECT DISTINCT x.website_key, x.created_at FROM website_event x WHERE x.visit_key IN "
+           "(SELECT e.visit_key FROM website_event e WHERE e.event_key > ? AND e.event_key <= ?)")  # fmt: skip
+    for website_key, created_at in conn.execute(sql, (after, upto)):
+        dirty[website_key].add(bucket_of(created_at, shift))
+    return dirty
+
+
+
+def recompute_hours(conn: sqlite3.Connection, dirty: Mapping[int, set[int]], shift: int,
+                    scope: Mapping[int, set[int]] | None = None) -> tuple[Rollups, dict[int, set[int]]]:  # fmt: skip
+    """Collect the given hours plus the hours their changes reach outside ``scope`` (see collect_rollups); return them and
+    all the hours collected."""
+    hours = {k: set(v) for k, v in dirty.items()}
+    while True:
+        rollups, follow = collect_rollups(conn, hours, shift, scope)
+        if not follow:
+            return rollups, hours
+        for website_key, more in follow.items():
+            hours.setdefault(website_key, set()).update(more)
+
+
+
+#: Hours recomputed in one read-then-write step of a refresh (bounds its memory: a rebuild goes two days at a time).
+ROLLUP_CHUNK_HOURS = 48
+
+
+
+def _chunks(hours: Mapping[int, set[int]], size: int = ROLLUP_CHUNK_HOURS) -> Iterable[dict[int, set[int]]]:
+    for website_key, found in hours.items():
+        ordered = sorted(found)
+        for at in range(0, len(ordered), size):
+            yield {website_key: set(ordered[at : at + size])}
+
+
+
+def _all_hours(conn: sqlite3.Connection, shift: int) -> dict[int, set[int]]:
+    hours: dict[int, set[int]] = collections.defaultdict(set)
+    sql = "SELECT DISTINCT website_key, created_at - (created_at - ?) % ? FROM website_event"
+    for website_key, hour in conn.execute(sql, (shift, ROLLUP_BUCKET_SECONDS)):
+        hours[website_key].add(hour)
+    return hours
+
+
+
+def _zone_name(zone: dt.tzinfo) -> str:
+    return getattr(zone, "key", None) or str(zone)
+
+
+
+def refresh_rollups(conn: sqlite3.Connection, shift: int, zone: dt.tzinfo = dt.timezone.utc,
+                    round_events: int = ROLLUP_ROUND_EVENTS) -> int:  # fmt: skip
+    """Bring the rollups up to date with website_event; return how many events were new to them.
+
+    Safe beside a running footfall (the writer may commit between steps) and against concurrent deletes (epoch check).
+    If ``shift`` or ``zone`` differ from what the rollups were made with, every rollup is rebuilt.
+    """
+    seen = 0
+    while True:
+        conn.execute("BEGIN")
+        try:
+            if stored_alignment(conn) != (shift, _zone_name(zone)):
+                conn.execute("COMMIT")
+                reset_rollups(conn, shift, zone)
+                continue
+            mark, epoch = setting_int(conn, "rollup_event_key"), setting_int(conn, "rollup_epoch")
+            # The writer never reuses a key at or below the mark (EventWriter.commit_batch), so keys above it are new.
+            top = conn.execute("SELECT ifnull(max(event_key), 0) FROM website_event").fetchone()[0]
+            if top <= mark:
+                conn.execute("COMMIT")
+                return seen
+            upto = top if mark == 0 else min(top, mark + round_events)
+            dirty = _all_hours(conn, shift) if mark == 0 else _dirty_hours(conn, mark, upto, shift)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        if not all(_refresh_chunk(conn, chunk, dirty, shift, zone, mark, epoch) for chunk in _chunks(dirty)):
+            continue  # somebody deleted events or refreshed meanwhile: start over
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if not _rollups_untouched(conn, mark, epoch):
+                conn.execute("ROLLBACK")
+                continue
+            set_setting(conn, "rollup_event_key", upto)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        seen += upto - mark
+
+
+
+def _rollups_untouched(conn: sqlite3.Connection, mark: int, epoch: int) -> bool:
+    """Whether nobody refreshed the rollups or deleted events since a refresh read ``mark`` and ``epoch``."""
+    return setting_int(conn, "rollup_event_key") == mark and setting_int(conn, "rollup_epoch") == epoch
+
+
+
+def _refresh_chunk(conn: sqlite3.Connection, chunk: Mapping[int, set[int]], scope: Mapping[int, set[int]], shift: int,
+                   zone: dt.tzinfo, mark: int, epoch: int) -> bool:  # fmt: skip
+    """Recompute some hours of ``scope`` in one snapshot, then store them unless somebody changed the rollups meanwhile."""
+    conn.execute("BEGIN")
+    try:
+        rollups, hours = recompute_hours(conn, chunk, shift, scope)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if not _rollups_untouched(conn, mark, epoch):
+            conn.execute("ROLLBACK")
+            return False
+        store_rollups(conn, hours, rollups, zone)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return True
+
+
+
+def reset_rollups(conn: sqlite3.Connection, shift: int, zone: dt.tzinfo = dt.timezone.utc) -> None:
+    """Drop every rollup row; the next refresh recomputes them all (hours aligned by ``shift``, days in ``zone``)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for table in ROLLUP_TABLES:
+            conn.execute(f"DELETE FROM {table}")
+        set_setting(conn, "rollup_shift", shift)
+        set_setting(conn, "rollup_zone", _zone_name(zone))
+        set_setting(conn, "rollup_event_key", 0)
+        set_setting(conn, "rollup_epoch", setting_int(conn, "rollup_epoch") + 1)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+
+def stored_alignment(conn: sqlite3.Connection) -> tuple[int, str] | None:
+    """The (shift, zone name) the rollups were made with; None before the first refresh."""
+    found = dict(conn.execute("SELECT name, value FROM setting WHERE name IN ('rollup_shift', 'rollup_zone')").fetchall())
+    if len(found) < 2:
+        return None
+    return int(found["rollup_shift"]), found["rollup_zone"]
+
+
+
+def hours_cut_by_prune(conn: sqlite3.Connection, cutoff: int, website_key: int | None) -> dict[int, set[int]]:
+    """Before deleting events older than ``cutoff``: the hours whose rollups change beyond the ones dropped whole.
+
+    That is the hour holding the cutoff, and the hours of the later events of visits the cutoff splits (visits with an
+    event in the day before it), whose start moves.
+    """
+    alignment = stored_alignment(conn)
+    if alignment is None:
+        return {}
+    shift = alignment[0]
+    sites = [website_key] if website_key is not None else [k for (k,) in conn.execute("SELECT website_key FROM website")]
+    hours: dict[int, set[int]] = {}
+    sql = ("SELECT DISTINCT created_at FROM website_event WHERE website_key = ? AND created_at >= ? AND visit_key IN "
+           "(SELECT visit_key FROM website_event WHERE website_key = ? AND created_at >= ? AND created_at < ?)")  # fmt: skip
+    for key in sites:
+        found = {bucket_of(cutoff, shift)}
+        found.update(bucket_of(at, shift) for (at,) in conn.execute(sql, (key, cutoff, key, cutoff - DAY_SECONDS, cutoff)))
+        hours[key] = found
+    return hours
+
+
+
+def drop_pruned_rollups(conn: sqlite3.Connection, cutoff: int, website_key: int | None, repair: Mapping[int, set[int]]) -> None:
+    """After deleting events older than ``cutoff``: drop the rollup hours and days before it and recompute ``repair``."""
+    alignment = stored_alignment(conn)
+    if alignment is not None:
+        first_hour, first_day = bucket_of(cutoff, alignment[0]), day_of(cutoff, load_zone(alignment[1]))
+        site = "" if website_key is None else " AND website_key = ?"
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for table in ROLLUP_TABLES:
+                column, first = ("day", first_day) if "daily" in table else ("hour", first_hour)
+                conn.execute(f"DELETE FROM {table} WHERE {column} < ?{site}", (first,) if website_key is None else (first, website_key))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    repair_rollups(conn, repair)
+
+
+
+def rollup_epoch_bump() -> tuple[str, tuple[Any, ...]]:
+    """The statement that tells a refresh in flight that events were deleted (run in the deleting transaction)."""
+    return ("INSERT INTO setting (name, value, updated_at) VALUES ('rollup_epoch', '1', 0) ON CONFLICT (name) DO UPDATE "
+            "SET value = CAST(value AS INTEGER) + 1", ())  # fmt: skip
+
+
+
+def repair_rollups(conn: sqlite3.Connection, dirty: Mapping[int, set[int]]) -> None:
+    """Recompute the given hours after events were deleted from them (prune, retention, forget), in one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        alignment = stored_alignment(conn)
+        if alignment is not None:
+            rollups, hours = recompute_hours(conn, dirty, alignment[0])
+            store_rollups(conn, hours, rollups, load_zone(alignment[1]))
+        conn.execute(*rollup_epoch_bump())
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
