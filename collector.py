@@ -38,9 +38,7 @@ from litestar.exceptions import HTTPException
 __version__ = "0.1.0"
 
 
-
 log = logging.getLogger("footfall")
-
 
 
 #: Units of time, in seconds.
@@ -51,190 +49,148 @@ DAY_SECONDS = 24 * HOUR_SECONDS
 MAX_SEND_BODY_BYTES = 64 * 1024
 
 
-
 #: Largest /api/batch body, in bytes.
 MAX_BATCH_BODY_BYTES = 1024 * 1024
-
 
 
 #: Most items in one /api/batch request.
 MAX_BATCH_ITEMS = 500
 
 
-
 # Column limits, mirrored as CHECKs in schema.sql. Longer values are truncated (Umami answers 500 there).
 MAX_URL_CHARS = 500  #: url_path, url_query, referrer_*, page_title
-
 
 
 MAX_EVENT_NAME_CHARS = 50
 
 
-
 MAX_TAG_CHARS = 50
-
 
 
 MAX_HOSTNAME_CHARS = 100
 
 
-
 MAX_LANGUAGE_CHARS = 35
-
 
 
 MAX_SCREEN_CHARS = 11
 
 
-
 MAX_CAMPAIGN_CHARS = 255  #: utm_* and click ids
-
 
 
 MAX_DISTINCT_ID_CHARS = 50
 
 
-
 MAX_AGENT_FIELD_CHARS = 20  #: browser, os, device
-
 
 
 # Bounds on ``data`` (Umami's tracker documents them; Umami's server does not enforce them).
 MAX_DATA_KEYS = 50  #: flattened keys per event or identify
 
 
-
 MAX_DATA_DEPTH = 5  #: nesting levels of objects
-
 
 
 MAX_DATA_STRING_CHARS = 500  #: longer string values are truncated
 
 
-
 MAX_DATA_KEY_CHARS = 500  #: a longer dotted key is refused
-
 
 
 #: A timestamp further than this in the future is refused, in seconds.
 MAX_FUTURE_SECONDS = HOUR_SECONDS
 
 
-
 #: A page's reported visible time (payload.duration, from footfall's tracker) is capped at this, in milliseconds.
 MAX_DURATION_MS = DAY_SECONDS * 1000
-
 
 
 #: Web vitals in milliseconds must lie in [0, MAX_VITAL_MS]; CLS in [0, MAX_CLS] (Umami's bounds).
 MAX_VITAL_MS = 60_000
 
 
-
 MAX_CLS = 100
-
 
 
 #: A previous period's salt is kept this long after its period ends, in seconds, for late batches.
 SALT_GRACE_SECONDS = HOUR_SECONDS
 
 
-
 #: A cache token older than this is stale and ignored, in seconds.
 TOKEN_MAX_AGE_SECONDS = DAY_SECONDS
-
 
 
 #: Parsed user agents kept in memory (a hit costs ~0.1 µs, a miss ~500 µs).
 UA_CACHE_SIZE = 4096
 
 
-
 #: Sessions whose visit state is kept in memory at most; the oldest are forgotten first.
 MAX_TRACKED_SESSIONS = 200_000
-
 
 
 #: Unknown website ids remembered (for a second each) so floods of random ids stay cheap.
 MAX_MISSING_WEBSITES = 10_000
 
 
-
 #: Key lookups (session and visit UUID → integer key) the writer keeps in memory, per table.
 MAX_CACHED_KEYS = 100_000
-
 
 
 #: Events one transaction commits at most (a group commit of 2,000 small rows takes ~20 ms).
 WRITE_BATCH_MAX_EVENTS = 2000
 
 
-
 #: Attempts at one group commit when the database is busy, full or read-only, before its requests get 503.
 WRITE_ATTEMPTS = 3
-
 
 
 #: First back-off between attempts, in seconds; doubles each time.
 WRITE_BACKOFF_SECONDS = 0.1
 
 
-
 #: The writer wakes at least this often to flush bot counts, in seconds.
 WRITER_IDLE_SECONDS = 1.0
-
 
 
 #: Seconds a client is asked to wait (Retry-After) when footfall is overloaded or the database is unavailable.
 RETRY_AFTER_SECONDS = 1
 
 
-
 #: Size the WAL file is truncated back to once checkpointed, in bytes (it grows past it only while a reader holds it).
 WAL_SIZE_LIMIT_BYTES = 32 * 1024 * 1024
-
 
 
 #: Current schema version, kept in ``PRAGMA user_version``.
 SCHEMA_VERSION = 1
 
 
-
 #: UUID namespace of Umami's ``uuid()`` helper (the DNS namespace), so session ids match Umami's formula.
 UMAMI_UUID_NAMESPACE = uuid.NAMESPACE_DNS
-
 
 
 EVENT_PAGEVIEW = 1
 
 
-
 EVENT_CUSTOM = 2
-
 
 
 EVENT_PERFORMANCE = 5
 
 
-
 DATA_STRING = 1
-
 
 
 DATA_NUMBER = 2
 
 
-
 DATA_BOOLEAN = 3
-
 
 
 DATA_DATE = 4
 
 
-
 DATA_ARRAY = 5
-
 
 
 def asset_path(name: str) -> Path:
@@ -246,7 +202,6 @@ def asset_path(name: str) -> Path:
     raise FileNotFoundError(f"footfall's {name} is missing from {here}; reinstall footfall")
 
 
-
 class Setting(NamedTuple):
     """One setting: its name, default and help text. The CLI options and the README table are made from these."""
 
@@ -254,7 +209,6 @@ class Setting(NamedTuple):
     default: Any
     help: str
     choices: tuple[str, ...] = ()
-
 
 
 #: Every setting footfall has. Each is a ``footfall serve --NAME`` option and a ``FOOTFALL_NAME`` environment variable.
@@ -267,29 +221,45 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("batch_max_bytes", MAX_BATCH_BODY_BYTES, "Largest /api/batch body in bytes; a larger one gets 413."),
     Setting("salt_rotation", "month", "How often the random session salt changes.", ("day", "week", "month")),
     Setting("visit_timeout", 30, "Minutes without activity after which a session's next event starts a new visit."),
-    Setting("bot_check", True, "Refuse bot user agents: answer {\"beep\":\"boop\"} and only count them."),
-    Setting("trusted_proxies", "127.0.0.1/32,::1/128",
-            "Peers (comma list of IPs/CIDRs) whose forwarding and CDN location headers are believed."),
-    Setting("client_ip_header", "", "Read the client IP only from this header (as Umami's CLIENT_IP_HEADER); "
-                                    "empty: Umami's list (cf-connecting-ip, x-real-ip, x-forwarded-for, …)."),
+    Setting("bot_check", True, 'Refuse bot user agents: answer {"beep":"boop"} and only count them.'),
+    Setting(
+        "trusted_proxies",
+        "127.0.0.1/32,::1/128",
+        "Peers (comma list of IPs/CIDRs) whose forwarding and CDN location headers are believed.",
+    ),
+    Setting(
+        "client_ip_header",
+        "",
+        "Read the client IP only from this header (as Umami's CLIENT_IP_HEADER); "
+        "empty: Umami's list (cf-connecting-ip, x-real-ip, x-forwarded-for, …).",
+    ),
     Setting("allow_payload_ip", False, "Honour payload.ip from any sender, not only from trusted proxies."),
     Setting("ignore_ip", "", "IPs/CIDRs whose hits get 403 and are not stored (as Umami's IGNORE_IP)."),
     Setting("geoip_db", "", "A MaxMind-format City or Country database (.mmdb) for country, region and city."),
     Setting("embedded_geo", True, "Locate countries with the data shipped in the package (no download, ~6 MB)."),
     Setting("remove_trailing_slash", False, "Store /about/ as /about (as Umami's REMOVE_TRAILING_SLASH)."),
-    Setting("rate_limit", "", "Requests one client may make to the collection endpoints, e.g. 4/s or 120/m "
-                              "(429 beyond it); empty: no limit."),
+    Setting(
+        "rate_limit",
+        "",
+        "Requests one client may make to the collection endpoints, e.g. 4/s or 120/m (429 beyond it); empty: no limit.",
+    ),
     Setting("tracker_path", "", "Also serve the tracker script at this path (ad blockers block /script.js), e.g. /stats.js."),
     Setting("collect_path", "", "Also accept hits at this path, answering as /api/send; the served tracker posts there."),
-    Setting("timezone", "UTC", "Time zone of the summary page: its days, hours and chart labels (an IANA name, e.g. "
-                               "Europe/Berlin)."),
-    Setting("password_hash", "", "The summary page's password hash (from `footfall password --print-hash`); overrides the "
-                                 "one `footfall password` stores in the database."),
+    Setting(
+        "timezone",
+        "UTC",
+        "Time zone of the summary page: its days, hours and chart labels (an IANA name, e.g. Europe/Berlin).",
+    ),
+    Setting(
+        "password_hash",
+        "",
+        "The summary page's password hash (from `footfall password --print-hash`); overrides the "
+        "one `footfall password` stores in the database.",
+    ),
     Setting("write_queue_max", 20_000, "Events that may wait to be written; beyond that requests get 503."),
     Setting("busy_timeout_ms", 5000, "How long a write waits for a lock held by another program before it gets 503."),
     Setting("log_level", "info", "Log verbosity.", ("debug", "info", "warning", "error")),
 )
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -322,18 +292,14 @@ class Config:
     log_level: str = "info"
 
 
-
 class ConfigError(ValueError):
     """A setting has a value footfall cannot use; the message says which and how to fix it."""
-
 
 
 _TRUE_WORDS = {"1", "true", "yes", "on"}
 
 
-
 _FALSE_WORDS = {"0", "false", "no", "off"}
-
 
 
 def _convert_setting(setting: Setting, raw: Any) -> Any:
@@ -359,10 +325,8 @@ def _convert_setting(setting: Setting, raw: Any) -> Any:
     return value
 
 
-
 #: Paths footfall serves itself (tracker_path and collect_path may not take them; /api/, /share/ and /static/ are its own).
 RESERVED_PATHS = frozenset({"/", "/login", "/logout", "/script.js"})
-
 
 
 def load_zone(name: str) -> ZoneInfo:
@@ -373,11 +337,9 @@ def load_zone(name: str) -> ZoneInfo:
         raise ConfigError(f"timezone must be an IANA time zone name like Europe/Berlin or UTC, not {name!r}") from None
 
 
-
 def env_name(setting: Setting) -> str:
     """The environment variable that sets ``setting``, e.g. ``FOOTFALL_DB``."""
     return "FOOTFALL_" + setting.name.upper()
-
 
 
 def parse_password_hash(stored: str) -> tuple[int, int, int, bytes, bytes]:
@@ -425,7 +387,6 @@ def load_config(options: Mapping[str, Any], environ: Mapping[str, str]) -> Confi
     return config
 
 
-
 class Payload(msgspec.Struct):
     """The ``payload`` of an /api/send body; every field Umami v3.1 accepts. Unknown fields are ignored."""
 
@@ -456,13 +417,11 @@ class Payload(msgspec.Struct):
     duration: float | None = None  # footfall's tracker: ms the page was visible (Umami's tracker sends it and Umami drops it)
 
 
-
 class SendRequest(msgspec.Struct):
     """An /api/send body, and one item of an /api/batch body."""
 
     type: Literal["event", "identify", "performance"]
     payload: Payload
-
 
 
 class SendResponse(msgspec.Struct):
@@ -473,13 +432,11 @@ class SendResponse(msgspec.Struct):
     visitId: str  # noqa: N815
 
 
-
 class BatchDetail(msgspec.Struct):
     """One failed batch item: its index and the error body /api/send would have answered."""
 
     index: int
     response: dict[str, Any]
-
 
 
 class BatchResponse(msgspec.Struct, omit_defaults=True):
@@ -492,7 +449,6 @@ class BatchResponse(msgspec.Struct, omit_defaults=True):
     cache: str | None = None
 
 
-
 class ErrorDetail(msgspec.Struct):
     """What went wrong, in Umami's words."""
 
@@ -501,19 +457,16 @@ class ErrorDetail(msgspec.Struct):
     status: int
 
 
-
 class ErrorBody(msgspec.Struct):
     """Every error footfall answers: ``{"error": {"message", "code", "status"}}``."""
 
     error: ErrorDetail
 
 
-
 class BotAnswer(msgspec.Struct):
     """The answer to a bot's hit, which is counted and not stored (as Umami's)."""
 
     beep: Literal["boop"]
-
 
 
 class DataRow(NamedTuple):
@@ -524,7 +477,6 @@ class DataRow(NamedTuple):
     string_value: str | None
     number_value: float | None
     date_value: int | None
-
 
 
 class Hit(NamedTuple):
@@ -550,7 +502,6 @@ class Hit(NamedTuple):
     duration: int | None  # ms the page was visible, for performance events
 
 
-
 class SessionRow(NamedTuple):
     """A session's first-seen attributes, as stored in the ``session`` table."""
 
@@ -566,7 +517,6 @@ class SessionRow(NamedTuple):
     city: str | None
     distinct_id: str | None
     created_at: int
-
 
 
 class EventRow(NamedTuple):
@@ -603,7 +553,6 @@ class EventRow(NamedTuple):
     duration: int | None
 
 
-
 class Record(NamedTuple):
     """Everything one accepted hit writes: its session, visit, event (None for identify) and data rows."""
 
@@ -614,7 +563,6 @@ class Record(NamedTuple):
     event: EventRow | None
     event_data: list[DataRow]
     session_data: list[DataRow]
-
 
 
 class ApiError(Exception):
@@ -632,11 +580,9 @@ class ApiError(Exception):
         return {"error": {"message": self.message, "code": self.code, "status": self.status}}
 
 
-
 def bad_request(message: str) -> ApiError:
     """400: the request is wrong; the message names the field and the problem."""
     return ApiError(400, "bad-request", message)
-
 
 
 def forbidden() -> ApiError:
@@ -644,11 +590,9 @@ def forbidden() -> ApiError:
     return ApiError(403, "forbidden", "Forbidden")
 
 
-
 def too_large(message: str) -> ApiError:
     """413: the body or batch is over a configured limit."""
     return ApiError(413, "payload-too-large", message)
-
 
 
 def too_many_requests(retry_after: int) -> ApiError:
@@ -656,16 +600,13 @@ def too_many_requests(retry_after: int) -> ApiError:
     return ApiError(429, "too-many-requests", "Too many requests; slow down.", {"Retry-After": str(retry_after)})
 
 
-
 def unavailable(message: str) -> ApiError:
     """503 with Retry-After: footfall cannot write right now; the client may send again."""
     return ApiError(503, "service-unavailable", message, {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
-
 class DatabaseUnavailable(Exception):
     """The database could not take a write (locked, full, read-only) after the retry limit."""
-
 
 
 def _error_response(error: ApiError) -> Response:
@@ -677,11 +618,9 @@ def _error_response(error: ApiError) -> Response:
     )
 
 
-
 def handle_api_error(request: Request, exc: ApiError) -> Response:
     """Render an ApiError."""
     return _error_response(exc)
-
 
 
 def handle_http_exception(request: Request, exc: HTTPException) -> Response:
@@ -691,18 +630,22 @@ def handle_http_exception(request: Request, exc: HTTPException) -> Response:
         return _error_response(too_large("Request body is too large."))
     if status >= 500:
         return handle_server_error(request, exc)
-    code = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
-            429: "too-many-requests"}
+    code = {
+        400: "bad-request",
+        401: "unauthorized",
+        403: "forbidden",
+        404: "not-found",
+        405: "method-not-allowed",
+        429: "too-many-requests",
+    }
     message = exc.detail if isinstance(exc.detail, str) else "Request failed"
     return _error_response(ApiError(status, code.get(status, "bad-request"), message, dict(exc.headers or {})))
-
 
 
 def handle_server_error(request: Request, exc: Exception) -> Response:
     """Anything unexpected: log the traceback with method and route, answer a fixed 500 (Umami sends its stack; we don't)."""
     log.error("event=server-error method=%s path=%s", request.method, request.url.path, exc_info=exc)
     return _error_response(ApiError(500, "server-error", "Server error"))
-
 
 
 # request body → decode_send → validate_payload → enrich → derive_session_id / visit → EventWriter.submit → response.
@@ -716,51 +659,49 @@ UUID_RE = re.compile(
 )
 
 
-
 # Umami's DATETIME_REGEX (src/lib/constants.ts): such strings are stored as dates.
 _DATETIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{3}(Z|\+[0-9]{2}:[0-9]{2})?)?")
-
 
 
 _SPECIAL_SCHEMES = frozenset({"http", "https", "ws", "wss", "ftp"})
 
 
-
-_FORBIDDEN_HOST_CHARS = frozenset(" <>^|\\%\t\n\r\"`{}")
-
+_FORBIDDEN_HOST_CHARS = frozenset(' <>^|\\%\t\n\r"`{}')
 
 
 # WHATWG URL parsing removes tabs and newlines anywhere and C0 controls and spaces at the ends.
 _URL_STRIP_CHARS = "".join(chr(c) for c in range(0x21))
 
 
-
 _URL_DROP = str.maketrans("", "", "\t\n\r")
-
 
 
 _RESERVED_IN_PATH = frozenset(";/?:@&=+$,#")
 
 
-
 _PERCENT_RUN_RE = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
 
 
-
 CAMPAIGN_PARAMS = (
-    "utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term",
-    "gclid", "fbclid", "msclkid", "ttclid", "li_fat_id", "twclid",
-)  # fmt: skip
-
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_content",
+    "utm_term",
+    "gclid",
+    "fbclid",
+    "msclkid",
+    "ttclid",
+    "li_fat_id",
+    "twclid",
+)
 
 
 _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError, ValueError)
 
 
-
 def clip(value: str | None, limit: int) -> str | None:
     return None if value is None else value[:limit]
-
 
 
 def _describe_decode_error(exc: Exception) -> str:
@@ -771,14 +712,12 @@ def _describe_decode_error(exc: Exception) -> str:
     return str(exc).replace("`", "")
 
 
-
 def decode_send(body: bytes) -> SendRequest:
     """Decode an /api/send body whatever its Content-Type (sendBeacon sends text/plain); 400 names what is wrong."""
     try:
         return msgspec.json.decode(body, type=SendRequest)
     except _DECODE_ERRORS as exc:
         raise bad_request(f"Invalid request body: {_describe_decode_error(exc)}") from None
-
 
 
 def decode_batch(body: bytes, max_items: int) -> list[msgspec.Raw]:
@@ -792,7 +731,6 @@ def decode_batch(body: bytes, max_items: int) -> list[msgspec.Raw]:
     return items
 
 
-
 class ParsedUrl(NamedTuple):
     """A URL split once at validation: host (None when relative), path ('/'-rooted), raw query and fragment."""
 
@@ -800,7 +738,6 @@ class ParsedUrl(NamedTuple):
     path: str
     query: str
     fragment: str
-
 
 
 def parse_url(value: str | None, field: str) -> ParsedUrl | None:
@@ -826,7 +763,6 @@ def parse_url(value: str | None, field: str) -> ParsedUrl | None:
     return ParsedUrl(host if parts.netloc else None, path, parts.query, parts.fragment)
 
 
-
 def _parse_timestamp(raw: int | float | str | None, now: float) -> int:
     """Unix seconds from payload.timestamp (numeric strings allowed, 0/'' mean now), as Umami's z.coerce.number().int()."""
     if raw is None or raw == "":
@@ -847,7 +783,6 @@ def _parse_timestamp(raw: int | float | str | None, now: float) -> int:
     return seconds
 
 
-
 def _check_vitals(payload: Payload) -> tuple[float | None, ...]:
     for field in ("lcp", "inp", "fcp", "ttfb"):
         value = getattr(payload, field)
@@ -858,14 +793,12 @@ def _check_vitals(payload: Payload) -> tuple[float | None, ...]:
     return (payload.lcp, payload.inp, payload.cls, payload.fcp, payload.ttfb)
 
 
-
 def _check_duration(value: float | None) -> int | None:
     if value is None:
         return None
     if value < 0:
         raise bad_request("payload.duration must be a positive number of milliseconds")
     return int(min(value, MAX_DURATION_MS))
-
 
 
 def _data_value(key: str, value: Any) -> DataRow:
@@ -893,7 +826,6 @@ def _data_value(key: str, value: Any) -> DataRow:
     return DataRow(key, DATA_ARRAY, msgspec.json.encode(value).decode()[:MAX_DATA_STRING_CHARS], None, None)
 
 
-
 def flatten_data(data: Mapping[str, Any]) -> list[DataRow]:
     """Flatten nested objects into dotted keys and type each leaf; 400 past MAX_DATA_KEYS keys or MAX_DATA_DEPTH levels."""
     rows: list[DataRow] = []
@@ -914,7 +846,6 @@ def flatten_data(data: Mapping[str, Any]) -> list[DataRow]:
             rows.append(_data_value(key, value))
     rows.sort()  # stable order, and a key given twice ("a.b" and {"a": {"b"}}) keeps one value
     return list({row.data_key: row for row in rows}.values())
-
 
 
 def validate_payload(request: SendRequest, now: float) -> Hit:
@@ -950,7 +881,6 @@ def validate_payload(request: SendRequest, now: float) -> Hit:
     )
 
 
-
 class Agent(NamedTuple):
     """What a user-agent string says: display names, a device class, and whether it is a bot."""
 
@@ -960,25 +890,71 @@ class Agent(NamedTuple):
     is_bot: bool
 
 
-
 # Bots and non-browser clients that user-agents' is_bot (device family 'Spider') misses: headless browsers, HTTP
 # libraries, monitoring and SEO crawlers, link-preview fetchers. The Umami Node client's "Mozilla/5.0 Umami/v20.x" is a
 # server-side sender, not a bot, and does not match.
 # Plain substrings (lower case): a loop of `in` tests costs ~3 µs, where one regex alternation of them cost ~90 µs.
 _BOT_TOKENS = (
-    "bot/", "bot;", "bot-", "crawl", "spider", "slurp", "headless", "phantomjs", "puppeteer", "playwright", "selenium",
-    "lighthouse", "pagespeed", "gtmetrix", "curl/", "wget/", "python-requests", "python-urllib", "python-httpx",
-    "aiohttp", "httpie", "go-http-client", "okhttp", "axios/", "node-fetch", "undici", "java/", "apache-httpclient",
-    "libwww-perl", "guzzlehttp", "scrapy", "feedfetcher", "facebookexternalhit", "whatsapp/", "telegrambot",
-    "skypeuripreview", "embedly", "preview", "uptime", "pingdom", "monitor", "statuscake", "site24x7", "ahrefs",
-    "semrush", "mj12", "dataforseo", "bytespider", "gptbot", "ccbot", "claude", "perplexity", "qwantify",
-    "exabot", "archive.org", "ia_archiver",
-)  # fmt: skip
-
+    "bot/",
+    "bot;",
+    "bot-",
+    "crawl",
+    "spider",
+    "slurp",
+    "headless",
+    "phantomjs",
+    "puppeteer",
+    "playwright",
+    "selenium",
+    "lighthouse",
+    "pagespeed",
+    "gtmetrix",
+    "curl/",
+    "wget/",
+    "python-requests",
+    "python-urllib",
+    "python-httpx",
+    "aiohttp",
+    "httpie",
+    "go-http-client",
+    "okhttp",
+    "axios/",
+    "node-fetch",
+    "undici",
+    "java/",
+    "apache-httpclient",
+    "libwww-perl",
+    "guzzlehttp",
+    "scrapy",
+    "feedfetcher",
+    "facebookexternalhit",
+    "whatsapp/",
+    "telegrambot",
+    "skypeuripreview",
+    "embedly",
+    "preview",
+    "uptime",
+    "pingdom",
+    "monitor",
+    "statuscake",
+    "site24x7",
+    "ahrefs",
+    "semrush",
+    "mj12",
+    "dataforseo",
+    "bytespider",
+    "gptbot",
+    "ccbot",
+    "claude",
+    "perplexity",
+    "qwantify",
+    "exabot",
+    "archive.org",
+    "ia_archiver",
+)
 
 
 _BOT_WORD_RE = re.compile(r"bot\b")
-
 
 
 def looks_like_bot(user_agent: str) -> bool:
@@ -987,20 +963,29 @@ def looks_like_bot(user_agent: str) -> bool:
     return any(token in lowered for token in _BOT_TOKENS) or ("bot" in lowered and bool(_BOT_WORD_RE.search(lowered)))
 
 
-
 # Family names from ua-parser → the display names footfall stores.
 _BROWSER_NAMES = {
-    "Chrome Mobile": "Chrome", "Chrome Mobile iOS": "Chrome", "Chrome Mobile WebView": "Chrome",
-    "Mobile Safari": "Safari", "Mobile Safari UI/WKWebView": "Safari",
-    "Firefox Mobile": "Firefox", "Firefox iOS": "Firefox", "Edge Mobile": "Edge",
-    "Opera Mobile": "Opera", "Other": None,
-}  # fmt: skip
+    "Chrome Mobile": "Chrome",
+    "Chrome Mobile iOS": "Chrome",
+    "Chrome Mobile WebView": "Chrome",
+    "Mobile Safari": "Safari",
+    "Mobile Safari UI/WKWebView": "Safari",
+    "Firefox Mobile": "Firefox",
+    "Firefox iOS": "Firefox",
+    "Edge Mobile": "Edge",
+    "Opera Mobile": "Opera",
+    "Other": None,
+}
 
 
-
-_OS_NAMES = {"Mac OS X": "macOS", "Chrome OS": "ChromeOS", "Ubuntu": "Linux", "Fedora": "Linux", "Debian": "Linux",
-             "Other": None}  # fmt: skip
-
+_OS_NAMES = {
+    "Mac OS X": "macOS",
+    "Chrome OS": "ChromeOS",
+    "Ubuntu": "Linux",
+    "Fedora": "Linux",
+    "Debian": "Linux",
+    "Other": None,
+}
 
 
 class _FastUserAgent(user_agents.parsers.UserAgent):
@@ -1010,14 +995,23 @@ class _FastUserAgent(user_agents.parsers.UserAgent):
         result = ua_parser.parse(user_agent_string)
         agent, system, device = result.user_agent, result.os, result.device
         self.ua_string = user_agent_string
-        self.browser = user_agents.parsers.parse_browser(
-            agent.family, agent.major, agent.minor, agent.patch) if agent else user_agents.parsers.parse_browser("Other")
-        self.os = user_agents.parsers.parse_operating_system(
-            system.family, system.major, system.minor, system.patch, system.patch_minor
-        ) if system else user_agents.parsers.parse_operating_system("Other")
-        self.device = user_agents.parsers.parse_device(device.family, device.brand, device.model) if device else \
-            user_agents.parsers.parse_device("Other", None, None)
-
+        self.browser = (
+            user_agents.parsers.parse_browser(agent.family, agent.major, agent.minor, agent.patch)
+            if agent
+            else user_agents.parsers.parse_browser("Other")
+        )
+        self.os = (
+            user_agents.parsers.parse_operating_system(
+                system.family, system.major, system.minor, system.patch, system.patch_minor
+            )
+            if system
+            else user_agents.parsers.parse_operating_system("Other")
+        )
+        self.device = (
+            user_agents.parsers.parse_device(device.family, device.brand, device.model)
+            if device
+            else user_agents.parsers.parse_device("Other", None, None)
+        )
 
 
 def classify_agent(parsed: user_agents.parsers.UserAgent) -> Agent:
@@ -1029,17 +1023,14 @@ def classify_agent(parsed: user_agents.parsers.UserAgent) -> Agent:
     return Agent(clip(browser, MAX_AGENT_FIELD_CHARS), clip(system, MAX_AGENT_FIELD_CHARS), device, is_bot)
 
 
-
 def parse_agent(user_agent: str) -> Agent:
     """Classify a user-agent string with the fast resolver (Collection keeps an LRU cache of this function)."""
     return classify_agent(_FastUserAgent(user_agent))
 
 
-
 def parse_agent_slow(user_agent: str) -> Agent:
     """The same through user-agents' own parser (~500 µs); the benchmark compares it with parse_agent."""
     return classify_agent(user_agents.parse(user_agent))
-
 
 
 def _device_class(agent: Agent, screen: str | None) -> str:
@@ -1049,7 +1040,6 @@ def _device_class(agent: Agent, screen: str | None) -> str:
         if width.isdigit() and int(width) <= 1920:
             return "laptop"
     return agent.device
-
 
 
 def _decode_uri(text: str) -> str:
@@ -1068,20 +1058,23 @@ def _decode_uri(text: str) -> str:
     return _PERCENT_RUN_RE.sub(decode_run, text)
 
 
-
 def strip_www(host: str | None) -> str | None:
     if host and host.startswith("www."):
         return host[4:]
     return host
 
 
-
 _TRAILING_SLASH_RE = re.compile(r"/(?=(#.*)?$)")
 
 
-
-def enrich(hit: Hit, website_key: int, agent: Agent, session_id: str, location: Location | None = None,
-           remove_trailing_slash: bool = False) -> tuple[SessionRow, EventRow | None]:  # fmt: skip
+def enrich(
+    hit: Hit,
+    website_key: int,
+    agent: Agent,
+    session_id: str,
+    location: Location | None = None,
+    remove_trailing_slash: bool = False,
+) -> tuple[SessionRow, EventRow | None]:
     """Derive the session and event rows of a validated hit: device, location, URL parts, referrer, campaign parameters."""
     device = hit.device if hit.device is not None else _device_class(agent, hit.screen)
     location = location or NOWHERE
@@ -1111,9 +1104,23 @@ def enrich(hit: Hit, website_key: int, agent: Agent, session_id: str, location: 
             title = unquote(title, errors="strict")  # Umami decodeURIComponent()s titles (an old tracker encoded them)
     if hit.kind == "performance":
         # Umami keeps only the path (no hash or query), the title and the vitals for performance events.
-        return session, EventRow(hit.created_at, EVENT_PERFORMANCE, None, clip(_decode_uri(path), MAX_URL_CHARS) or "",
-                                 None, None, None, None, 0, clip(title, MAX_URL_CHARS), None, None,
-                                 *([None] * len(CAMPAIGN_PARAMS)), *hit.vitals, hit.duration)  # fmt: skip
+        return session, EventRow(
+            hit.created_at,
+            EVENT_PERFORMANCE,
+            None,
+            clip(_decode_uri(path), MAX_URL_CHARS) or "",
+            None,
+            None,
+            None,
+            None,
+            0,
+            clip(title, MAX_URL_CHARS),
+            None,
+            None,
+            *([None] * len(CAMPAIGN_PARAMS)),
+            *hit.vitals,
+            hit.duration,
+        )
     url_path = _decode_uri(path + ("#" + fragment if fragment else ""))
     if remove_trailing_slash:
         url_path = _TRAILING_SLASH_RE.sub("", url_path, count=1)
@@ -1150,30 +1157,34 @@ def enrich(hit: Hit, website_key: int, agent: Agent, session_id: str, location: 
     return session, event
 
 
-
 # Who sent a hit and from where. Forwarding headers are believed only from trusted proxies (footfall differs from Umami,
 # which believes them from anyone); the location comes from a trusted CDN's headers, else a MaxMind-format database given
 # with --geoip-db, else the country data embedded with the package. The IP itself is never stored.
 
 #: Headers Umami reads the client address from, in its order (src/lib/ip.ts); the first one present wins.
 CLIENT_IP_HEADERS = (
-    "true-client-ip", "cf-connecting-ip", "fastly-client-ip", "x-nf-client-connection-ip", "do-connecting-ip",
-    "x-real-ip", "x-appengine-user-ip", "x-forwarded-for", "forwarded", "x-client-ip", "x-cluster-client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-nf-client-connection-ip",
+    "do-connecting-ip",
+    "x-real-ip",
+    "x-appengine-user-ip",
+    "x-forwarded-for",
+    "forwarded",
+    "x-client-ip",
+    "x-cluster-client-ip",
     "x-forwarded",
-)  # fmt: skip
-
+)
 
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-
 _FORWARDED_FOR_RE = re.compile(r'for="?(\[[0-9a-fA-F:.]+\]|[0-9a-fA-F:.]+)', re.IGNORECASE)
-
 
 
 def parse_networks(text: str, setting: str) -> tuple[Network, ...]:
@@ -1185,7 +1196,6 @@ def parse_networks(text: str, setting: str) -> tuple[Network, ...]:
         except ValueError:
             raise ConfigError(f"{setting}: {item!r} is not an IP address or CIDR range") from None
     return tuple(networks)
-
 
 
 def normalize_ip(value: str | None) -> IPAddress | None:
@@ -1206,10 +1216,8 @@ def normalize_ip(value: str | None) -> IPAddress | None:
     return address
 
 
-
 def in_any(address: IPAddress | None, networks: tuple[Network, ...]) -> bool:
     return address is not None and any(address in network for network in networks)
-
 
 
 class ClientPolicy(NamedTuple):
@@ -1219,7 +1227,6 @@ class ClientPolicy(NamedTuple):
     header: str | None
     allow_payload_ip: bool
     ignored: tuple[Network, ...]
-
 
 
 class Client(NamedTuple):
@@ -1232,7 +1239,6 @@ class Client(NamedTuple):
     @property
     def ip(self) -> str:
         return "" if self.address is None else str(self.address)
-
 
 
 def resolve_client(peer: str, headers: Mapping[str, str], payload_ip: str | None, policy: ClientPolicy) -> Client:
@@ -1260,9 +1266,7 @@ def resolve_client(peer: str, headers: Mapping[str, str], payload_ip: str | None
     return Client(peer_address, trusted, False)
 
 
-
 _RATE_RE = re.compile(r"(\d+)\s*/\s*([sm])")
-
 
 
 def parse_rate(text: str) -> float | None:
@@ -1273,7 +1277,6 @@ def parse_rate(text: str) -> float | None:
     if not match or int(match.group(1)) == 0:
         raise ConfigError(f"rate_limit must look like 4/s or 120/m, not {text!r}")
     return int(match.group(1)) / (1 if match.group(2) == "s" else 60)
-
 
 
 class RateLimiter:
@@ -1306,7 +1309,6 @@ class RateLimiter:
         return len(self._buckets)
 
 
-
 class Location(NamedTuple):
     """Where a client is: ISO 3166-1 alpha-2 country, ISO 3166-2 'CC-RR' region, city name; each may be None."""
 
@@ -1315,11 +1317,7 @@ class Location(NamedTuple):
     city: str | None
 
 
-
 NOWHERE = Location(None, None, None)
-
-
-
 
 
 #: How the collector learns where a client is: ``locate(client, headers)``. The app assembly hands in footfall.geo's
@@ -1334,8 +1332,12 @@ def locate_nowhere(client: Client, headers: Mapping[str, str]) -> Location:
 
 def client_policy(config: Config) -> ClientPolicy:
     """The ClientPolicy that ``config`` describes (trusted proxies, client-ip header, payload.ip, ignored ranges)."""
-    return ClientPolicy(parse_networks(config.trusted_proxies, "trusted_proxies"), config.client_ip_header.lower() or None,
-                        config.allow_payload_ip, parse_networks(config.ignore_ip, "ignore_ip"))  # fmt: skip
+    return ClientPolicy(
+        parse_networks(config.trusted_proxies, "trusted_proxies"),
+        config.client_ip_header.lower() or None,
+        config.allow_payload_ip,
+        parse_networks(config.ignore_ip, "ignore_ip"),
+    )
 
 
 class Origin:
@@ -1362,12 +1364,10 @@ class Origin:
         return found
 
 
-
 def origin_of(request: Request) -> Origin:
     """The Origin of an HTTP request: its peer address and headers."""
     client = request.scope.get("client")
     return Origin(client[0] if client else "", request.headers)
-
 
 
 def umami_uuid(*parts: str | None, secret: str) -> str:
@@ -1376,20 +1376,18 @@ def umami_uuid(*parts: str | None, secret: str) -> str:
     return str(uuid.uuid5(UMAMI_UUID_NAMESPACE, hashlib.sha512(name.encode()).hexdigest()))
 
 
-
-def derive_session_id(website_id: str, ip: str, user_agent: str, salt: str, secret: str,
-                      distinct_id: str | None = None) -> str:  # fmt: skip
+def derive_session_id(
+    website_id: str, ip: str, user_agent: str, salt: str, secret: str, distinct_id: str | None = None
+) -> str:
     """sessionId as Umami computes it: uuid(website, ip, ua, salt), or uuid(website, id) when the client sends an id."""
     if distinct_id:
         return umami_uuid(website_id, distinct_id, secret=secret)
     return umami_uuid(website_id, ip, user_agent, salt, secret=secret)
 
 
-
 def derive_visit_id(session_id: str, started_at: int, secret: str) -> str:
     """visitId: uuid(session, visit start). Differs from Umami on purpose: a visit is a run of activity, not a clock hour."""
     return umami_uuid(session_id, str(started_at), secret=secret)
-
 
 
 class Period(NamedTuple):
@@ -1398,7 +1396,6 @@ class Period(NamedTuple):
     key: str
     starts_at: int
     ends_at: int
-
 
 
 def salt_period(rotation: str, at: float) -> Period:
@@ -1413,7 +1410,6 @@ def salt_period(rotation: str, at: float) -> Period:
         start = day.replace(day=1)
         end = (start + dt.timedelta(days=32)).replace(day=1)
     return Period(f"{rotation}:{start.date().isoformat()}", int(start.timestamp()), int(end.timestamp()))
-
 
 
 class SaltBook:
@@ -1443,8 +1439,11 @@ class SaltBook:
 
     def expired(self, now: float) -> list[str]:
         """Periods whose salt must be deleted: ended more than SALT_GRACE_SECONDS ago, or of another rotation."""
-        return [key for key, (_, _, ends_at) in self._salts.items()
-                if ends_at + SALT_GRACE_SECONDS <= now or not key.startswith(self.rotation + ":")]  # fmt: skip
+        return [
+            key
+            for key, (_, _, ends_at) in self._salts.items()
+            if ends_at + SALT_GRACE_SECONDS <= now or not key.startswith(self.rotation + ":")
+        ]
 
     def add(self, period: Period, salt: str) -> None:
         self._salts[period.key] = (salt, period.starts_at, period.ends_at)
@@ -1456,7 +1455,6 @@ class SaltBook:
     def remove(self, key: str) -> None:
         self._salts.pop(key, None)
         self._last = ("", 0, 0)
-
 
 
 class VisitTracker:
@@ -1508,7 +1506,6 @@ class VisitTracker:
         self._evict(now)
 
 
-
 class CacheToken(NamedTuple):
     """What a client's ``x-umami-cache`` token vouches for."""
 
@@ -1518,22 +1515,17 @@ class CacheToken(NamedTuple):
     issued_at: int
 
 
-
 _TOKEN_LAYOUT = struct.Struct(">16s16s16sI")
-
 
 
 _TOKEN_MAC_BYTES = 16
 
 
-
 def issue_cache_token(key: bytes, website_id: str, session_id: str, visit_id: str, now: float) -> str:
     """A compact signed token (98 characters): three UUIDs and the issue time, with a truncated HMAC-SHA256."""
-    raw = _TOKEN_LAYOUT.pack(uuid.UUID(website_id).bytes, uuid.UUID(session_id).bytes, uuid.UUID(visit_id).bytes,
-                             int(now))  # fmt: skip
+    raw = _TOKEN_LAYOUT.pack(uuid.UUID(website_id).bytes, uuid.UUID(session_id).bytes, uuid.UUID(visit_id).bytes, int(now))
     mac = hmac.new(key, raw, hashlib.sha256).digest()[:_TOKEN_MAC_BYTES]
     return base64.urlsafe_b64encode(raw + mac).rstrip(b"=").decode()
-
 
 
 def read_cache_token(token: str | None, key: bytes, now: float) -> CacheToken | None:
@@ -1552,9 +1544,7 @@ def read_cache_token(token: str | None, key: bytes, now: float) -> CacheToken | 
     website, session, visit, issued_at = _TOKEN_LAYOUT.unpack(raw)
     if not now - TOKEN_MAX_AGE_SECONDS <= issued_at <= now + 60:
         return None
-    return CacheToken(str(uuid.UUID(bytes=website)), str(uuid.UUID(bytes=session)), str(uuid.UUID(bytes=visit)),
-                      issued_at)  # fmt: skip
-
+    return CacheToken(str(uuid.UUID(bytes=website)), str(uuid.UUID(bytes=session)), str(uuid.UUID(bytes=visit)), issued_at)
 
 
 # The schema is schema.sql (public). prepare_database() applies it and the migrations below once at start, synchronously;
@@ -1565,17 +1555,17 @@ def read_cache_token(token: str | None, key: bytes, now: float) -> CacheToken | 
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
 
 
-
 def connect_pragmas(busy_timeout_ms: int) -> str:
-    return ";".join((
-        "PRAGMA journal_mode=WAL",  # readers (sqlite3 shell, summary page) never block the writer, nor it them
-        "PRAGMA synchronous=NORMAL",  # durable across a process crash (kill -9); WAL makes it safe from corruption
-        f"PRAGMA busy_timeout={int(busy_timeout_ms)}",  # wait this long for a lock another program holds
-        "PRAGMA foreign_keys=ON",  # keys between events, sessions and visits stay consistent
-        # After a long reader (someone's sqlite3 shell) held checkpoints back, shrink the WAL file back to this size.
-        f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}",
-    ))  # fmt: skip
-
+    return ";".join(
+        (
+            "PRAGMA journal_mode=WAL",  # readers (sqlite3 shell, summary page) never block the writer, nor it them
+            "PRAGMA synchronous=NORMAL",  # durable across a process crash (kill -9); WAL makes it safe from corruption
+            f"PRAGMA busy_timeout={int(busy_timeout_ms)}",  # wait this long for a lock another program holds
+            "PRAGMA foreign_keys=ON",  # keys between events, sessions and visits stay consistent
+            # After a long reader (someone's sqlite3 shell) held checkpoints back, shrink the WAL file back to this size.
+            f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}",
+        )
+    )
 
 
 @contextlib.contextmanager
@@ -1623,14 +1613,12 @@ def apply_migrations(conn: sqlite3.Connection, migrations: Mapping[int, Callable
     return current
 
 
-
 class Prepared(NamedTuple):
     """What start-up learns from the database."""
 
     secret: str
     salts: dict[str, tuple[str, int, int]]
     default_website_id: str | None  # set when this start created the 'default' website
-
 
 
 def connect(path: str, busy_timeout_ms: int = 5000, shared: bool = False) -> sqlite3.Connection:
@@ -1643,9 +1631,12 @@ def connect(path: str, busy_timeout_ms: int = 5000, shared: bool = False) -> sql
     return conn
 
 
-
-def prepare_database(path: str, rotation: str = "month", now: float | None = None,
-                     migrations: Mapping[int, Callable[[sqlite3.Connection], None]] = MIGRATIONS) -> Prepared:  # fmt: skip
+def prepare_database(
+    path: str,
+    rotation: str = "month",
+    now: float | None = None,
+    migrations: Mapping[int, Callable[[sqlite3.Connection], None]] = MIGRATIONS,
+) -> Prepared:
     """Create or upgrade the database: schema, migrations, install secret, salts, and a 'default' site if there is none."""
     now = time.time() if now is None else now
     try:
@@ -1656,14 +1647,17 @@ def prepare_database(path: str, rotation: str = "month", now: float | None = Non
         conn.executescript(asset_path("schema.sql").read_text(encoding="utf-8"))
         apply_migrations(conn, migrations)
         with transaction(conn):
-            conn.execute("INSERT OR IGNORE INTO setting (name, value, updated_at) VALUES ('install_secret', ?, ?)",
-                         (secrets.token_hex(32), int(now)))  # fmt: skip
+            conn.execute(
+                "INSERT OR IGNORE INTO setting (name, value, updated_at) VALUES ('install_secret', ?, ?)",
+                (secrets.token_hex(32), int(now)),
+            )
             secret = conn.execute("SELECT value FROM setting WHERE name = 'install_secret'").fetchone()[0]
             default_id = None
             if conn.execute("SELECT count(*) FROM website").fetchone()[0] == 0:
                 default_id = str(uuid.uuid4())
-                conn.execute("INSERT INTO website (website_id, name, created_at) VALUES (?, 'default', ?)",
-                             (default_id, int(now)))  # fmt: skip
+                conn.execute(
+                    "INSERT INTO website (website_id, name, created_at) VALUES (?, 'default', ?)", (default_id, int(now))
+                )
             stored = conn.execute("SELECT period, salt, starts_at, ends_at FROM salt")
             book = SaltBook(rotation, {period: (salt, starts, ends) for period, salt, starts, ends in stored})
             plan = plan_salt_rotation(book, now)
@@ -1677,7 +1671,6 @@ def prepare_database(path: str, rotation: str = "month", now: float | None = Non
         conn.close()
 
 
-
 class SaltRotation(NamedTuple):
     """New random salts for the periods that need one, and the periods whose salt must go."""
 
@@ -1686,9 +1679,16 @@ class SaltRotation(NamedTuple):
 
     def statements(self) -> list[tuple[str, tuple[Any, ...]]]:
         """The writes, for whichever connection runs them (start-up's, or the writer task's)."""
-        return [*(("INSERT OR REPLACE INTO salt (period, salt, starts_at, ends_at) VALUES (?, ?, ?, ?)",
-                   (p.key, salt, p.starts_at, p.ends_at)) for p, salt in self.created),
-                *(("DELETE FROM salt WHERE period = ?", (key,)) for key in self.expired)]  # fmt: skip
+        return [
+            *(
+                (
+                    "INSERT OR REPLACE INTO salt (period, salt, starts_at, ends_at) VALUES (?, ?, ?, ?)",
+                    (p.key, salt, p.starts_at, p.ends_at),
+                )
+                for p, salt in self.created
+            ),
+            *(("DELETE FROM salt WHERE period = ?", (key,)) for key in self.expired),
+        ]
 
     def apply(self, book: SaltBook) -> None:
         """Mirror the committed writes in memory."""
@@ -1698,17 +1698,14 @@ class SaltRotation(NamedTuple):
             book.remove(key)
 
 
-
 def plan_salt_rotation(book: SaltBook, now: float) -> SaltRotation:
     """What rotation is due at ``now``: salts for the current and next period, deletion of those past their grace."""
     return SaltRotation([(period, secrets.token_hex(32)) for period in book.wanted(now)], book.expired(now))
 
 
-
 def _in_chunks(items: Sequence[Any], size: int = 500) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
 
 
 class _KeyCache:
@@ -1734,13 +1731,11 @@ class _KeyCache:
         self._keys.clear()
 
 
-
 class WriteJob(NamedTuple):
     """Records to commit together, and the future the request awaits."""
 
     records: list[Record]
     future: asyncio.Future[None]
-
 
 
 class _Call(NamedTuple):
@@ -1750,28 +1745,28 @@ class _Call(NamedTuple):
     future: asyncio.Future[Any]
 
 
-
 STOP = object()  #: Queued by close(): everything before it is committed, then the writer ends.
 
 
-
-SESSION_INSERT = ("INSERT INTO session (session_key, session_id, website_key, browser, os, device, screen, language, "
-                   "country, region, city, distinct_id, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")  # fmt: skip
-
+SESSION_INSERT = (
+    "INSERT INTO session (session_key, session_id, website_key, browser, os, device, screen, language, "
+    "country, region, city, distinct_id, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
 
 
 VISIT_INSERT = "INSERT INTO visit (visit_key, visit_id, session_key, started_at) VALUES (?,?,?,?)"
 
 
+EVENT_INSERT = (
+    f"INSERT INTO website_event (event_key, website_key, session_key, visit_key, {', '.join(EventRow._fields)}) "
+    f"VALUES ({', '.join('?' * (len(EventRow._fields) + 4))})"
+)
 
-EVENT_INSERT = (f"INSERT INTO website_event (event_key, website_key, session_key, visit_key, {', '.join(EventRow._fields)}) "
-                 f"VALUES ({', '.join('?' * (len(EventRow._fields) + 4))})")  # fmt: skip
 
-
-
-EVENT_DATA_INSERT = ("INSERT OR REPLACE INTO event_data (event_key, data_key, data_type, string_value, number_value, "
-                      "date_value) VALUES (?,?,?,?,?,?)")  # fmt: skip
-
+EVENT_DATA_INSERT = (
+    "INSERT OR REPLACE INTO event_data (event_key, data_key, data_type, string_value, number_value, "
+    "date_value) VALUES (?,?,?,?,?,?)"
+)
 
 
 SESSION_DATA_UPSERT = (
@@ -1782,10 +1777,10 @@ SESSION_DATA_UPSERT = (
 )
 
 
-
-_BOT_UPSERT = ("INSERT INTO bot_counter (website_key, day, hits) VALUES (?,?,?) "
-               "ON CONFLICT (website_key, day) DO UPDATE SET hits = hits + excluded.hits")  # fmt: skip
-
+_BOT_UPSERT = (
+    "INSERT INTO bot_counter (website_key, day, hits) VALUES (?,?,?) "
+    "ON CONFLICT (website_key, day) DO UPDATE SET hits = hits + excluded.hits"
+)
 
 
 class EventWriter:
@@ -2023,9 +2018,14 @@ class EventWriter:
                     data_rows.extend((next_event, *d) for d in r.event_data)
                 for d in r.session_data:
                     session_data_rows.append((session_key, *d, r.session.distinct_id, r.session.created_at))
-            for sql, rows in ((SESSION_INSERT, session_rows), (VISIT_INSERT, visit_rows), (EVENT_INSERT, event_rows),
-                              (EVENT_DATA_INSERT, data_rows), (SESSION_DATA_UPSERT, session_data_rows),
-                              (_BOT_UPSERT, [(w, d, n) for (w, d), n in bots.items()])):  # fmt: skip
+            for sql, rows in (
+                (SESSION_INSERT, session_rows),
+                (VISIT_INSERT, visit_rows),
+                (EVENT_INSERT, event_rows),
+                (EVENT_DATA_INSERT, data_rows),
+                (SESSION_DATA_UPSERT, session_data_rows),
+                (_BOT_UPSERT, [(w, d, n) for (w, d), n in bots.items()]),
+            ):
                 if rows:
                     conn.executemany(sql, rows)
         return new_sessions, new_visits
@@ -2168,8 +2168,9 @@ class Collection:
         if self.rate_limiter is not None:
             self.rate_limiter.sweep(now)
 
-    async def accept(self, request: SendRequest, origin: Origin, user_agent: str, token: CacheToken | None,
-                     now: float) -> Record | None:  # fmt: skip
+    async def accept(
+        self, request: SendRequest, origin: Origin, user_agent: str, token: CacheToken | None, now: float
+    ) -> Record | None:
         """Run one decoded hit through the data path; the Record to write, or None for a bot (counted, not stored).
 
         The order of checks is Umami's: validation, website, client, bot, ignored IP, then session and event.
@@ -2191,8 +2192,15 @@ class Collection:
         location = NOWHERE if known else origin.location(client, self.locate)
         visit_id, visit_started_at = self.visits.visit_for(session_id, hit.created_at)
         session, event = enrich(hit, website_key, agent, session_id, location, self.config.remove_trailing_slash)
-        return Record(hit.website_id, session, visit_id, visit_started_at, event,
-                      hit.data if event is not None else [], hit.data if event is None else [])  # fmt: skip
+        return Record(
+            hit.website_id,
+            session,
+            visit_id,
+            visit_started_at,
+            event,
+            hit.data if event is not None else [],
+            hit.data if event is None else [],
+        )
 
     def origin(self, request: Request, now: float) -> Origin:
         """Who sent this request; 429 when that client is over --rate-limit."""
@@ -2223,8 +2231,9 @@ BEEP_BOOP = msgspec.json.encode(BotAnswer(beep="boop"))
 
 def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     """Any JSON answer: msgspec-encoded bytes with the JSON media type (the one renderer for JSON bodies)."""
-    return Response(content=msgspec.json.encode(body), status_code=status, media_type="application/json",
-                    headers=dict(headers or {}))  # fmt: skip
+    return Response(
+        content=msgspec.json.encode(body), status_code=status, media_type="application/json", headers=dict(headers or {})
+    )
 
 
 def _collection(request: Request) -> Collection:
@@ -2337,6 +2346,9 @@ def collection_routes(config: Config) -> list[Any]:
         get(["/script.js", *([config.tracker_path] if config.tracker_path else [])], include_in_schema=False)(get_script),
     ]
     if config.collect_path:
-        routes.append(post(config.collect_path, request_max_body_size=config.max_body_bytes, status_code=200,
-                           name="collect-alias")(post_send))  # fmt: skip
+        routes.append(
+            post(config.collect_path, request_max_body_size=config.max_body_bytes, status_code=200, name="collect-alias")(
+                post_send
+            )
+        )
     return routes

@@ -17,8 +17,9 @@ from litestar import Litestar, Request, Response, post
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import collector  # noqa: E402
 
-ANSWER = msgspec.json.encode({"cache": "x" * 98, "sessionId": "00000000-0000-4000-8000-000000000000",
-                              "visitId": "00000000-0000-4000-8000-000000000000"})  # fmt: skip
+ANSWER = msgspec.json.encode(
+    {"cache": "x" * 98, "sessionId": "00000000-0000-4000-8000-000000000000", "visitId": "00000000-0000-4000-8000-000000000000"}
+)
 
 
 @post("/api/send", status_code=200)

@@ -29,19 +29,36 @@ import footfall.summary  # noqa: E402
 import footfall.app  # noqa: E402
 
 AGENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{}.0.{}.0 Safari/537.36"
-PARTS = (("footfall (collector.py)", "collector.py"), ("Litestar", "/litestar/"), ("msgspec", "msgspec"),
-         ("user agents (ua-parser)", "ua_parser"), ("asyncio and aiosqlite", "asyncio"), ("aiosqlite", "aiosqlite"),
-         ("httpx test client (not in a real server)", "/httpx/"), ("httpcore/anyio (client side)", "/anyio/"))  # fmt: skip
+PARTS = (
+    ("footfall (collector.py)", "collector.py"),
+    ("Litestar", "/litestar/"),
+    ("msgspec", "msgspec"),
+    ("user agents (ua-parser)", "ua_parser"),
+    ("asyncio and aiosqlite", "asyncio"),
+    ("aiosqlite", "aiosqlite"),
+    ("httpx test client (not in a real server)", "/httpx/"),
+    ("httpcore/anyio (client side)", "/anyio/"),
+)
 
 
 def batch_body(website: str, start: int, size: int = 100) -> bytes:
     items = []
     for n in range(start, start + size):
         query = "?utm_source=newsletter&utm_medium=email&utm_campaign=launch" if n % 5 == 0 else ""
-        items.append({"type": "event", "payload": {
-            "website": website, "hostname": "example.com", "screen": "1920x1080", "language": "en-US",
-            "title": f"Post {n % 200} | Example Blog", "url": f"https://example.com/blog/post-{n * 7919 % 200}{query}",
-            "referrer": ["", "https://www.google.com/", "https://news.ycombinator.com/item?id=4242"][n % 3]}})  # fmt: skip
+        items.append(
+            {
+                "type": "event",
+                "payload": {
+                    "website": website,
+                    "hostname": "example.com",
+                    "screen": "1920x1080",
+                    "language": "en-US",
+                    "title": f"Post {n % 200} | Example Blog",
+                    "url": f"https://example.com/blog/post-{n * 7919 % 200}{query}",
+                    "referrer": ["", "https://www.google.com/", "https://news.ycombinator.com/item?id=4242"][n % 3],
+                },
+            }
+        )
     return msgspec.json.encode(items)
 
 
@@ -56,7 +73,9 @@ async def run(batches: int, profile: cProfile.Profile) -> None:
                 await client.post("/api/batch", content=bodies[0], headers={"User-Agent": AGENT.format(120, 0)})  # warm-up
                 profile.enable()
                 for i, body in enumerate(bodies):
-                    answer = await client.post("/api/batch", content=body, headers={"User-Agent": AGENT.format(100 + i % 40, i)})
+                    answer = await client.post(
+                        "/api/batch", content=body, headers={"User-Agent": AGENT.format(100 + i % 40, i)}
+                    )
                     assert answer.status_code == 200 and answer.json()["errors"] == 0, answer.text
                 profile.disable()
 
@@ -78,8 +97,10 @@ def main() -> None:
         shares[part] += entry[2]
     total = sum(shares.values())
     events = args.batches * 100
-    print(f"{events:,} events in {args.batches} batches: {total / events * 1e6:.0f} µs of main-thread time per event "
-          f"(plus {waiting / events * 1e6:.0f} µs idle, waiting for commits)\n")
+    print(
+        f"{events:,} events in {args.batches} batches: {total / events * 1e6:.0f} µs of main-thread time per event "
+        f"(plus {waiting / events * 1e6:.0f} µs idle, waiting for commits)\n"
+    )
     for part, seconds in shares.most_common():
         print(f"  {part:<44} {seconds / total:6.1%}  {seconds / events * 1e6:6.1f} µs/event")
     print("\ntop functions by own time:")

@@ -70,8 +70,11 @@ def idle_rss_mb(*args: str) -> float:
     """RSS of `footfall serve` after start-up and one request, in MB (from /proc)."""
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
-        process = subprocess.Popen([sys.executable, "-m", "footfall", "serve", "--db", f"{tmp}/f.db",
-                                    "--port", str(port), *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "footfall", "serve", "--db", f"{tmp}/f.db", "--port", str(port), *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             deadline = time.monotonic() + 30
             while True:
@@ -103,9 +106,11 @@ def main() -> None:
     hit_us = statistics.median(per_call_us(cached, warm) for _ in range(REPEATS))
     fast_us = median_of(lambda seed: unique_agents(2000, seed), collector.parse_agent, 2000)
     slow_us = median_of(lambda seed: unique_agents(200, 1000 + seed), collector.parse_agent_slow, 200)
-    rows += [("UA parse, cached (LRU hit)", hit_us, f"{slow_us / hit_us:,.0f}x faster than user-agents"),
-             ("UA parse, uncached, ua-parser compiled resolver", fast_us, f"{slow_us / fast_us:,.1f}x faster than user-agents"),
-             ("UA parse, uncached, user-agents (baseline)", slow_us, "1.0x")]
+    rows += [
+        ("UA parse, cached (LRU hit)", hit_us, f"{slow_us / hit_us:,.0f}x faster than user-agents"),
+        ("UA parse, uncached, ua-parser compiled resolver", fast_us, f"{slow_us / fast_us:,.1f}x faster than user-agents"),
+        ("UA parse, uncached, user-agents (baseline)", slow_us, "1.0x"),
+    ]
 
     geo = footfall.geo.load_embedded_geo()
     assert geo is not None, "embedded geo data unavailable"
@@ -116,10 +121,10 @@ def main() -> None:
 
     lookup_us = median_of(addresses, geo.lookup, 20000)
     client = lambda address: collector.Client(address, False, False)  # noqa: E731
-    locate_us = median_of(lambda seed: [client(a) for a in addresses(seed)],
-                          lambda c: footfall.geo.locate(c, {}, [geo]), 20000)
-    rows += [("geo lookup, embedded country data", lookup_us, ""),
-             ("locate() (local-address check + lookup)", locate_us, "")]
+    locate_us = median_of(
+        lambda seed: [client(a) for a in addresses(seed)], lambda c: footfall.geo.locate(c, {}, [geo]), 20000
+    )
+    rows += [("geo lookup, embedded country data", lookup_us, ""), ("locate() (local-address check + lookup)", locate_us, "")]
     geo.close()
 
     for name, value, note in rows:
@@ -128,7 +133,9 @@ def main() -> None:
     without = statistics.median(idle_rss_mb("--no-embedded-geo") for _ in range(3))
     with_geo = statistics.median(idle_rss_mb() for _ in range(3))
     print(f"{'idle RSS of footfall serve, no geo (baseline)':<52} {without:>10.1f} MB")
-    print(f"{'idle RSS of footfall serve, embedded geo':<52} {with_geo:>10.1f} MB  (+{with_geo - without:.1f} MB; target ≤ 60 MB)")
+    print(
+        f"{'idle RSS of footfall serve, embedded geo':<52} {with_geo:>10.1f} MB  (+{with_geo - without:.1f} MB; target ≤ 60 MB)"
+    )
 
 
 if __name__ == "__main__":

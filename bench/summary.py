@@ -58,12 +58,18 @@ def generate(path: Path, events: int, now: int, seed: int = 7) -> str:
 
         def flush() -> None:
             conn.execute("BEGIN")
-            conn.executemany("INSERT INTO session (session_key, session_id, website_key, browser, os, device, screen, "
-                             "language, country, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)", sessions)  # fmt: skip
+            conn.executemany(
+                "INSERT INTO session (session_key, session_id, website_key, browser, os, device, screen, "
+                "language, country, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                sessions,
+            )
             conn.executemany("INSERT INTO visit (visit_key, visit_id, session_key, started_at) VALUES (?,?,?,?)", visits)
-            conn.executemany("INSERT INTO website_event (event_key, website_key, session_key, visit_key, created_at, "
-                             "event_type, event_name, url_path, referrer_domain, utm_source, utm_medium, utm_campaign, "
-                             "lcp, inp, cls, fcp, ttfb, duration) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)  # fmt: skip
+            conn.executemany(
+                "INSERT INTO website_event (event_key, website_key, session_key, visit_key, created_at, "
+                "event_type, event_name, url_path, referrer_domain, utm_source, utm_medium, utm_campaign, "
+                "lcp, inp, cls, fcp, ttfb, duration) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
             conn.executemany("INSERT INTO event_data (event_key, data_key, data_type, string_value) VALUES (?,?,1,?)", data)
             conn.execute("COMMIT")
             for batch in (sessions, visits, rows, data):
@@ -87,11 +93,33 @@ def generate(path: Path, events: int, now: int, seed: int = 7) -> str:
                 path_ = rng.choices(pages, page_weights)[0]
                 event_key += 1
                 kind = 2 if rng.random() < 0.05 else 5 if rng.random() < 0.03 else 1
-                vitals = (rng.uniform(500, 6000), rng.uniform(20, 900), rng.uniform(0, 0.4), rng.uniform(300, 4000),
-                          rng.uniform(50, 2000)) if kind == 5 else (None,) * 5  # fmt: skip
-                rows.append((event_key, site, session, visit_key, at, kind, "signup" if kind == 2 else None, path_,
-                             referrer if n == 0 else None, *(utm if n == 0 else (None, None, None)), *vitals,
-                             rng.randint(1000, 120_000) if rng.random() < 0.2 else None))  # fmt: skip
+                vitals = (
+                    (
+                        rng.uniform(500, 6000),
+                        rng.uniform(20, 900),
+                        rng.uniform(0, 0.4),
+                        rng.uniform(300, 4000),
+                        rng.uniform(50, 2000),
+                    )
+                    if kind == 5
+                    else (None,) * 5
+                )
+                rows.append(
+                    (
+                        event_key,
+                        site,
+                        session,
+                        visit_key,
+                        at,
+                        kind,
+                        "signup" if kind == 2 else None,
+                        path_,
+                        referrer if n == 0 else None,
+                        *(utm if n == 0 else (None, None, None)),
+                        *vitals,
+                        rng.randint(1000, 120_000) if rng.random() < 0.2 else None,
+                    )
+                )
                 if kind == 2:
                     data.append((event_key, "plan", rng.choice(["free", "pro", "team"])))
                 at += rng.randint(5, 240)
@@ -104,10 +132,20 @@ def generate(path: Path, events: int, now: int, seed: int = 7) -> str:
                     heapq.heappush(pending, (at + rng.randint(3600, 10 * 86400), session, left - 1))
             session_key += 1
             first = int(arrival)
-            sessions.append((session_key, str(uuid.UUID(int=rng.getrandbits(128), version=4)), site,
-                             rng.choices(*zip(*BROWSERS))[0], rng.choices(*zip(*SYSTEMS))[0],
-                             rng.choices(*zip(*DEVICES))[0], rng.choice(SCREENS), rng.choice(LANGUAGES),
-                             rng.choice(countries), first))  # fmt: skip
+            sessions.append(
+                (
+                    session_key,
+                    str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                    site,
+                    rng.choices(*zip(*BROWSERS))[0],
+                    rng.choices(*zip(*SYSTEMS))[0],
+                    rng.choices(*zip(*DEVICES))[0],
+                    rng.choice(SCREENS),
+                    rng.choice(LANGUAGES),
+                    rng.choice(countries),
+                    first,
+                )
+            )
             heapq.heappush(pending, (first, session_key, (rng.random() < 0.3) + (rng.random() < 0.1)))
             arrival += rng.expovariate(rate)
             if len(rows) >= 50_000:
@@ -141,8 +179,12 @@ def bench_website(db: Path) -> str:
         return str(conn.execute("SELECT website_id FROM website WHERE name = 'bench'").fetchone()[0])
 
 
-def time_pages(db: Path, cases: list[tuple[str, str]], runs: int, prefix: list[str] | None = None,
-               ) -> tuple[list[tuple[str, float, float, float, int]], float, float]:  # fmt: skip
+def time_pages(
+    db: Path,
+    cases: list[tuple[str, str]],
+    runs: int,
+    prefix: list[str] | None = None,
+) -> tuple[list[tuple[str, float, float, float, int]], float, float]:
     """Start `footfall serve` on ``db`` and fetch each (label, path) ``runs`` times after a warm-up.
 
     Returns (label, median ms, min ms, max ms, bytes) per case, and the server's RSS at the end and at its peak (MB).
@@ -181,21 +223,36 @@ def main() -> None:
     website = bench_website(db)
     with contextlib.closing(collector.connect(str(db))) as conn:
         count, first, last = conn.execute("SELECT count(*), min(created_at), max(created_at) FROM website_event").fetchone()
-        print(f"{count:,} events from {time.strftime('%Y-%m-%d', time.gmtime(first))} to "
-              f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(last))} UTC")
+        print(
+            f"{count:,} events from {time.strftime('%Y-%m-%d', time.gmtime(first))} to "
+            f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(last))} UTC"
+        )
         if not args.keep_rollups:
             footfall.rollups.reset_rollups(conn, 0)
             started = time.perf_counter()
             footfall.rollups.refresh_rollups(conn, 0)
             rebuild_s = time.perf_counter() - started
             rollup_rows = sum(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in footfall.rollups.ROLLUP_TABLES)
-            print(f"rollups rebuilt from nothing in {rebuild_s:.0f} s ({count / rebuild_s:,.0f} events/s), {rollup_rows:,} rows")
-    cases = [("page, 30 days", "/?period=30d"), ("JSON, 30 days", f"/api/summary?website={website}&period=30d"),
-             ("page, 7 days", "/?period=7d"), ("page, 24 hours", "/?period=24h"), ("page, 90 days", "/?period=90d"),
-             ("page, 12 months", "/?period=12m")]  # fmt: skip
+            print(
+                f"rollups rebuilt from nothing in {rebuild_s:.0f} s ({count / rebuild_s:,.0f} events/s), {rollup_rows:,} rows"
+            )
+    cases = [
+        ("page, 30 days", "/?period=30d"),
+        ("JSON, 30 days", f"/api/summary?website={website}&period=30d"),
+        ("page, 7 days", "/?period=7d"),
+        ("page, 24 hours", "/?period=24h"),
+        ("page, 90 days", "/?period=90d"),
+        ("page, 12 months", "/?period=12m"),
+    ]
     results, rss, peak = time_pages(db, cases, args.runs)
-    filtered, rss, peak = time_pages(db, [("page, 30 days, filtered by a country", "/?period=30d&country=AA"),
-                                          ("page, 30 days, filtered by a page", "/?period=30d&page=/docs/3")], 3)  # fmt: skip
+    filtered, rss, peak = time_pages(
+        db,
+        [
+            ("page, 30 days, filtered by a country", "/?period=30d&country=AA"),
+            ("page, 30 days, filtered by a page", "/?period=30d&page=/docs/3"),
+        ],
+        3,
+    )
     print(f"\n| {'request':<40} | median ms | min ms | max ms | bytes |\n|---|---|---|---|---|")
     for label, middle, low, high, size in results + filtered:
         print(f"| {label:<40} | {middle:9.0f} | {low:6.0f} | {high:6.0f} | {size:,} |")

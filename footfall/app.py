@@ -79,8 +79,12 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
         route_handlers=handlers,
         lifespan=[lifespan],
         # The browser tracker posts JSON with an x-umami-cache header from the site's origin, which needs a preflight.
-        cors_config=CORSConfig(allow_origins=["*"], allow_methods=["GET", "POST", "OPTIONS"],
-                               allow_headers=["content-type", "x-umami-cache"], max_age=DAY_SECONDS),  # fmt: skip
+        cors_config=CORSConfig(
+            allow_origins=["*"],
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["content-type", "x-umami-cache"],
+            max_age=DAY_SECONDS,
+        ),
         exception_handlers={ApiError: handle_api_error, HTTPException: handle_http_exception, Exception: handle_server_error},
         template_config=TemplateConfig(directory=asset_path("templates"), engine=JinjaTemplateEngine),
         request_max_body_size=config.batch_max_bytes,
@@ -105,4 +109,3 @@ def sd_notify(state: str, environ: Mapping[str, str] = os.environ) -> bool:
         log.warning("event=sd-notify-failed error=%r", str(exc))
         return False
     return True
-

@@ -23,33 +23,26 @@ from collector import CLIENT_IP_HEADERS, DAY_SECONDS, RateLimiter, normalize_ip,
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 
 
-
 #: Shortest password `footfall password` accepts.
 MIN_PASSWORD_CHARS = 10
-
 
 
 #: Name and lifetime of the login cookie (seconds).
 SESSION_COOKIE = "footfall_session"
 
 
-
 SESSION_MAX_AGE_SECONDS = 30 * DAY_SECONDS
-
 
 
 #: Login attempts per client: a burst of this many, then one more every LOGIN_REFILL_SECONDS.
 LOGIN_BURST = 5
 
 
-
 LOGIN_REFILL_SECONDS = 12
-
 
 
 #: Headers a reverse proxy adds: with any of them a loopback peer is not the local user.
 _PROXY_HEADERS = (*CLIENT_IP_HEADERS, "x-forwarded-host", "x-forwarded-proto", "via")
-
 
 
 def hash_password(password: str) -> str:
@@ -58,8 +51,6 @@ def hash_password(password: str) -> str:
     digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, maxmem=64 << 20, dklen=32)
     encode = lambda b: base64.b64encode(b).decode()  # noqa: E731
     return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${encode(salt)}${encode(digest)}"
-
-
 
 
 def verify_password(password: str, stored: str) -> bool:
@@ -72,13 +63,11 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(candidate, digest)
 
 
-
 def issue_session_cookie(key: bytes, password_hash: str, now: float) -> str:
     """A login cookie value: its expiry and an HMAC over it and the current password hash."""
     expires = int(now) + SESSION_MAX_AGE_SECONDS
     mac = hmac.new(key, f"{expires}|{password_hash}".encode(), hashlib.sha256).hexdigest()
     return f"{expires}.{mac}"
-
 
 
 def read_session_cookie(value: str | None, key: bytes, password_hash: str, now: float) -> bool:
@@ -92,13 +81,11 @@ def read_session_cookie(value: str | None, key: bytes, password_hash: str, now: 
     return hmac.compare_digest(mac, wanted)
 
 
-
 def is_local_browser(request: Request) -> bool:
     """A request from this very machine, not relayed by a proxy (the only ones served before a password is set)."""
     client = request.scope.get("client")
     address = normalize_ip(client[0] if client else None)
     return address is not None and address.is_loopback and not any(h in request.headers for h in _PROXY_HEADERS)
-
 
 
 def is_same_origin(request: Request) -> bool:
@@ -112,7 +99,6 @@ def is_same_origin(request: Request) -> bool:
     return origin != "null" and urlsplit(origin).netloc == request.headers.get("host", "")
 
 
-
 def safe_next(target: str | None) -> str:
     """Where to go after logging in: a path on this server only (no //host or scheme tricks)."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target or any(c < " " for c in target):
@@ -120,11 +106,9 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-
 def new_share_token() -> str:
     """An unguessable share-link token (256 random bits)."""
     return secrets.token_urlsafe(32)
-
 
 
 class PageAuth:

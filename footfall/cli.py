@@ -60,10 +60,8 @@ def _setting_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-
 def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(asctime)s level=%(levelname)s %(message)s")
-
 
 
 @click.group(invoke_without_command=True)
@@ -76,7 +74,6 @@ def cli(ctx: click.Context) -> None:
     """
     if ctx.invoked_subcommand is None:
         ctx.invoke(serve)
-
 
 
 @cli.command()
@@ -101,6 +98,7 @@ def serve(**options: Any) -> None:
     if prepared.default_website_id:
         click.echo(f"Created website 'default' with id {prepared.default_website_id}. Paste this into your pages:")
         click.echo(f'  <script defer src="{base}/script.js" data-website-id="{prepared.default_website_id}"></script>')
+
     class NotifyingServer(uvicorn.Server):
         """uvicorn's server, telling systemd when it is listening (READY=1) and when it starts to drain (STOPPING=1)."""
 
@@ -115,9 +113,18 @@ def serve(**options: Any) -> None:
 
     # proxy_headers=False: footfall decides itself which forwarding headers to believe (--trusted-proxies); uvicorn's
     # own rewrite would replace a trusted proxy's address with the client's and so drop the proxy's CDN location headers.
-    server = NotifyingServer(uvicorn.Config(create_app(config), host=config.host, port=config.port, access_log=False,
-                                            server_header=False, log_level=config.log_level, lifespan="on",
-                                            proxy_headers=False))  # fmt: skip
+    server = NotifyingServer(
+        uvicorn.Config(
+            create_app(config),
+            host=config.host,
+            port=config.port,
+            access_log=False,
+            server_header=False,
+            log_level=config.log_level,
+            lifespan="on",
+            proxy_headers=False,
+        )
+    )
     # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to the handler that was in place before it started.
     # A drained, committed shutdown is a success, so that handler does nothing and the exit code is 0 (systemd expects it).
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -127,12 +134,10 @@ def serve(**options: Any) -> None:
         raise click.ClickException(f"could not serve on {base}; is the port free?")
 
 
-
 def _require_database(db: str) -> None:
     """Commands that only read or copy a database refuse a path with none, rather than creating an empty one."""
     if not Path(db).exists():
         raise click.ClickException(f"no database at {db}; pass --db or set FOOTFALL_DB")
-
 
 
 def _open_for_cli(db: str) -> sqlite3.Connection:
@@ -143,16 +148,17 @@ def _open_for_cli(db: str) -> sqlite3.Connection:
         raise click.ClickException(str(exc)) from None
 
 
-
-_db_option = click.option("--db", default=lambda: os.environ.get("FOOTFALL_DB", "footfall.db"), show_default="footfall.db",
-                          help="Database file [env FOOTFALL_DB].")  # fmt: skip
-
+_db_option = click.option(
+    "--db",
+    default=lambda: os.environ.get("FOOTFALL_DB", "footfall.db"),
+    show_default="footfall.db",
+    help="Database file [env FOOTFALL_DB].",
+)
 
 
 @cli.group()
 def site() -> None:
     """Add, list and remove websites."""
-
 
 
 @site.command("add")
@@ -174,14 +180,15 @@ def site_add(name: str, domain: str | None, website_id: str | None, db: str) -> 
     website_id = website_id or str(uuid.uuid4())
     conn = _open_for_cli(db)
     try:
-        conn.execute("INSERT INTO website (website_id, name, domain, created_at) VALUES (?, ?, ?, ?)",
-                     (website_id, name, domain, int(time.time())))  # fmt: skip
+        conn.execute(
+            "INSERT INTO website (website_id, name, domain, created_at) VALUES (?, ?, ?, ?)",
+            (website_id, name, domain, int(time.time())),
+        )
     except sqlite3.IntegrityError:
         raise click.ClickException(f"a website with id {website_id} already exists; `footfall site list` shows it") from None
     finally:
         conn.close()
     click.echo(website_id)
-
 
 
 @site.command("list")
@@ -193,12 +200,13 @@ def site_list(db: str) -> None:
     """
     conn = _open_for_cli(db)
     try:
-        rows = conn.execute("SELECT website_id, name, ifnull(domain, ''), deleted_at FROM website ORDER BY website_key").fetchall()
+        rows = conn.execute(
+            "SELECT website_id, name, ifnull(domain, ''), deleted_at FROM website ORDER BY website_key"
+        ).fetchall()
     finally:
         conn.close()
     for website_id, name, domain, deleted_at in rows:
         click.echo("\t".join((website_id, name, domain, "removed" if deleted_at else "active")))
-
 
 
 @site.command("remove")
@@ -211,14 +219,15 @@ def site_remove(website_id: str, db: str) -> None:
     """
     conn = _open_for_cli(db)
     try:
-        changed = conn.execute("UPDATE website SET deleted_at = ? WHERE website_id = ? AND deleted_at IS NULL",
-                               (int(time.time()), website_id.lower())).rowcount  # fmt: skip
+        changed = conn.execute(
+            "UPDATE website SET deleted_at = ? WHERE website_id = ? AND deleted_at IS NULL",
+            (int(time.time()), website_id.lower()),
+        ).rowcount
     finally:
         conn.close()
     if not changed:
         raise click.ClickException(f"no active website with id {website_id}; `footfall site list` shows the ids")
     click.echo(f"removed {website_id.lower()}")
-
 
 
 @site.command("retention")
@@ -235,7 +244,9 @@ def site_retention(website_id: str, days: str, db: str) -> None:
         raise click.ClickException(f"DAYS must be a positive number of days or 'off', not {days!r}")
     conn = _open_for_cli(db)
     try:
-        changed = conn.execute("UPDATE website SET retention_days = ? WHERE website_id = ?", (value, website_id.lower())).rowcount
+        changed = conn.execute(
+            "UPDATE website SET retention_days = ? WHERE website_id = ?", (value, website_id.lower())
+        ).rowcount
     finally:
         conn.close()
     if not changed:
@@ -243,12 +254,15 @@ def site_retention(website_id: str, days: str, db: str) -> None:
     click.echo(f"{website_id.lower()}: events kept {'forever' if value is None else f'{value} days'}")
 
 
-
 @site.command("share")
 @click.argument("website_id")
 @click.option("--revoke", is_flag=True, help="Delete the site's share link; its URL stops working at once.")
-@click.option("--base-url", default=lambda: os.environ.get("FOOTFALL_PUBLIC_URL", "http://127.0.0.1:8000"),
-              show_default="http://127.0.0.1:8000", help="Where footfall is reached [env FOOTFALL_PUBLIC_URL].")
+@click.option(
+    "--base-url",
+    default=lambda: os.environ.get("FOOTFALL_PUBLIC_URL", "http://127.0.0.1:8000"),
+    show_default="http://127.0.0.1:8000",
+    help="Where footfall is reached [env FOOTFALL_PUBLIC_URL].",
+)
 @_db_option
 def site_share(website_id: str, revoke: bool, base_url: str, db: str) -> None:
     """Print a public, read-only link to a site's summary page (made once, then the same link), or --revoke it.
@@ -258,21 +272,23 @@ def site_share(website_id: str, revoke: bool, base_url: str, db: str) -> None:
     """
     conn = _open_for_cli(db)
     try:
-        row = conn.execute("SELECT website_key FROM website WHERE website_id = ? AND deleted_at IS NULL",
-                           (website_id.lower(),)).fetchone()  # fmt: skip
+        row = conn.execute(
+            "SELECT website_key FROM website WHERE website_id = ? AND deleted_at IS NULL", (website_id.lower(),)
+        ).fetchone()
         if row is None:
             raise click.ClickException(f"no website with id {website_id}; `footfall site list` shows the ids")
         if revoke:
             gone = conn.execute("DELETE FROM share_link WHERE website_key = ?", row).rowcount
             click.echo(f"{website_id.lower()}: share link revoked" if gone else f"{website_id.lower()}: had no share link")
             return
-        conn.execute("INSERT OR IGNORE INTO share_link (token, website_key, created_at) VALUES (?, ?, ?)",
-                     (new_share_token(), row[0], int(time.time())))  # fmt: skip
+        conn.execute(
+            "INSERT OR IGNORE INTO share_link (token, website_key, created_at) VALUES (?, ?, ?)",
+            (new_share_token(), row[0], int(time.time())),
+        )
         token = conn.execute("SELECT token FROM share_link WHERE website_key = ?", row).fetchone()[0]
     finally:
         conn.close()
     click.echo(f"{base_url.rstrip('/')}/share/{token}")
-
 
 
 @cli.command()
@@ -302,12 +318,10 @@ def password(print_hash: bool, from_stdin: bool, db: str) -> None:
     click.echo("Password set. Log in at /login (a running footfall picks it up within seconds).")
 
 
-
 def _console() -> Any:
     from rich.console import Console
 
     return Console(stderr=True)
-
 
 
 def _checked(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -318,7 +332,6 @@ def _checked(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         raise click.ClickException(str(exc)) from None
     except sqlite3.Error as exc:
         raise click.ClickException(f"database error: {exc}") from None
-
 
 
 @cli.command()
@@ -341,7 +354,6 @@ def backup(dest: Path, keep_days: int | None, db: str) -> None:
             click.echo(f"deleted {old}")
 
 
-
 @cli.command()
 @_db_option
 def check(db: str) -> None:
@@ -359,7 +371,6 @@ def check(db: str) -> None:
         click.echo(f"salt {salt['period']}: {salt['age_days']} days old")
     if report["integrity"] != "ok":
         raise click.ClickException("the database is damaged; restore a backup (see README, Backups)")
-
 
 
 @cli.command()
@@ -380,7 +391,6 @@ def prune(older_than: str, website_id: str | None, db: str) -> None:
     click.echo(f"deleted {counts['events']} events, {counts['visits']} visits, {counts['sessions']} sessions")
 
 
-
 @cli.command()
 @click.option("--distinct-id", required=True, help="The id the site passed to umami.identify() / payload.id.")
 @click.option("--site", "website_id", help="Only on this website.")
@@ -394,22 +404,27 @@ def forget(distinct_id: str, website_id: str | None, db: str) -> None:
     click.echo(", ".join(f"deleted {n} {what}" for what, n in counts.items()))
 
 
-
 def _unix(value: dt.datetime | None) -> int | None:
     return None if value is None else int(value.replace(tzinfo=value.tzinfo or dt.timezone.utc).timestamp())
-
 
 
 @cli.command()
 @click.option("--site", "website_id", help="Only this website's events.")
 @click.option("--since", type=click.DateTime(), help="From this UTC date or time (e.g. 2026-01-01), inclusive.")
 @click.option("--until", type=click.DateTime(), help="Before this UTC date or time, exclusive.")
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "umami-csv"]), default="csv", show_default=True,
-              help="umami-csv writes Umami's four tables as CSV files into the -o folder.")  # fmt: skip
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "jsonl", "umami-csv"]),
+    default="csv",
+    show_default=True,
+    help="umami-csv writes Umami's four tables as CSV files into the -o folder.",
+)
 @click.option("-o", "--output", default="-", help="File (default stdout); a folder for umami-csv.")
 @_db_option
-def export(website_id: str | None, since: dt.datetime | None, until: dt.datetime | None, fmt: str, output: str,
-           db: str) -> None:  # fmt: skip
+def export(
+    website_id: str | None, since: dt.datetime | None, until: dt.datetime | None, fmt: str, output: str, db: str
+) -> None:
     """Write events with their session attributes as CSV or JSON lines, streamed in constant memory; or everything as
     Umami's tables, to load into Umami's PostgreSQL.
 
@@ -428,11 +443,9 @@ def export(website_id: str | None, since: dt.datetime | None, until: dt.datetime
     click.echo(f"exported {count} events", err=True)
 
 
-
 @cli.group("import")
 def import_() -> None:
     """Load history from another analytics tool."""
-
 
 
 @import_.command("umami")
@@ -452,7 +465,6 @@ def import_umami_command(files: tuple[Path, ...], db: str) -> None:
     click.echo(", ".join(f"{n} {what}" for what, n in sorted(counts.items())))
 
 
-
 @cli.command()
 @click.option("--site", "website_id", help="Only this website (default: all).")
 @click.option("--period", default="7d", show_default=True, help="How far back, e.g. 24h, 7d, 4w.")
@@ -465,16 +477,23 @@ def stats(website_id: str | None, period: str, db: str) -> None:
     _require_database(db)
     numbers = _checked(site_stats, db, website_id, _checked(parse_age, period))
     click.echo(f"last {period}: {numbers['visitors']} visitors, {numbers['visits']} visits, {numbers['pageviews']} pageviews")
-    click.echo(f"views per visit {numbers['views_per_visit']}, bounce rate {numbers['bounce_rate']}%, "
-               f"average visit {numbers['avg_visit_s']} s")  # fmt: skip
+    click.echo(
+        f"views per visit {numbers['views_per_visit']}, bounce rate {numbers['bounce_rate']}%, "
+        f"average visit {numbers['avg_visit_s']} s"
+    )
     for page in numbers["top_pages"]:
         click.echo(f"{page['pageviews']:>8}  {page['url_path'] or '/'}")
 
 
-
 @cli.command("install-service")
-@click.option("--unit-dir", type=click.Path(file_okay=False, path_type=Path), default="/etc/systemd/system",
-              show_default=True, envvar="FOOTFALL_UNIT_DIR", help="Where to write the units [env FOOTFALL_UNIT_DIR].")
+@click.option(
+    "--unit-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="/etc/systemd/system",
+    show_default=True,
+    envvar="FOOTFALL_UNIT_DIR",
+    help="Where to write the units [env FOOTFALL_UNIT_DIR].",
+)
 def install_service(unit_dir: Path) -> None:
     """Write footfall's systemd units, pointing at this footfall, and say how to start them (run it with sudo).
 
@@ -487,7 +506,6 @@ def install_service(unit_dir: Path) -> None:
         (unit_dir / name).write_text(text, encoding="utf-8")
         click.echo(f"wrote {unit_dir / name}")
     click.echo("now: systemctl daemon-reload && systemctl enable --now footfall.service footfall-backup.timer")
-
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -503,4 +521,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Exit as exc:
         return exc.exit_code
     return 0
-

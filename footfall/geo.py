@@ -29,26 +29,20 @@ CDN_GEO_HEADERS = (
 )
 
 
-
 MAX_REGION_CHARS = 20
 
 
-
 MAX_CITY_CHARS = 50
-
 
 
 #: Version of the embedded-geo cache file layout; a new one is built when this or geoip2fast's version changes.
 GEO_CACHE_VERSION = 1
 
 
-
 _GEO_MAGIC = b"FFGEO\x00\x00\x01"
 
 
-
 _GEO_HEADER = struct.Struct("<8sIII")  # magic, IPv4 ranges, IPv6 ranges, countries
-
 
 
 def _header_text(value: str | None) -> str | None:
@@ -62,12 +56,10 @@ def _header_text(value: str | None) -> str | None:
     return value.strip() or None
 
 
-
 def _region_code(country: str, region: str | None) -> str | None:
     if not region:
         return None
     return clip(region if "-" in region else f"{country}-{region}", MAX_REGION_CHARS)
-
 
 
 def valid_country(code: str | None) -> str | None:
@@ -77,8 +69,14 @@ def valid_country(code: str | None) -> str | None:
 
 
 def is_local(address: IPAddress) -> bool:
-    return address.is_private or address.is_loopback or address.is_link_local or address.is_unspecified or \
-        address.is_multicast or address.is_reserved  # fmt: skip
+    return (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_unspecified
+        or address.is_multicast
+        or address.is_reserved
+    )
 
 
 def location_from_headers(headers: Mapping[str, str]) -> Location | None:
@@ -90,10 +88,10 @@ def location_from_headers(headers: Mapping[str, str]) -> Location | None:
             if country is None:
                 return NOWHERE
             city = _header_text(headers.get(city_header))
-            return Location(country, _region_code(country, _header_text(headers.get(region_header))),
-                            clip(city, MAX_CITY_CHARS))  # fmt: skip
+            return Location(
+                country, _region_code(country, _header_text(headers.get(region_header))), clip(city, MAX_CITY_CHARS)
+            )
     return None
-
 
 
 class MaxMindGeo:
@@ -125,7 +123,6 @@ class MaxMindGeo:
         self._reader.close()
 
 
-
 def geo_cache_path() -> Path:
     """Where the embedded country data is cached: systemd's CacheDirectory, else the XDG cache directory."""
     import importlib.metadata
@@ -133,7 +130,6 @@ def geo_cache_path() -> Path:
     base = os.environ.get("CACHE_DIRECTORY") or os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
     source_version = importlib.metadata.version("geoip2fast")
     return Path(base) / "footfall" / f"geo-{source_version}-{GEO_CACHE_VERSION}-{sys.byteorder}.bin"
-
 
 
 def build_geo_cache(out: Path) -> None:
@@ -177,7 +173,6 @@ def build_geo_cache(out: Path) -> None:
             handle.write(part.tobytes())
         handle.write(table)
     os.replace(temporary, out)
-
 
 
 class EmbeddedGeo:
@@ -224,7 +219,6 @@ class EmbeddedGeo:
         self._map.close()
 
 
-
 def load_embedded_geo() -> EmbeddedGeo | None:
     """The embedded country data, building its cache file first (in a child process) when missing; None if unavailable."""
     path = geo_cache_path()
@@ -235,7 +229,6 @@ def load_embedded_geo() -> EmbeddedGeo | None:
     except (OSError, ValueError, subprocess.SubprocessError) as exc:
         log.warning("event=geo-unavailable path=%s error=%r", path, str(exc))
         return None
-
 
 
 def locate(client: Client, headers: Mapping[str, str], geo: Sequence[MaxMindGeo | EmbeddedGeo]) -> Location:

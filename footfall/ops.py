@@ -25,18 +25,14 @@ from footfall.rollups import bucket_of, drop_pruned_rollups, hours_cut_by_prune,
 PRUNE_CHUNK_ROWS = 5000
 
 
-
 #: Rows fetched at a time by export (memory stays constant whatever the size of the database).
 EXPORT_BATCH_ROWS = 1000
-
 
 
 _AGE_RE = re.compile(r"(\d+)\s*([hdw])")
 
 
-
 _AGE_UNITS = {"h": HOUR_SECONDS, "d": DAY_SECONDS, "w": 7 * DAY_SECONDS}
-
 
 
 def parse_age(text: str) -> int:
@@ -45,7 +41,6 @@ def parse_age(text: str) -> int:
     if not match or int(match.group(1)) == 0:
         raise ConfigError(f"{text!r} is not an age like 400d, 12w or 36h")
     return int(match.group(1)) * _AGE_UNITS[match.group(2)]
-
 
 
 def backup_database(db: str, dest: Path, now: float | None = None) -> Path:
@@ -65,7 +60,6 @@ def backup_database(db: str, dest: Path, now: float | None = None) -> Path:
     return target
 
 
-
 def expire_backups(folder: Path, keep_days: int, now: float | None = None) -> list[Path]:
     """Delete footfall-*.db backups in ``folder`` older than ``keep_days``; return what was deleted."""
     cutoff = (time.time() if now is None else now) - keep_days * DAY_SECONDS
@@ -75,7 +69,6 @@ def expire_backups(folder: Path, keep_days: int, now: float | None = None) -> li
             path.unlink()
             removed.append(path)
     return removed
-
 
 
 def check_database(db: str, now: float | None = None) -> dict[str, Any]:
@@ -88,10 +81,11 @@ def check_database(db: str, now: float | None = None) -> dict[str, Any]:
             "integrity": "ok" if integrity == ["ok"] else "; ".join(integrity[:20]),
             "schema_version": conn.execute("PRAGMA user_version").fetchone()[0],
             "rows": {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables},
-            "salts": [{"period": period, "age_days": round((now - starts_at) / DAY_SECONDS, 1)}
-                      for period, starts_at in conn.execute("SELECT period, starts_at FROM salt ORDER BY starts_at")],
-        }  # fmt: skip
-
+            "salts": [
+                {"period": period, "age_days": round((now - starts_at) / DAY_SECONDS, 1)}
+                for period, starts_at in conn.execute("SELECT period, starts_at FROM salt ORDER BY starts_at")
+            ],
+        }
 
 
 def website_key_for(conn: sqlite3.Connection, website_id: str | None) -> int | None:
@@ -103,14 +97,15 @@ def website_key_for(conn: sqlite3.Connection, website_id: str | None) -> int | N
     return int(row[0])
 
 
-
 def prune_statement(cutoff: int, website_key: int | None) -> tuple[str, tuple[Any, ...]]:
     """The DELETE of one chunk of events older than ``cutoff`` (Unix seconds), of one site or all."""
     site_clause = "" if website_key is None else " AND website_key = ?"
     params: tuple[Any, ...] = (cutoff,) if website_key is None else (cutoff, website_key)
-    return (f"DELETE FROM website_event WHERE event_key IN (SELECT event_key FROM website_event "
-            f"WHERE created_at < ?{site_clause} ORDER BY event_key LIMIT {PRUNE_CHUNK_ROWS})", params)  # fmt: skip
-
+    return (
+        f"DELETE FROM website_event WHERE event_key IN (SELECT event_key FROM website_event "
+        f"WHERE created_at < ?{site_clause} ORDER BY event_key LIMIT {PRUNE_CHUNK_ROWS})",
+        params,
+    )
 
 
 #: Visits left without events, then sessions left without visits (their session_data goes with them).
@@ -118,7 +113,6 @@ ORPHAN_DELETES = (
     "DELETE FROM visit WHERE NOT EXISTS (SELECT 1 FROM website_event e WHERE e.visit_key = visit.visit_key)",
     "DELETE FROM session WHERE NOT EXISTS (SELECT 1 FROM visit v WHERE v.session_key = session.session_key)",
 )
-
 
 
 def prune_chunk(conn: sqlite3.Connection, cutoff: int, website_key: int | None) -> int:
@@ -133,9 +127,13 @@ def prune_chunk(conn: sqlite3.Connection, cutoff: int, website_key: int | None) 
     return deleted
 
 
-
-def prune_events(db: str, older_than_s: int, website_id: str | None = None, now: float | None = None,
-                 progress: Callable[[int], None] | None = None) -> dict[str, int]:  # fmt: skip
+def prune_events(
+    db: str,
+    older_than_s: int,
+    website_id: str | None = None,
+    now: float | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, int]:
     """Delete events older than ``older_than_s`` seconds (of one site, or all), in small transactions, then orphans."""
     cutoff = int((time.time() if now is None else now) - older_than_s)
     with contextlib.closing(connect(db)) as conn:
@@ -153,7 +151,6 @@ def prune_events(db: str, older_than_s: int, website_id: str | None = None, now:
     return {"events": total, "visits": visits, "sessions": sessions}
 
 
-
 def forget_person(db: str, distinct_id: str, website_id: str | None = None) -> dict[str, int]:
     """Delete everything stored about one distinct id: its sessions, their visits, events and data (privacy requests)."""
     with contextlib.closing(connect(db)) as conn:
@@ -165,9 +162,11 @@ def forget_person(db: str, distinct_id: str, website_id: str | None = None) -> d
             conn.execute("CREATE TEMP TABLE IF NOT EXISTS forget_keys (session_key INTEGER PRIMARY KEY)")
             conn.execute("DELETE FROM forget_keys")
             conn.execute(f"INSERT INTO forget_keys SELECT session_key FROM session WHERE distinct_id = ?{site_clause}", params)
-            conn.execute(f"INSERT OR IGNORE INTO forget_keys SELECT session_key FROM session_data "
-                         f"WHERE distinct_id = ?{'' if website_key is None else ' AND session_key IN (SELECT session_key FROM session WHERE website_key = ?)'}",  # noqa: E501
-                         params)  # fmt: skip
+            conn.execute(
+                f"INSERT OR IGNORE INTO forget_keys SELECT session_key FROM session_data "
+                f"WHERE distinct_id = ?{'' if website_key is None else ' AND session_key IN (SELECT session_key FROM session WHERE website_key = ?)'}",  # noqa: E501
+                params,
+            )
             alignment = stored_alignment(conn)
             repair: dict[int, set[int]] = collections.defaultdict(set)
             if alignment is not None:  # the hours the person's events were counted in
@@ -175,11 +174,19 @@ def forget_person(db: str, distinct_id: str, website_id: str | None = None) -> d
                 for key, at in conn.execute(sql):
                     repair[key].add(bucket_of(at, alignment[0]))
             counts = {
-                "events": conn.execute("DELETE FROM website_event WHERE session_key IN (SELECT session_key FROM forget_keys)").rowcount,  # noqa: E501
-                "visits": conn.execute("DELETE FROM visit WHERE session_key IN (SELECT session_key FROM forget_keys)").rowcount,
-                "session_data": conn.execute("DELETE FROM session_data WHERE session_key IN (SELECT session_key FROM forget_keys)").rowcount,  # noqa: E501
-                "sessions": conn.execute("DELETE FROM session WHERE session_key IN (SELECT session_key FROM forget_keys)").rowcount,
-            }  # fmt: skip
+                "events": conn.execute(
+                    "DELETE FROM website_event WHERE session_key IN (SELECT session_key FROM forget_keys)"
+                ).rowcount,  # noqa: E501
+                "visits": conn.execute(
+                    "DELETE FROM visit WHERE session_key IN (SELECT session_key FROM forget_keys)"
+                ).rowcount,
+                "session_data": conn.execute(
+                    "DELETE FROM session_data WHERE session_key IN (SELECT session_key FROM forget_keys)"
+                ).rowcount,  # noqa: E501
+                "sessions": conn.execute(
+                    "DELETE FROM session WHERE session_key IN (SELECT session_key FROM forget_keys)"
+                ).rowcount,
+            }
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -188,20 +195,55 @@ def forget_person(db: str, distinct_id: str, website_id: str | None = None) -> d
     return counts
 
 
-
 #: Columns of `footfall export` (the `events` view, without internal keys).
 EXPORT_COLUMNS = (
-    "website_id", "session_id", "visit_id", "created_at", "event_kind", "event_name", "url_path", "url_query",
-    "referrer_domain", "referrer_path", "referrer_query", "self_referral", "page_title", "hostname", "tag",
-    "utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term", "gclid", "fbclid", "msclkid", "ttclid",
-    "li_fat_id", "twclid", "lcp", "inp", "cls", "fcp", "ttfb", "duration", "browser", "os", "device", "screen",
-    "language", "country", "region", "city", "distinct_id",
-)  # fmt: skip
+    "website_id",
+    "session_id",
+    "visit_id",
+    "created_at",
+    "event_kind",
+    "event_name",
+    "url_path",
+    "url_query",
+    "referrer_domain",
+    "referrer_path",
+    "referrer_query",
+    "self_referral",
+    "page_title",
+    "hostname",
+    "tag",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_content",
+    "utm_term",
+    "gclid",
+    "fbclid",
+    "msclkid",
+    "ttclid",
+    "li_fat_id",
+    "twclid",
+    "lcp",
+    "inp",
+    "cls",
+    "fcp",
+    "ttfb",
+    "duration",
+    "browser",
+    "os",
+    "device",
+    "screen",
+    "language",
+    "country",
+    "region",
+    "city",
+    "distinct_id",
+)
 
 
-
-def export_events(db: str, out: Any, fmt: str, website_id: str | None = None, since: int | None = None,
-                  until: int | None = None) -> int:  # fmt: skip
+def export_events(
+    db: str, out: Any, fmt: str, website_id: str | None = None, since: int | None = None, until: int | None = None
+) -> int:
     """Stream events with their session attributes to the text stream ``out`` as CSV or JSON lines; return the count."""
     import csv
 
@@ -233,7 +275,6 @@ def export_events(db: str, out: Any, fmt: str, website_id: str | None = None, si
     return count
 
 
-
 def site_stats(db: str, website_id: str | None, period_s: int, now: float | None = None) -> dict[str, Any]:
     """Headline numbers and top pages of the last ``period_s`` seconds, read from the public views (`footfall stats`)."""
     now = time.time() if now is None else now
@@ -254,10 +295,11 @@ def site_stats(db: str, website_id: str | None, period_s: int, now: float | None
                        WHERE e.created_at >= ?{site} AND e.event_type = 1 GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10"""
         top = conn.execute(top_sql, params).fetchall()
     return {
-        "visitors": visitors, "visits": visits, "pageviews": pageviews,
+        "visitors": visitors,
+        "visits": visits,
+        "pageviews": pageviews,
         "views_per_visit": round(pageviews / visits, 2) if visits else 0.0,
         "bounce_rate": round(100 * bounces / visits, 1) if visits else 0.0,
         "avg_visit_s": round(duration or 0),
         "top_pages": [{"url_path": path, "pageviews": n} for path, n in top],
-    }  # fmt: skip
-
+    }

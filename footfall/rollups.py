@@ -28,43 +28,57 @@ from collector import DAY_SECONDS, EVENT_CUSTOM, EVENT_PAGEVIEW, EVENT_PERFORMAN
 ROLLUP_BUCKET_SECONDS = HOUR_SECONDS
 
 
-
 #: The server refreshes rollups this often, in seconds, or less often if a refresh takes over 5% of that (and always right
 #: before it renders a summary).
 ROLLUP_REFRESH_SECONDS = 10.0
-
 
 
 #: Above this many events a second written, background refreshes wait for a quieter moment.
 ROLLUP_BUSY_EVENTS_PER_SECOND = 200
 
 
-
 #: Events one refresh round reads at most; a rebuild of a big database goes round by round (memory stays bounded).
 ROLLUP_ROUND_EVENTS = 250_000
 
 
-
 #: Visit attributes the summary lists (visits per value).
-VISIT_DIMENSIONS = ("entry", "exit", "referrer", "utm_source", "utm_medium", "utm_campaign",
-                    "country", "browser", "os", "device", "language", "screen")  # fmt: skip
-
+VISIT_DIMENSIONS = (
+    "entry",
+    "exit",
+    "referrer",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "country",
+    "browser",
+    "os",
+    "device",
+    "language",
+    "screen",
+)
 
 
 #: Visit attributes that are the session's: a filter on them is decided by a visit's first event.
 SESSION_FILTERS = ("country", "browser", "os", "device", "language", "screen")
 
 
-
 #: Web vitals, in the order of website_event's columns.
 VITALS = ("lcp", "inp", "cls", "fcp", "ttfb")
 
 
-
 #: Every metric of the rollup table (their rows are deleted together when an hour is recomputed).
-ROLLUP_METRICS = ("pageviews", "events", "visits", "bounces", "duration", "page", "event", "event_key", "reports",
-                  *VISIT_DIMENSIONS)  # fmt: skip
-
+ROLLUP_METRICS = (
+    "pageviews",
+    "events",
+    "visits",
+    "bounces",
+    "duration",
+    "page",
+    "event",
+    "event_key",
+    "reports",
+    *VISIT_DIMENSIONS,
+)
 
 
 def bucket_of(at: int, shift: int) -> int:
@@ -72,10 +86,8 @@ def bucket_of(at: int, shift: int) -> int:
     return at - (at - shift) % ROLLUP_BUCKET_SECONDS
 
 
-
 #: The hourly rollup tables and their daily sums.
 ROLLUP_TABLES = ("rollup", "rollup_visitors", "rollup_vitals", "rollup_daily", "rollup_daily_visitors", "rollup_daily_vitals")
-
 
 
 def day_of(at: int, zone: dt.tzinfo) -> int:
@@ -83,16 +95,13 @@ def day_of(at: int, zone: dt.tzinfo) -> int:
     return day_start(dt.datetime.fromtimestamp(at, zone).date(), zone)
 
 
-
 def next_day(day: int, zone: dt.tzinfo) -> int:
     """The local midnight after the one at ``day`` (days are 23 to 25 hours long where clocks change)."""
     return day_start(dt.datetime.fromtimestamp(day, zone).date() + dt.timedelta(days=1), zone)
 
 
-
 def day_start(day: dt.date, zone: dt.tzinfo) -> int:
     return int(dt.datetime.combine(day, dt.time(0), tzinfo=zone).timestamp())
-
 
 
 def bucket_shift(zone: dt.tzinfo, at: float) -> int:
@@ -101,13 +110,11 @@ def bucket_shift(zone: dt.tzinfo, at: float) -> int:
     return int(offset.total_seconds()) % ROLLUP_BUCKET_SECONDS
 
 
-
 def vital_bin(value: float) -> float:
     """``value`` rounded to two significant figures: the resolution of the web-vitals histograms."""
     if value <= 0:
         return 0.0
     return round(value, 1 - math.floor(math.log10(value)))
-
 
 
 class EventFact(NamedTuple):
@@ -134,13 +141,10 @@ class EventFact(NamedTuple):
     ttfb: float | None
 
 
-
 _FACT_COLUMNS = ", ".join(f"e.{name}" for name in EventFact._fields)
 
 
-
 _FACT_ORDER = " ORDER BY e.visit_key, e.created_at, e.event_key"
-
 
 
 class VisitFact(NamedTuple):
@@ -167,23 +171,33 @@ class VisitFact(NamedTuple):
     screen: str | None
 
 
-
 _FIRST_DIMENSION = VisitFact._fields.index(VISIT_DIMENSIONS[0])
-
 
 
 assert VisitFact._fields[_FIRST_DIMENSION:] == VISIT_DIMENSIONS
 
 
-
 class VisitBuilder:
     """Summarises one visit from its events, fed in time order (created_at, then event_key), without keeping them."""
 
-    __slots__ = ("first", "attributes", "landing", "last_page", "last_at", "pageviews", "custom_events", "reported_ms",
-                 "page", "event", "saw_page", "saw_event")  # fmt: skip
+    __slots__ = (
+        "first",
+        "attributes",
+        "landing",
+        "last_page",
+        "last_at",
+        "pageviews",
+        "custom_events",
+        "reported_ms",
+        "page",
+        "event",
+        "saw_page",
+        "saw_event",
+    )
 
-    def __init__(self, first: EventFact, attributes: Sequence[str | None], page: str | None = None,
-                 event: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, first: EventFact, attributes: Sequence[str | None], page: str | None = None, event: str | None = None
+    ) -> None:
         self.first, self.attributes = first, attributes
         self.landing: EventFact | None = None  # the first pageview
         self.last_page: str | None = None
@@ -208,13 +222,21 @@ class VisitBuilder:
     def fact(self) -> VisitFact:
         first, landing = self.first, self.landing or self.first
         return VisitFact(
-            first.visit_key, first.website_key, first.session_key, first.created_at, self.pageviews, self.custom_events,
+            first.visit_key,
+            first.website_key,
+            first.session_key,
+            first.created_at,
+            self.pageviews,
+            self.custom_events,
             max(self.last_at - first.created_at, self.reported_ms // 1000),
-            self.landing.url_path if self.landing else None, self.last_page,
+            self.landing.url_path if self.landing else None,
+            self.last_page,
             landing.referrer_domain if landing.referrer_domain and not landing.self_referral else None,
-            landing.utm_source, landing.utm_medium, landing.utm_campaign, *self.attributes,
-        )  # fmt: skip
-
+            landing.utm_source,
+            landing.utm_medium,
+            landing.utm_campaign,
+            *self.attributes,
+        )
 
 
 class Rollups:
@@ -266,9 +288,11 @@ class Rollups:
 
     def rows(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         """Rows for rollup, rollup_visitors and rollup_vitals (zero counts left out)."""
-        return ([(*k, n) for k, n in self.counts.items() if n], [(*k, n) for k, n in self.visitors.items()],
-                [(*k, n) for k, n in self.vitals.items()])  # fmt: skip
-
+        return (
+            [(*k, n) for k, n in self.counts.items() if n],
+            [(*k, n) for k, n in self.visitors.items()],
+            [(*k, n) for k, n in self.vitals.items()],
+        )
 
 
 def _hour_runs(hours: Iterable[int]) -> list[tuple[int, int]]:
@@ -282,7 +306,6 @@ def _hour_runs(hours: Iterable[int]) -> list[tuple[int, int]]:
     return [(a, b) for a, b in runs]
 
 
-
 #: Scratch tables of one aggregation (temporary: this connection's own, gone with it).
 AGGREGATION_TABLES = (
     "CREATE TEMP TABLE IF NOT EXISTS agg_candidate (visit_key INTEGER PRIMARY KEY)",
@@ -292,17 +315,16 @@ AGGREGATION_TABLES = (
 )
 
 
-
 #: Every event of the candidate visits with its session's attributes, visit by visit (the visit_key index gives the order).
-_CANDIDATE_EVENTS = (f"SELECT {_FACT_COLUMNS}, s.country, s.browser, s.os, s.device, s.language, s.screen "
-                     f"FROM temp.agg_candidate c CROSS JOIN website_event e ON e.visit_key = c.visit_key "
-                     f"CROSS JOIN session s ON s.session_key = e.session_key ORDER BY c.visit_key, e.created_at, e.event_key")  # fmt: skip
-
+_CANDIDATE_EVENTS = (
+    f"SELECT {_FACT_COLUMNS}, s.country, s.browser, s.os, s.device, s.language, s.screen "
+    f"FROM temp.agg_candidate c CROSS JOIN website_event e ON e.visit_key = c.visit_key "
+    f"CROSS JOIN session s ON s.session_key = e.session_key ORDER BY c.visit_key, e.created_at, e.event_key"
+)
 
 
 # (CROSS JOIN fixes the join order: SQLite knows nothing of the temporary table's size and would rather scan every event.)
 _FACT_WIDTH = len(EventFact._fields)
-
 
 
 def _visit_matches(fact: VisitFact, visit: VisitBuilder, filters: Mapping[str, str]) -> bool:
@@ -318,10 +340,14 @@ def _visit_matches(fact: VisitFact, visit: VisitBuilder, filters: Mapping[str, s
     return True
 
 
-
-def aggregate_visits(conn: sqlite3.Connection, shift: int, counts: Callable[[int, int], bool], filters: Mapping[str, str],
-                     since_among_all: bool, covered: Callable[[int, int], bool] | None = None,
-                     ) -> tuple[Rollups, dict[int, set[int]]]:  # fmt: skip
+def aggregate_visits(
+    conn: sqlite3.Connection,
+    shift: int,
+    counts: Callable[[int, int], bool],
+    filters: Mapping[str, str],
+    since_among_all: bool,
+    covered: Callable[[int, int], bool] | None = None,
+) -> tuple[Rollups, dict[int, set[int]]]:
     """Rollup rows from the visits in temp.agg_candidate (streamed: memory holds counts, not events).
 
     ``counts(website_key, t)`` says whether an event or a visit start at time t is counted. With ``filters``, only visits
@@ -376,23 +402,29 @@ def aggregate_visits(conn: sqlite3.Connection, shift: int, counts: Callable[[int
     if builder is not None:
         finish(builder)
     conn.executemany("INSERT INTO temp.agg_visit VALUES (?,?,?,?,?)", pending)
-    sql = ("SELECT e.website_key, e.created_at, e.event_name, d.data_key FROM temp.agg_visit a CROSS JOIN website_event e "
-           "ON e.visit_key = a.visit_key CROSS JOIN event_data d ON d.event_key = e.event_key WHERE e.event_type = 2")  # fmt: skip
+    sql = (
+        "SELECT e.website_key, e.created_at, e.event_name, d.data_key FROM temp.agg_visit a CROSS JOIN website_event e "
+        "ON e.visit_key = a.visit_key CROSS JOIN event_data d ON d.event_key = e.event_key WHERE e.event_type = 2"
+    )
     for website_key, created_at, name, data_key in conn.execute(sql):
         if counts(website_key, created_at):
             out.add_event_key(website_key, created_at, name, data_key)
     follow: dict[int, set[int]] = collections.defaultdict(set)
     if since_among_all:  # every visit of the sessions concerned, with its start (its first event)
         conn.execute("DELETE FROM temp.agg_session_visit")
-        conn.execute("INSERT INTO temp.agg_session_visit SELECT v.visit_key, v.session_key, (SELECT min(e.created_at) "
-                     "FROM website_event e WHERE e.visit_key = v.visit_key) FROM visit v WHERE v.session_key IN "
-                     "(SELECT session_key FROM temp.agg_visit WHERE counted)")  # fmt: skip
+        conn.execute(
+            "INSERT INTO temp.agg_session_visit SELECT v.visit_key, v.session_key, (SELECT min(e.created_at) "
+            "FROM website_event e WHERE e.visit_key = v.visit_key) FROM visit v WHERE v.session_key IN "
+            "(SELECT session_key FROM temp.agg_visit WHERE counted)"
+        )
         source = "temp.agg_session_visit WHERE started_at IS NOT NULL"
     else:
         source = "temp.agg_visit"
-    sql = (f"SELECT a.website_key, a.started_at, w.previous, w.next FROM temp.agg_visit a JOIN "
-           f"(SELECT visit_key, lag(started_at) OVER win AS previous, lead(started_at) OVER win AS next FROM {source} "
-           f"WINDOW win AS (PARTITION BY session_key ORDER BY started_at, visit_key)) w USING (visit_key) WHERE a.counted")
+    sql = (
+        f"SELECT a.website_key, a.started_at, w.previous, w.next FROM temp.agg_visit a JOIN "
+        f"(SELECT visit_key, lag(started_at) OVER win AS previous, lead(started_at) OVER win AS next FROM {source} "
+        f"WINDOW win AS (PARTITION BY session_key ORDER BY started_at, visit_key)) w USING (visit_key) WHERE a.counted"
+    )
     for website_key, started, previous, following in conn.execute(sql):
         out.add_visitor(website_key, started, previous)
         if following is not None and since_among_all and not covered(website_key, following):
@@ -400,9 +432,9 @@ def aggregate_visits(conn: sqlite3.Connection, shift: int, counts: Callable[[int
     return out, dict(follow)
 
 
-
-def collect_rollups(conn: sqlite3.Connection, dirty: Mapping[int, set[int]], shift: int,
-                    scope: Mapping[int, set[int]] | None = None) -> tuple[Rollups, dict[int, set[int]]]:  # fmt: skip
+def collect_rollups(
+    conn: sqlite3.Connection, dirty: Mapping[int, set[int]], shift: int, scope: Mapping[int, set[int]] | None = None
+) -> tuple[Rollups, dict[int, set[int]]]:
     """Compute the rollup rows of the given hours (website_key → hour starts) from the events.
 
     Also returns hours outside ``scope`` (the hours being recomputed anyway; default ``dirty``) whose visitor counts depend
@@ -415,11 +447,19 @@ def collect_rollups(conn: sqlite3.Connection, dirty: Mapping[int, set[int]], shi
     conn.execute("DELETE FROM temp.agg_candidate")
     for website_key, hours in dirty.items():
         for start, end in _hour_runs(hours):
-            conn.execute("INSERT OR IGNORE INTO temp.agg_candidate SELECT visit_key FROM website_event "
-                         "WHERE website_key = ? AND created_at >= ? AND created_at < ?", (website_key, start, end))  # fmt: skip
-    return aggregate_visits(conn, shift, lambda key, at: bucket_of(at, shift) in dirty.get(key, ()), {}, True,
-                            lambda key, at: bucket_of(at, shift) in dirty.get(key, ()) or bucket_of(at, shift) in scope.get(key, ()))
-
+            conn.execute(
+                "INSERT OR IGNORE INTO temp.agg_candidate SELECT visit_key FROM website_event "
+                "WHERE website_key = ? AND created_at >= ? AND created_at < ?",
+                (website_key, start, end),
+            )
+    return aggregate_visits(
+        conn,
+        shift,
+        lambda key, at: bucket_of(at, shift) in dirty.get(key, ()),
+        {},
+        True,
+        lambda key, at: bucket_of(at, shift) in dirty.get(key, ()) or bucket_of(at, shift) in scope.get(key, ()),
+    )
 
 
 def setting_int(conn: sqlite3.Connection, name: str) -> int:
@@ -427,11 +467,12 @@ def setting_int(conn: sqlite3.Connection, name: str) -> int:
     return int(row[0]) if row else 0
 
 
-
 def set_setting(conn: sqlite3.Connection, name: str, value: object) -> None:
-    conn.execute("INSERT INTO setting (name, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
-                 "value = excluded.value, updated_at = excluded.updated_at", (name, str(value), int(time.time())))  # fmt: skip
-
+    conn.execute(
+        "INSERT INTO setting (name, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+        "value = excluded.value, updated_at = excluded.updated_at",
+        (name, str(value), int(time.time())),
+    )
 
 
 def store_rollups(conn: sqlite3.Connection, dirty: Mapping[int, set[int]], rollups: Rollups, zone: dt.tzinfo) -> None:
@@ -440,7 +481,9 @@ def store_rollups(conn: sqlite3.Connection, dirty: Mapping[int, set[int]], rollu
     for website_key, hours in dirty.items():
         for start, end in _hour_runs(hours):
             params = (website_key, start, end)
-            conn.execute(f"DELETE FROM rollup WHERE website_key = ? AND metric IN ({metrics}) AND hour >= ? AND hour < ?", params)
+            conn.execute(
+                f"DELETE FROM rollup WHERE website_key = ? AND metric IN ({metrics}) AND hour >= ? AND hour < ?", params
+            )
             conn.execute("DELETE FROM rollup_visitors WHERE website_key = ? AND hour >= ? AND hour < ?", params)
             conn.execute("DELETE FROM rollup_vitals WHERE website_key = ? AND hour >= ? AND hour < ?", params)
     counts, visitors, vitals = rollups.rows()
@@ -452,7 +495,6 @@ def store_rollups(conn: sqlite3.Connection, dirty: Mapping[int, set[int]], rollu
             sum_day(conn, website_key, day, next_day(day, zone))
 
 
-
 def sum_day(conn: sqlite3.Connection, website_key: int, day: int, end: int) -> None:
     """Recompute one website's daily rollup rows of the day [day, end) from its hourly rows."""
     metrics = ", ".join(f"'{m}'" for m in ROLLUP_METRICS)
@@ -460,30 +502,40 @@ def sum_day(conn: sqlite3.Connection, website_key: int, day: int, end: int) -> N
     conn.execute("DELETE FROM rollup_daily_visitors WHERE website_key = ? AND day = ?", (website_key, day))
     conn.execute("DELETE FROM rollup_daily_vitals WHERE website_key = ? AND day = ?", (website_key, day))
     params = (day, website_key, day, end)
-    conn.execute(f"INSERT INTO rollup_daily (website_key, metric, day, value, n) SELECT website_key, metric, ?, value, sum(n) "
-                 f"FROM rollup WHERE website_key = ? AND metric IN ({metrics}) AND hour >= ? AND hour < ? "
-                 f"GROUP BY metric, value", params)  # fmt: skip
-    conn.execute("INSERT INTO rollup_daily_visitors (website_key, day, since, n) SELECT website_key, ?, since, sum(n) "
-                 "FROM rollup_visitors WHERE website_key = ? AND hour >= ? AND hour < ? GROUP BY since", params)  # fmt: skip
-    conn.execute("INSERT INTO rollup_daily_vitals (website_key, day, metric, url_path, bin, n) SELECT website_key, ?, metric, "
-                 "url_path, bin, sum(n) FROM rollup_vitals WHERE website_key = ? AND hour >= ? AND hour < ? "
-                 "GROUP BY metric, url_path, bin", params)  # fmt: skip
-
+    conn.execute(
+        f"INSERT INTO rollup_daily (website_key, metric, day, value, n) SELECT website_key, metric, ?, value, sum(n) "
+        f"FROM rollup WHERE website_key = ? AND metric IN ({metrics}) AND hour >= ? AND hour < ? "
+        f"GROUP BY metric, value",
+        params,
+    )
+    conn.execute(
+        "INSERT INTO rollup_daily_visitors (website_key, day, since, n) SELECT website_key, ?, since, sum(n) "
+        "FROM rollup_visitors WHERE website_key = ? AND hour >= ? AND hour < ? GROUP BY since",
+        params,
+    )
+    conn.execute(
+        "INSERT INTO rollup_daily_vitals (website_key, day, metric, url_path, bin, n) SELECT website_key, ?, metric, "
+        "url_path, bin, sum(n) FROM rollup_vitals WHERE website_key = ? AND hour >= ? AND hour < ? "
+        "GROUP BY metric, url_path, bin",
+        params,
+    )
 
 
 def _dirty_hours(conn: sqlite3.Connection, after: int, upto: int, shift: int) -> dict[int, set[int]]:
     """Hours to recompute for events with keys in (after, upto]: theirs, and every hour their visits have events in."""
     dirty: dict[int, set[int]] = collections.defaultdict(set)
-    sql = ("SELECT DISTINCT x.website_key, x.created_at FROM website_event x WHERE x.visit_key IN "
-           "(SELECT e.visit_key FROM website_event e WHERE e.event_key > ? AND e.event_key <= ?)")  # fmt: skip
+    sql = (
+        "SELECT DISTINCT x.website_key, x.created_at FROM website_event x WHERE x.visit_key IN "
+        "(SELECT e.visit_key FROM website_event e WHERE e.event_key > ? AND e.event_key <= ?)"
+    )
     for website_key, created_at in conn.execute(sql, (after, upto)):
         dirty[website_key].add(bucket_of(created_at, shift))
     return dirty
 
 
-
-def recompute_hours(conn: sqlite3.Connection, dirty: Mapping[int, set[int]], shift: int,
-                    scope: Mapping[int, set[int]] | None = None) -> tuple[Rollups, dict[int, set[int]]]:  # fmt: skip
+def recompute_hours(
+    conn: sqlite3.Connection, dirty: Mapping[int, set[int]], shift: int, scope: Mapping[int, set[int]] | None = None
+) -> tuple[Rollups, dict[int, set[int]]]:
     """Collect the given hours plus the hours their changes reach outside ``scope`` (see collect_rollups); return them and
     all the hours collected."""
     hours = {k: set(v) for k, v in dirty.items()}
@@ -495,10 +547,8 @@ def recompute_hours(conn: sqlite3.Connection, dirty: Mapping[int, set[int]], shi
             hours.setdefault(website_key, set()).update(more)
 
 
-
 #: Hours recomputed in one read-then-write step of a refresh (bounds its memory: a rebuild goes two days at a time).
 ROLLUP_CHUNK_HOURS = 48
-
 
 
 def _chunks(hours: Mapping[int, set[int]], size: int = ROLLUP_CHUNK_HOURS) -> Iterable[dict[int, set[int]]]:
@@ -506,7 +556,6 @@ def _chunks(hours: Mapping[int, set[int]], size: int = ROLLUP_CHUNK_HOURS) -> It
         ordered = sorted(found)
         for at in range(0, len(ordered), size):
             yield {website_key: set(ordered[at : at + size])}
-
 
 
 def _all_hours(conn: sqlite3.Connection, shift: int) -> dict[int, set[int]]:
@@ -517,14 +566,13 @@ def _all_hours(conn: sqlite3.Connection, shift: int) -> dict[int, set[int]]:
     return hours
 
 
-
 def _zone_name(zone: dt.tzinfo) -> str:
     return getattr(zone, "key", None) or str(zone)
 
 
-
-def refresh_rollups(conn: sqlite3.Connection, shift: int, zone: dt.tzinfo = dt.timezone.utc,
-                    round_events: int = ROLLUP_ROUND_EVENTS) -> int:  # fmt: skip
+def refresh_rollups(
+    conn: sqlite3.Connection, shift: int, zone: dt.tzinfo = dt.timezone.utc, round_events: int = ROLLUP_ROUND_EVENTS
+) -> int:
     """Bring the rollups up to date with website_event; return how many events were new to them.
 
     Safe beside a running footfall (the writer may commit between steps) and against concurrent deletes (epoch check).
@@ -567,15 +615,20 @@ def refresh_rollups(conn: sqlite3.Connection, shift: int, zone: dt.tzinfo = dt.t
         seen += upto - mark
 
 
-
 def _rollups_untouched(conn: sqlite3.Connection, mark: int, epoch: int) -> bool:
     """Whether nobody refreshed the rollups or deleted events since a refresh read ``mark`` and ``epoch``."""
     return setting_int(conn, "rollup_event_key") == mark and setting_int(conn, "rollup_epoch") == epoch
 
 
-
-def _refresh_chunk(conn: sqlite3.Connection, chunk: Mapping[int, set[int]], scope: Mapping[int, set[int]], shift: int,
-                   zone: dt.tzinfo, mark: int, epoch: int) -> bool:  # fmt: skip
+def _refresh_chunk(
+    conn: sqlite3.Connection,
+    chunk: Mapping[int, set[int]],
+    scope: Mapping[int, set[int]],
+    shift: int,
+    zone: dt.tzinfo,
+    mark: int,
+    epoch: int,
+) -> bool:
     """Recompute some hours of ``scope`` in one snapshot, then store them unless somebody changed the rollups meanwhile."""
     conn.execute("BEGIN")
     try:
@@ -599,7 +652,6 @@ def _refresh_chunk(conn: sqlite3.Connection, chunk: Mapping[int, set[int]], scop
     return True
 
 
-
 def reset_rollups(conn: sqlite3.Connection, shift: int, zone: dt.tzinfo = dt.timezone.utc) -> None:
     """Drop every rollup row; the next refresh recomputes them all (hours aligned by ``shift``, days in ``zone``)."""
     conn.execute("BEGIN IMMEDIATE")
@@ -616,14 +668,12 @@ def reset_rollups(conn: sqlite3.Connection, shift: int, zone: dt.tzinfo = dt.tim
         raise
 
 
-
 def stored_alignment(conn: sqlite3.Connection) -> tuple[int, str] | None:
     """The (shift, zone name) the rollups were made with; None before the first refresh."""
     found = dict(conn.execute("SELECT name, value FROM setting WHERE name IN ('rollup_shift', 'rollup_zone')").fetchall())
     if len(found) < 2:
         return None
     return int(found["rollup_shift"]), found["rollup_zone"]
-
 
 
 def hours_cut_by_prune(conn: sqlite3.Connection, cutoff: int, website_key: int | None) -> dict[int, set[int]]:
@@ -638,8 +688,10 @@ def hours_cut_by_prune(conn: sqlite3.Connection, cutoff: int, website_key: int |
     shift = alignment[0]
     sites = [website_key] if website_key is not None else [k for (k,) in conn.execute("SELECT website_key FROM website")]
     hours: dict[int, set[int]] = {}
-    sql = ("SELECT DISTINCT created_at FROM website_event WHERE website_key = ? AND created_at >= ? AND visit_key IN "
-           "(SELECT visit_key FROM website_event WHERE website_key = ? AND created_at >= ? AND created_at < ?)")  # fmt: skip
+    sql = (
+        "SELECT DISTINCT created_at FROM website_event WHERE website_key = ? AND created_at >= ? AND visit_key IN "
+        "(SELECT visit_key FROM website_event WHERE website_key = ? AND created_at >= ? AND created_at < ?)"
+    )
     for key in sites:
         found = {bucket_of(cutoff, shift)}
         found.update(bucket_of(at, shift) for (at,) in conn.execute(sql, (key, cutoff, key, cutoff - DAY_SECONDS, cutoff)))
@@ -647,8 +699,9 @@ def hours_cut_by_prune(conn: sqlite3.Connection, cutoff: int, website_key: int |
     return hours
 
 
-
-def drop_pruned_rollups(conn: sqlite3.Connection, cutoff: int, website_key: int | None, repair: Mapping[int, set[int]]) -> None:
+def drop_pruned_rollups(
+    conn: sqlite3.Connection, cutoff: int, website_key: int | None, repair: Mapping[int, set[int]]
+) -> None:
     """After deleting events older than ``cutoff``: drop the rollup hours and days before it and recompute ``repair``."""
     alignment = stored_alignment(conn)
     if alignment is not None:
@@ -658,7 +711,9 @@ def drop_pruned_rollups(conn: sqlite3.Connection, cutoff: int, website_key: int 
         try:
             for table in ROLLUP_TABLES:
                 column, first = ("day", first_day) if "daily" in table else ("hour", first_hour)
-                conn.execute(f"DELETE FROM {table} WHERE {column} < ?{site}", (first,) if website_key is None else (first, website_key))
+                conn.execute(
+                    f"DELETE FROM {table} WHERE {column} < ?{site}", (first,) if website_key is None else (first, website_key)
+                )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -666,12 +721,13 @@ def drop_pruned_rollups(conn: sqlite3.Connection, cutoff: int, website_key: int 
     repair_rollups(conn, repair)
 
 
-
 def rollup_epoch_bump() -> tuple[str, tuple[Any, ...]]:
     """The statement that tells a refresh in flight that events were deleted (run in the deleting transaction)."""
-    return ("INSERT INTO setting (name, value, updated_at) VALUES ('rollup_epoch', '1', 0) ON CONFLICT (name) DO UPDATE "
-            "SET value = CAST(value AS INTEGER) + 1", ())  # fmt: skip
-
+    return (
+        "INSERT INTO setting (name, value, updated_at) VALUES ('rollup_epoch', '1', 0) ON CONFLICT (name) DO UPDATE "
+        "SET value = CAST(value AS INTEGER) + 1",
+        (),
+    )
 
 
 def repair_rollups(conn: sqlite3.Connection, dirty: Mapping[int, set[int]]) -> None:
@@ -687,4 +743,3 @@ def repair_rollups(conn: sqlite3.Connection, dirty: Mapping[int, set[int]]) -> N
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-

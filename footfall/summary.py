@@ -40,30 +40,31 @@ from footfall.rollups import (
 SUMMARY_LIST_LIMIT = 10
 
 
-
 #: "Realtime" looks back this far, in seconds.
 REALTIME_SECONDS = 300
 
 
-
 #: Period presets: key → label.
-PERIODS = {"today": "Today", "yesterday": "Yesterday", "24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days",
-           "90d": "Last 90 days", "12m": "Last 12 months"}  # fmt: skip
-
+PERIODS = {
+    "today": "Today",
+    "yesterday": "Yesterday",
+    "24h": "Last 24 hours",
+    "7d": "Last 7 days",
+    "30d": "Last 30 days",
+    "90d": "Last 90 days",
+    "12m": "Last 12 months",
+}
 
 
 #: What a list or a filter can be about; each is a query parameter of the page (e.g. ?country=DE).
 FILTERS = ("page", "event", *VISIT_DIMENSIONS)
 
 
-
 #: Web-vital thresholds (good up to the first, poor above the second), as web.dev defines them.
 VITAL_THRESHOLDS = {"lcp": (2500, 4000), "inp": (200, 500), "cls": (0.1, 0.25), "fcp": (1800, 3000), "ttfb": (800, 1800)}
 
 
-
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-
 
 
 class SummaryRange(NamedTuple):
@@ -84,7 +85,6 @@ class SummaryRange(NamedTuple):
         return self.start - (self.until - self.start), self.start
 
 
-
 def _parse_day_or_time(text: str, zone: dt.tzinfo, inclusive_end: bool) -> int:
     """Unix seconds from 'YYYY-MM-DD' (that day's start in ``zone``, or the next day's for an inclusive end) or seconds."""
     text = text.strip()
@@ -99,9 +99,9 @@ def _parse_day_or_time(text: str, zone: dt.tzinfo, inclusive_end: bool) -> int:
     raise bad_request(f"{text[:40]!r} is neither a date (YYYY-MM-DD) nor Unix seconds")
 
 
-
-def resolve_range(period: str | None, start: str | None, end: str | None, zone: dt.tzinfo, now: float,
-                  shift: int) -> SummaryRange:  # fmt: skip
+def resolve_range(
+    period: str | None, start: str | None, end: str | None, zone: dt.tzinfo, now: float, shift: int
+) -> SummaryRange:
     """The period of a summary request: a preset, or start and end (dates inclusive, or Unix seconds with end exclusive)."""
     today = dt.datetime.fromtimestamp(now, zone).date()
     current_hour_end = bucket_of(int(now), shift) + ROLLUP_BUCKET_SECONDS
@@ -147,7 +147,6 @@ def resolve_range(period: str | None, start: str | None, end: str | None, zone: 
     return SummaryRange(name, label, a, b, until, step, [*bounds, b], zone)
 
 
-
 class RollupSource(NamedTuple):
     """The tables a summary reads: the rollups (hourly, and daily for whole days), or a filtered page's temporary ones."""
 
@@ -168,15 +167,14 @@ class RollupSource(NamedTuple):
         return [(self.hourly, "hour", start, end)]
 
 
-
 def filtered_source(zone: dt.tzinfo) -> RollupSource:
     """A filtered page's tables: hourly rows in temporary tables (see load_filtered)."""
     return RollupSource(zone, ("temp.f_rollup", "temp.f_rollup_visitors", "temp.f_rollup_vitals"), None)
 
 
-
-def _union(src: RollupSource, start: int, end: int, table: int, columns: str, where: str,
-           params: Sequence[Any], by_time: bool = True) -> tuple[str, list[Any]]:  # fmt: skip
+def _union(
+    src: RollupSource, start: int, end: int, table: int, columns: str, where: str, params: Sequence[Any], by_time: bool = True
+) -> tuple[str, list[Any]]:
     """One SELECT over all pieces of [start, end): ``where`` applies to each piece, and the pieces are UNION ALL-ed.
 
     ``by_time=False`` keeps SQLite from picking the daily tables' day index over their primary key (a page's web vitals).
@@ -189,23 +187,31 @@ def _union(src: RollupSource, start: int, end: int, table: int, columns: str, wh
     return " UNION ALL ".join(selects), values
 
 
-
 def panel_totals(conn: sqlite3.Connection, src: RollupSource, website_key: int, start: int, end: int) -> dict[str, float]:
     """Visitors, visits, pageviews, custom events, views per visit, bounce rate and average visit length of [start, end)."""
     sums = dict.fromkeys(("pageviews", "events", "visits", "bounces", "duration"), 0)
-    inner, params = _union(src, start, end, 0, "metric, n", "website_key = ? AND metric IN "
-                           "('pageviews', 'events', 'visits', 'bounces', 'duration')", [website_key])  # fmt: skip
+    inner, params = _union(
+        src,
+        start,
+        end,
+        0,
+        "metric, n",
+        "website_key = ? AND metric IN ('pageviews', 'events', 'visits', 'bounces', 'duration')",
+        [website_key],
+    )
     sums.update(conn.execute(f"SELECT metric, sum(n) FROM ({inner}) GROUP BY metric", params).fetchall())
     inner, params = _union(src, start, end, 1, "n", "website_key = ? AND since < ?", [website_key, start])
     visitors = conn.execute(f"SELECT ifnull(sum(n), 0) FROM ({inner})", params).fetchone()[0]
     visits = sums["visits"]
     return {
-        "visitors": visitors, "visits": visits, "pageviews": sums["pageviews"], "custom_events": sums["events"],
+        "visitors": visitors,
+        "visits": visits,
+        "pageviews": sums["pageviews"],
+        "custom_events": sums["events"],
         "views_per_visit": round(sums["pageviews"] / visits, 2) if visits else 0.0,
         "bounce_rate": round(sums["bounces"] / visits, 4) if visits else 0.0,
         "avg_duration_s": round(sums["duration"] / visits, 1) if visits else 0.0,
-    }  # fmt: skip
-
+    }
 
 
 def panel_chart(conn: sqlite3.Connection, src: RollupSource, website_key: int, bounds: list[int]) -> list[dict[str, int]]:
@@ -218,20 +224,31 @@ def panel_chart(conn: sqlite3.Connection, src: RollupSource, website_key: int, b
             pieces[(tables, column)].append((index, x, y, a))
     for (tables, column), intervals in pieces.items():
         encoded = msgspec.json.encode(intervals).decode()
-        sql = (f"SELECT j.value ->> 0, sum(r.n) FROM json_each(?) j JOIN {tables[0]} r ON r.website_key = ? AND "
-               f"r.metric = 'pageviews' AND r.{column} >= j.value ->> 1 AND r.{column} < j.value ->> 2 GROUP BY 1")
+        sql = (
+            f"SELECT j.value ->> 0, sum(r.n) FROM json_each(?) j JOIN {tables[0]} r ON r.website_key = ? AND "
+            f"r.metric = 'pageviews' AND r.{column} >= j.value ->> 1 AND r.{column} < j.value ->> 2 GROUP BY 1"
+        )
         for index, n in conn.execute(sql, (encoded, website_key)):
             pageviews[index] += n
-        sql = (f"SELECT j.value ->> 0, sum(r.n) FROM json_each(?) j JOIN {tables[1]} r ON r.website_key = ? AND "
-               f"r.{column} >= j.value ->> 1 AND r.{column} < j.value ->> 2 AND r.since < j.value ->> 3 GROUP BY 1")
+        sql = (
+            f"SELECT j.value ->> 0, sum(r.n) FROM json_each(?) j JOIN {tables[1]} r ON r.website_key = ? AND "
+            f"r.{column} >= j.value ->> 1 AND r.{column} < j.value ->> 2 AND r.since < j.value ->> 3 GROUP BY 1"
+        )
         for index, n in conn.execute(sql, (encoded, website_key)):
             visitors[index] += n
     return [{"start": a, "pageviews": p, "visitors": v} for a, p, v in zip(bounds, pageviews, visitors)]
 
 
-
-def panel_top(conn: sqlite3.Connection, src: RollupSource, website_key: int, metric: str, start: int, end: int,
-              total: int, limit: int = SUMMARY_LIST_LIMIT) -> list[dict[str, Any]]:  # fmt: skip
+def panel_top(
+    conn: sqlite3.Connection,
+    src: RollupSource,
+    website_key: int,
+    metric: str,
+    start: int,
+    end: int,
+    total: int,
+    limit: int = SUMMARY_LIST_LIMIT,
+) -> list[dict[str, Any]]:
     """The most frequent values of one metric in [start, end), with their share of ``total``."""
     inner, params = _union(src, start, end, 0, "value, n", "website_key = ? AND metric = ?", [website_key, metric])
     sql = f"SELECT value, sum(n) AS c FROM ({inner}) GROUP BY value ORDER BY c DESC, value LIMIT ?"
@@ -239,19 +256,25 @@ def panel_top(conn: sqlite3.Connection, src: RollupSource, website_key: int, met
     return [{"value": value, "count": n, "share": round(n / total, 4) if total else 0.0} for value, n in rows]
 
 
-
-def panel_events(conn: sqlite3.Connection, src: RollupSource, website_key: int, start: int, end: int,
-                 total: int) -> list[dict[str, Any]]:  # fmt: skip
+def panel_events(
+    conn: sqlite3.Connection, src: RollupSource, website_key: int, start: int, end: int, total: int
+) -> list[dict[str, Any]]:
     """Custom events by name, each with its three most common data keys."""
     events = panel_top(conn, src, website_key, "event", start, end, total)
     for event in events:
         prefix = msgspec.json.encode([event["value"]]).decode()[:-1] + ","
-        inner, params = _union(src, start, end, 0, "value, n", "website_key = ? AND metric = 'event_key' AND "
-                               "substr(value, 1, ?) = ?", [website_key, len(prefix), prefix])  # fmt: skip
+        inner, params = _union(
+            src,
+            start,
+            end,
+            0,
+            "value, n",
+            "website_key = ? AND metric = 'event_key' AND substr(value, 1, ?) = ?",
+            [website_key, len(prefix), prefix],
+        )
         rows = conn.execute(f"SELECT value, sum(n) AS c FROM ({inner}) GROUP BY value ORDER BY c DESC, value LIMIT 3", params)
         event["keys"] = [{"key": msgspec.json.decode(value)[1], "count": n} for value, n in rows]
     return events
-
 
 
 def _vital_rating(metric: str, value: float) -> str:
@@ -259,17 +282,26 @@ def _vital_rating(metric: str, value: float) -> str:
     return "good" if value <= good else "poor" if value > poor else "needs-improvement"
 
 
-
-def panel_vitals(conn: sqlite3.Connection, src: RollupSource, website_key: int, start: int, end: int,
-                 limit: int = SUMMARY_LIST_LIMIT) -> list[dict[str, Any]]:  # fmt: skip
+def panel_vitals(
+    conn: sqlite3.Connection, src: RollupSource, website_key: int, start: int, end: int, limit: int = SUMMARY_LIST_LIMIT
+) -> list[dict[str, Any]]:
     """p75 of each web vital for the pages with most performance reports (nearest rank over two-figure histograms)."""
     pages = []
     for top in panel_top(conn, src, website_key, "reports", start, end, 0, limit):
-        inner, params = _union(src, start, end, 2, "metric, bin, n", "website_key = ? AND url_path = ?",
-                               [website_key, top["value"]], by_time=False)  # fmt: skip
+        inner, params = _union(
+            src,
+            start,
+            end,
+            2,
+            "metric, bin, n",
+            "website_key = ? AND url_path = ?",
+            [website_key, top["value"]],
+            by_time=False,
+        )
         histograms: dict[str, list[tuple[float, int]]] = collections.defaultdict(list)
-        for metric, value, n in conn.execute(f"SELECT metric, bin, sum(n) FROM ({inner}) GROUP BY metric, bin "
-                                             f"ORDER BY metric, bin", params):  # fmt: skip
+        for metric, value, n in conn.execute(
+            f"SELECT metric, bin, sum(n) FROM ({inner}) GROUP BY metric, bin ORDER BY metric, bin", params
+        ):
             histograms[metric].append((value, n))
         row: dict[str, Any] = {"page": top["value"], "reports": top["count"]}
         for metric in VITALS:
@@ -287,18 +319,19 @@ def panel_vitals(conn: sqlite3.Connection, src: RollupSource, website_key: int, 
     return pages
 
 
-
 def panel_realtime(conn: sqlite3.Connection, website_key: int, now: float) -> dict[str, Any]:
     """Visitors active in the last five minutes, and the page each was last on."""
     since = int(now) - REALTIME_SECONDS
-    visitors = conn.execute("SELECT count(DISTINCT session_key) FROM website_event WHERE website_key = ? AND created_at >= ?",
-                            (website_key, since)).fetchone()[0]  # fmt: skip
-    sql = ("SELECT url_path, count(*) AS c FROM (SELECT session_key, url_path, max(created_at) FROM website_event "
-           "WHERE website_key = ? AND created_at >= ? AND event_type = 1 GROUP BY session_key) "
-           "GROUP BY url_path ORDER BY c DESC, url_path LIMIT ?")  # fmt: skip
+    visitors = conn.execute(
+        "SELECT count(DISTINCT session_key) FROM website_event WHERE website_key = ? AND created_at >= ?", (website_key, since)
+    ).fetchone()[0]
+    sql = (
+        "SELECT url_path, count(*) AS c FROM (SELECT session_key, url_path, max(created_at) FROM website_event "
+        "WHERE website_key = ? AND created_at >= ? AND event_type = 1 GROUP BY session_key) "
+        "GROUP BY url_path ORDER BY c DESC, url_path LIMIT ?"
+    )
     pages = [{"value": path, "count": n} for path, n in conn.execute(sql, (website_key, since, SUMMARY_LIST_LIMIT))]
     return {"visitors": visitors, "pages": pages}
-
 
 
 def panel_bots(conn: sqlite3.Connection, website_key: int, start: int, end: int) -> int:
@@ -308,9 +341,9 @@ def panel_bots(conn: sqlite3.Connection, website_key: int, start: int, end: int)
     return int(conn.execute(sql, (website_key, first, last)).fetchone()[0])
 
 
-
-def collect_filtered(conn: sqlite3.Connection, website_key: int, start: int, end: int, filters: Mapping[str, str],
-                     shift: int) -> Rollups:  # fmt: skip
+def collect_filtered(
+    conn: sqlite3.Connection, website_key: int, start: int, end: int, filters: Mapping[str, str], shift: int
+) -> Rollups:
     """Rollup rows of [start, end) for the visits that match every filter (a segment: all numbers are about them).
 
     Candidates are the visits with an event in the range, or, with a filter on a session attribute, the matching sessions'
@@ -324,36 +357,45 @@ def collect_filtered(conn: sqlite3.Connection, website_key: int, start: int, end
     narrow, params = [], []
     for name, column, kind in (("page", "url_path", EVENT_PAGEVIEW), ("event", "ifnull(event_name, '')", EVENT_CUSTOM)):
         if name in filters:
-            narrow.append(f" AND {{visit}} IN (SELECT visit_key FROM website_event WHERE website_key = ? AND created_at >= ? "
-                          f"AND created_at < ? AND event_type = {kind} AND {column} = ?)")
+            narrow.append(
+                f" AND {{visit}} IN (SELECT visit_key FROM website_event WHERE website_key = ? AND created_at >= ? "
+                f"AND created_at < ? AND event_type = {kind} AND {column} = ?)"
+            )
             params += [website_key, start - DAY_SECONDS, end, filters[name]]
     sessions = [(name, value) for name, value in filters.items() if name in SESSION_FILTERS]
     if sessions:  # few sessions match: go from them to their visits, not through every event of the range
         matching = " AND ".join(f"s.{name} = ?" for name, _ in sessions)
-        sql = (f"INSERT OR IGNORE INTO temp.agg_candidate SELECT v.visit_key FROM session s CROSS JOIN visit v "
-               f"ON v.session_key = s.session_key WHERE s.website_key = ? AND {matching} AND v.started_at >= ? "
-               f"AND v.started_at < ?" + "".join(n.format(visit="v.visit_key") for n in narrow))  # fmt: skip
+        sql = (
+            f"INSERT OR IGNORE INTO temp.agg_candidate SELECT v.visit_key FROM session s CROSS JOIN visit v "
+            f"ON v.session_key = s.session_key WHERE s.website_key = ? AND {matching} AND v.started_at >= ? "
+            f"AND v.started_at < ?" + "".join(n.format(visit="v.visit_key") for n in narrow)
+        )
         conn.execute(sql, [website_key, *(value for _, value in sessions), start - DAY_SECONDS, end, *params])
     else:
-        sql = ("INSERT OR IGNORE INTO temp.agg_candidate SELECT e.visit_key FROM website_event e WHERE e.website_key = ? "
-               "AND e.created_at >= ? AND e.created_at < ?" + "".join(n.format(visit="e.visit_key") for n in narrow))
+        sql = (
+            "INSERT OR IGNORE INTO temp.agg_candidate SELECT e.visit_key FROM website_event e WHERE e.website_key = ? "
+            "AND e.created_at >= ? AND e.created_at < ?" + "".join(n.format(visit="e.visit_key") for n in narrow)
+        )
         conn.execute(sql, [website_key, start, end, *params])
     rollups, _ = aggregate_visits(conn, shift, lambda key, at: start <= at < end, filters, False)
     return rollups
 
 
-
 def load_filtered(conn: sqlite3.Connection, rollups: Rollups) -> None:
     """Put a filtered page's rollup rows into the temporary tables filtered_source() names."""
-    for table, like in (("f_rollup", "rollup"), ("f_rollup_visitors", "rollup_visitors"), ("f_rollup_vitals", "rollup_vitals")):
+    for table, like in (
+        ("f_rollup", "rollup"),
+        ("f_rollup_visitors", "rollup_visitors"),
+        ("f_rollup_vitals", "rollup_vitals"),
+    ):
         conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} AS SELECT * FROM main.{like} WHERE 0")
         conn.execute(f"DELETE FROM temp.{table}")
     counts, visitors, vitals = rollups.rows()
     conn.executemany("INSERT INTO temp.f_rollup (website_key, metric, hour, value, n) VALUES (?,?,?,?,?)", counts)
     conn.executemany("INSERT INTO temp.f_rollup_visitors (website_key, hour, since, n) VALUES (?,?,?,?)", visitors)
-    conn.executemany("INSERT INTO temp.f_rollup_vitals (website_key, hour, metric, url_path, bin, n) VALUES (?,?,?,?,?,?)",
-                     vitals)  # fmt: skip
-
+    conn.executemany(
+        "INSERT INTO temp.f_rollup_vitals (website_key, hour, metric, url_path, bin, n) VALUES (?,?,?,?,?,?)", vitals
+    )
 
 
 class Site(NamedTuple):
@@ -365,21 +407,22 @@ class Site(NamedTuple):
     domain: str | None
 
 
-
 def _change(current: float, previous: float) -> float | None:
     return round((current - previous) / previous, 4) if previous else None
 
 
-
-def build_summary(conn: sqlite3.Connection, site: Site, period: SummaryRange, filters: Mapping[str, str], now: float,
-                  shift: int) -> dict[str, Any]:  # fmt: skip
+def build_summary(
+    conn: sqlite3.Connection, site: Site, period: SummaryRange, filters: Mapping[str, str], now: float, shift: int
+) -> dict[str, Any]:
     """Everything the summary page shows, as plain data (the JSON twin returns exactly this)."""
     src = RollupSource(period.zone)
     previous_start, previous_end = period.previous
     conn.execute("BEGIN")  # one snapshot for every panel
     try:
         if filters:  # the same rollup rows for the matching visits, in this connection's own temporary tables
-            load_filtered(conn, collect_filtered(conn, site.key, min(previous_start, period.start), period.end, filters, shift))
+            load_filtered(
+                conn, collect_filtered(conn, site.key, min(previous_start, period.start), period.end, filters, shift)
+            )
             src = filtered_source(period.zone)
         totals = panel_totals(conn, src, site.key, period.start, period.until)
         before = panel_totals(conn, src, site.key, previous_start, previous_end)
@@ -390,24 +433,31 @@ def build_summary(conn: sqlite3.Connection, site: Site, period: SummaryRange, fi
         summary = {
             "website": {"id": site.id, "name": site.name, "domain": site.domain},
             "period": {
-                "name": period.name, "label": period.label, "timezone": str(period.zone), "step": period.step,
-                "start": period.start, "end": period.end, "until": period.until,
-                "previous_start": previous_start, "previous_end": previous_end,
+                "name": period.name,
+                "label": period.label,
+                "timezone": str(period.zone),
+                "step": period.step,
+                "start": period.start,
+                "end": period.end,
+                "until": period.until,
+                "previous_start": previous_start,
+                "previous_end": previous_end,
             },
             "filters": dict(filters),
-            "totals": {name: {"value": value, "previous": before[name], "change": _change(value, before[name])}
-                       for name, value in totals.items()},
+            "totals": {
+                name: {"value": value, "previous": before[name], "change": _change(value, before[name])}
+                for name, value in totals.items()
+            },
             "chart": panel_chart(conn, src, site.key, period.bounds),
             "lists": lists,
             "events": panel_events(conn, src, site.key, period.start, period.until, totals["custom_events"]),
             "vitals": panel_vitals(conn, src, site.key, period.start, period.until),
             "realtime": panel_realtime(conn, site.key, now),
             "bots": panel_bots(conn, site.key, period.start, period.until),
-        }  # fmt: skip
+        }
     finally:
         conn.execute("COMMIT")
     return summary
-
 
 
 async def list_sites(reader: aiosqlite.Connection) -> list[Site]:

@@ -53,36 +53,58 @@ def _auth(request: Request) -> PageAuth:
 #: Headers on every summary response: no script may run, nothing may frame it, nothing leaks in Referer, nothing is cached.
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-                               "frame-ancestors 'none'; base-uri 'none'",
+    "frame-ancestors 'none'; base-uri 'none'",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
-}  # fmt: skip
-
+}
 
 
 #: Titles of the summary's lists and of the filters they set.
 LIST_TITLES = {
-    "page": ("Pages", "Pageviews"), "entry": ("Entry pages", "Visits"), "exit": ("Exit pages", "Visits"),
-    "referrer": ("Referrers", "Visits"), "utm_source": ("UTM sources", "Visits"), "utm_medium": ("UTM mediums", "Visits"),
-    "utm_campaign": ("UTM campaigns", "Visits"), "country": ("Countries", "Visits"), "browser": ("Browsers", "Visits"),
-    "os": ("Operating systems", "Visits"), "device": ("Devices", "Visits"), "language": ("Languages", "Visits"),
+    "page": ("Pages", "Pageviews"),
+    "entry": ("Entry pages", "Visits"),
+    "exit": ("Exit pages", "Visits"),
+    "referrer": ("Referrers", "Visits"),
+    "utm_source": ("UTM sources", "Visits"),
+    "utm_medium": ("UTM mediums", "Visits"),
+    "utm_campaign": ("UTM campaigns", "Visits"),
+    "country": ("Countries", "Visits"),
+    "browser": ("Browsers", "Visits"),
+    "os": ("Operating systems", "Visits"),
+    "device": ("Devices", "Visits"),
+    "language": ("Languages", "Visits"),
     "screen": ("Screen sizes", "Visits"),
-}  # fmt: skip
+}
 
 
+FILTER_LABELS = {
+    "page": "Page",
+    "event": "Event",
+    "entry": "Entry page",
+    "exit": "Exit page",
+    "referrer": "Referrer",
+    "utm_source": "UTM source",
+    "utm_medium": "UTM medium",
+    "utm_campaign": "UTM campaign",
+    "country": "Country",
+    "browser": "Browser",
+    "os": "OS",
+    "device": "Device",
+    "language": "Language",
+    "screen": "Screen",
+}
 
-FILTER_LABELS = {"page": "Page", "event": "Event", "entry": "Entry page", "exit": "Exit page", "referrer": "Referrer",
-                 "utm_source": "UTM source", "utm_medium": "UTM medium", "utm_campaign": "UTM campaign",
-                 "country": "Country", "browser": "Browser", "os": "OS", "device": "Device", "language": "Language",
-                 "screen": "Screen"}  # fmt: skip
 
-
-
-HEADLINES = (("visitors", "Visitors"), ("visits", "Visits"), ("pageviews", "Pageviews"),
-             ("views_per_visit", "Views per visit"), ("bounce_rate", "Bounce rate"), ("avg_duration_s", "Visit duration"))
-
+HEADLINES = (
+    ("visitors", "Visitors"),
+    ("visits", "Visits"),
+    ("pageviews", "Pageviews"),
+    ("views_per_visit", "Views per visit"),
+    ("bounce_rate", "Bounce rate"),
+    ("avg_duration_s", "Visit duration"),
+)
 
 
 class Viewer(NamedTuple):
@@ -93,10 +115,8 @@ class Viewer(NamedTuple):
     logged_in: bool
 
 
-
 class Denied(Exception):
     """No access to the summary: why ('login', 'no-password' or 'not-found')."""
-
 
 
 async def _viewer(request: Request, token: str | None) -> Viewer:
@@ -119,7 +139,6 @@ async def _viewer(request: Request, token: str | None) -> Viewer:
     raise Denied("no-password")
 
 
-
 def _summary_request(request: Request, viewer: Viewer, reader: SummaryReader) -> tuple[Site, SummaryRange, dict[str, str]]:
     params = request.query_params
     website = (params.get("website") or "").lower()
@@ -129,16 +148,20 @@ def _summary_request(request: Request, viewer: Viewer, reader: SummaryReader) ->
     filters = {name: params[name] for name in FILTERS if params.get(name)}
     if any(len(value) > 500 for value in filters.values()):
         raise bad_request("a filter value is longer than 500 characters")
-    period = resolve_range(params.get("period"), params.get("start"), params.get("end"), reader.zone, reader.clock(),
-                           reader.shift)  # fmt: skip
+    period = resolve_range(
+        params.get("period"), params.get("start"), params.get("end"), reader.zone, reader.clock(), reader.shift
+    )
     return site, period, filters
 
 
-
 def _page(name: str, context: dict[str, Any], status: int = 200, **headers: str) -> Template:
-    return Template(template_name=name, context=context, status_code=status, headers={**PAGE_HEADERS, **headers},
-                    media_type="text/html; charset=utf-8")  # fmt: skip
-
+    return Template(
+        template_name=name,
+        context=context,
+        status_code=status,
+        headers={**PAGE_HEADERS, **headers},
+        media_type="text/html; charset=utf-8",
+    )
 
 
 def _denied_page(request: Request, reason: str) -> Response[Any] | Template:
@@ -147,10 +170,16 @@ def _denied_page(request: Request, reason: str) -> Response[Any] | Template:
         return Redirect(path="/login?" + urlencode({"next": target}), status_code=303, headers=PAGE_HEADERS)
     if reason == "not-found":
         return _page("message.html", {"title": "Not found", "message": "This share link does not exist (any more)."}, 404)
-    return _page("message.html", {"title": "Set a password first", "command": "footfall password",
-                                  "message": "The summary is only shown on this machine until it has a password. Set one "
-                                             "with the command below, then log in."}, 403)  # fmt: skip
-
+    return _page(
+        "message.html",
+        {
+            "title": "Set a password first",
+            "command": "footfall password",
+            "message": "The summary is only shown on this machine until it has a password. Set one "
+            "with the command below, then log in.",
+        },
+        403,
+    )
 
 
 async def get_summary_page(request: Request) -> Response[Any] | Template:
@@ -158,11 +187,9 @@ async def get_summary_page(request: Request) -> Response[Any] | Template:
     return await _summary_page(request, None)
 
 
-
 async def get_share_page(request: Request) -> Response[Any] | Template:
     """GET /share/TOKEN : the summary page of the one website this share link shows."""
     return await _summary_page(request, request.path_params["token"])
-
 
 
 async def _summary_page(request: Request, token: str | None) -> Response[Any] | Template:
@@ -172,15 +199,20 @@ async def _summary_page(request: Request, token: str | None) -> Response[Any] | 
     except Denied as denied:
         return _denied_page(request, str(denied))
     if not viewer.sites:
-        return _page("message.html", {"title": "No websites", "command": "footfall site add NAME",
-                                      "message": "There is no website to show yet. Add one:"})  # fmt: skip
+        return _page(
+            "message.html",
+            {
+                "title": "No websites",
+                "command": "footfall site add NAME",
+                "message": "There is no website to show yet. Add one:",
+            },
+        )
     try:
         site, period, filters = _summary_request(request, viewer, reader)
     except ApiError as exc:
         return _page("message.html", {"title": "Cannot show that", "message": exc.message}, exc.status)
     summary = await reader.summary(site, period, filters)
     return _page("summary.html", page_context(summary, viewer, site, period, filters, request.app.state.country_names))
-
 
 
 async def get_summary_json(request: Request) -> Response:
@@ -200,13 +232,11 @@ async def get_summary_json(request: Request) -> Response:
     return Response(content=msgspec.json.encode(summary), media_type="application/json", headers={"Cache-Control": "no-store"})
 
 
-
 async def get_login(request: Request) -> Response[Any] | Template:
     """GET /login: the login form."""
     if not _auth(request).password_hash:
         return Redirect(path="/", status_code=303, headers=PAGE_HEADERS)
     return _page("login.html", {"next": safe_next(request.query_params.get("next")), "error": None})
-
 
 
 async def post_login(request: Request) -> Response[Any] | Template:
@@ -220,17 +250,24 @@ async def post_login(request: Request) -> Response[Any] | Template:
     try:
         auth.login_limiter.check(origin_of(request).client(None, collection.policy).address, now)
     except ApiError as exc:
-        return _page("login.html", {"next": target, "error": "Too many attempts. Wait a minute and try again."}, 429,
-                     **exc.headers)  # fmt: skip
+        return _page(
+            "login.html", {"next": target, "error": "Too many attempts. Wait a minute and try again."}, 429, **exc.headers
+        )
     password = form.get("password") or ""
     stored = auth.password_hash
     if not stored or not isinstance(password, str) or not await auth.check_password(password):
         return _page("login.html", {"next": target, "error": "Wrong password."}, 403)
     response = Redirect(path=target, status_code=303, headers=PAGE_HEADERS)
-    response.set_cookie(SESSION_COOKIE, issue_session_cookie(auth.cookie_key, stored, now), max_age=SESSION_MAX_AGE_SECONDS,
-                        path="/", httponly=True, samesite="strict", secure=_is_https(request))  # fmt: skip
+    response.set_cookie(
+        SESSION_COOKIE,
+        issue_session_cookie(auth.cookie_key, stored, now),
+        max_age=SESSION_MAX_AGE_SECONDS,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=_is_https(request),
+    )
     return response
-
 
 
 async def post_logout(request: Request) -> Response[Any] | Template:
@@ -242,21 +279,20 @@ async def post_logout(request: Request) -> Response[Any] | Template:
     return response
 
 
-
 def _is_https(request: Request) -> bool:
     return request.url.scheme == "https" or request.headers.get("x-forwarded-proto", "").lower() == "https"
-
 
 
 #: The summary's static files: name → media type.
 STATIC_FILES = {"footfall.css": "text/css; charset=utf-8", "favicon.svg": "image/svg+xml"}
 
 
-
 def load_static_files() -> dict[str, Asset]:
     """Read STATIC_FILES from the assets, gzipped and tagged once."""
-    return {name: make_asset(asset_path("summary.css" if name == "footfall.css" else name).read_bytes(), media_type)
-            for name, media_type in STATIC_FILES.items()}  # fmt: skip
+    return {
+        name: make_asset(asset_path("summary.css" if name == "footfall.css" else name).read_bytes(), media_type)
+        for name, media_type in STATIC_FILES.items()
+    }
 
 
 async def get_static(request: Request) -> Response:
@@ -287,7 +323,6 @@ def _compact(n: float) -> str:
     return f"{n:g}"
 
 
-
 def format_duration(seconds: float) -> str:
     """'1h 02m', '3m 05s' or '42s'."""
     s = int(round(seconds))
@@ -296,7 +331,6 @@ def format_duration(seconds: float) -> str:
     if s >= 60:
         return f"{s // 60}m {s % 60:02d}s"
     return f"{s}s"
-
 
 
 def format_headline(name: str, value: float) -> str:
@@ -309,7 +343,6 @@ def format_headline(name: str, value: float) -> str:
     return f"{int(value):,}"
 
 
-
 def _nice_top(peak: int) -> int:
     """A round axis maximum at or above ``peak`` (1, 2, 5 × a power of ten, then split in four)."""
     peak = max(peak, 4)
@@ -318,7 +351,6 @@ def _nice_top(peak: int) -> int:
         if step * magnitude * 4 >= peak and (step * magnitude) == int(step * magnitude):
             return int(step * magnitude * 4)
     return int(10 * magnitude * 4)
-
 
 
 def chart_geometry(chart: list[dict[str, int]], period: SummaryRange) -> dict[str, Any]:
@@ -338,27 +370,50 @@ def chart_geometry(chart: list[dict[str, int]], period: SummaryRange) -> dict[st
         x = left + i * slot
         pv_h = point["pageviews"] / ceiling * plot_h
         vi_h = point["visitors"] / ceiling * plot_h
-        bars.append({
-            "x": round(x + slot * 0.1, 1), "w": round(max(slot * 0.8, 1), 1),
-            "y": round(top + plot_h - pv_h, 1), "h": round(pv_h, 1),
-            "vx": round(x + slot * 0.3, 1), "vw": round(max(slot * 0.4, 1), 1),
-            "vy": round(top + plot_h - vi_h, 1), "vh": round(vi_h, 1),
-            "title": f"{name}: {point['pageviews']:,} pageviews, {point['visitors']:,} visitors",
-        })  # fmt: skip
+        bars.append(
+            {
+                "x": round(x + slot * 0.1, 1),
+                "w": round(max(slot * 0.8, 1), 1),
+                "y": round(top + plot_h - pv_h, 1),
+                "h": round(pv_h, 1),
+                "vx": round(x + slot * 0.3, 1),
+                "vw": round(max(slot * 0.4, 1), 1),
+                "vy": round(top + plot_h - vi_h, 1),
+                "vh": round(vi_h, 1),
+                "title": f"{name}: {point['pageviews']:,} pageviews, {point['visitors']:,} visitors",
+            }
+        )
         if i % every == 0:
             text = f"{when:%H:%M}" if period.step == "hour" else f"{when:%d %b}"
             labels.append({"x": round(x + slot / 2, 1), "text": text})
     ticks = [{"y": round(top + plot_h - plot_h * k / 4, 1), "text": _compact(ceiling * k / 4)} for k in range(5)]
-    return {"width": width, "height": height, "left": left, "right": width - right, "bottom": top + plot_h, "bars": bars,
-            "labels": labels, "ticks": ticks, "label_y": height - 8}  # fmt: skip
+    return {
+        "width": width,
+        "height": height,
+        "left": left,
+        "right": width - right,
+        "bottom": top + plot_h,
+        "bars": bars,
+        "labels": labels,
+        "ticks": ticks,
+        "label_y": height - 8,
+    }
 
 
-
-def page_context(summary: dict[str, Any], viewer: Viewer, site: Site, period: SummaryRange, filters: Mapping[str, str],
-                 country_names: Mapping[str, str]) -> dict[str, Any]:  # fmt: skip
+def page_context(
+    summary: dict[str, Any],
+    viewer: Viewer,
+    site: Site,
+    period: SummaryRange,
+    filters: Mapping[str, str],
+    country_names: Mapping[str, str],
+) -> dict[str, Any]:
     """What summary.html needs: the numbers, formatted, and every link the page offers."""
-    state = {"website": site.id if len(viewer.sites) > 1 and not viewer.base.startswith("/share/") else None,
-             "period": None if period.name == "custom" else period.name, **filters}  # fmt: skip
+    state = {
+        "website": site.id if len(viewer.sites) > 1 and not viewer.base.startswith("/share/") else None,
+        "period": None if period.name == "custom" else period.name,
+        **filters,
+    }
     if period.name == "custom":
         state["start"] = f"{dt.datetime.fromtimestamp(period.start, period.zone):%Y-%m-%d}"
         state["end"] = f"{dt.datetime.fromtimestamp(period.end - 1, period.zone):%Y-%m-%d}"
@@ -379,20 +434,44 @@ def page_context(summary: dict[str, Any], viewer: Viewer, site: Site, period: Su
         cell = summary["totals"][name]
         change = cell["change"]
         better = None if change is None or change == 0 else (change < 0) == (name == "bounce_rate")
-        headline.append({"label": label, "value": format_headline(name, cell["value"]),
-                         "previous": format_headline(name, cell["previous"]),
-                         "change_text": f"{change * 100:+.0f}% on the previous period" if change is not None
-                         else "new" if cell["value"] else "–",
-                         "tone": "same" if better is None else "up" if better else "down"})  # fmt: skip
+        headline.append(
+            {
+                "label": label,
+                "value": format_headline(name, cell["value"]),
+                "previous": format_headline(name, cell["previous"]),
+                "change_text": f"{change * 100:+.0f}% on the previous period"
+                if change is not None
+                else "new"
+                if cell["value"]
+                else "–",
+                "tone": "same" if better is None else "up" if better else "down",
+            }
+        )
     panels = []
     for metric, (title, column) in LIST_TITLES.items():
         block = summary["lists"][metric]
-        rows = [{"label": display(metric, r["value"]), "href": link(**{metric: r["value"]}), "count": f"{r['count']:,}",
-                 "share": r["share"], "percent": f"{r['share'] * 100:.0f}%"} for r in block["rows"]]  # fmt: skip
+        rows = [
+            {
+                "label": display(metric, r["value"]),
+                "href": link(**{metric: r["value"]}),
+                "count": f"{r['count']:,}",
+                "share": r["share"],
+                "percent": f"{r['share'] * 100:.0f}%",
+            }
+            for r in block["rows"]
+        ]
         panels.append({"id": metric, "title": title, "label": FILTER_LABELS[metric], "column": column, "rows": rows})
-    events = [{"label": e["value"] or "(no name)", "href": link(event=e["value"]), "count": f"{e['count']:,}",
-               "share": e["share"], "percent": f"{e['share'] * 100:.0f}%",
-               "keys": ", ".join(k["key"] for k in e["keys"])} for e in summary["events"]]  # fmt: skip
+    events = [
+        {
+            "label": e["value"] or "(no name)",
+            "href": link(event=e["value"]),
+            "count": f"{e['count']:,}",
+            "share": e["share"],
+            "percent": f"{e['share'] * 100:.0f}%",
+            "keys": ", ".join(k["key"] for k in e["keys"]),
+        }
+        for e in summary["events"]
+    ]
     vitals = []
     for row in summary["vitals"]:
         cells = []
@@ -401,8 +480,13 @@ def page_context(summary: dict[str, Any], viewer: Viewer, site: Site, period: Su
             if cell is None:
                 cells.append({"text": "–", "rating": "none"})
             else:
-                text = f"{cell['p75']:.2f}" if metric == "cls" else format_duration(cell["p75"] / 1000) if cell["p75"] >= 60_000 \
-                    else f"{cell['p75']:,.0f} ms"  # fmt: skip
+                text = (
+                    f"{cell['p75']:.2f}"
+                    if metric == "cls"
+                    else format_duration(cell["p75"] / 1000)
+                    if cell["p75"] >= 60_000
+                    else f"{cell['p75']:,.0f} ms"
+                )
                 cells.append({"text": text, "rating": cell["rating"]})
         vitals.append({"page": row["page"], "href": link(page=row["page"]), "reports": f"{row['reports']:,}", "cells": cells})
     start_local = dt.datetime.fromtimestamp(period.start, period.zone)
@@ -411,19 +495,37 @@ def page_context(summary: dict[str, Any], viewer: Viewer, site: Site, period: Su
     if viewer.base.startswith("/share/"):
         json_query["share"] = viewer.base.rsplit("/", 1)[1]
     return {
-        "site": site, "sites": viewer.sites, "base": viewer.base, "logged_in": viewer.logged_in,
-        "shared": viewer.base.startswith("/share/"), "period": period, "summary": summary,
-        "periods": [{"label": label, "href": link(period=key, start=None, end=None), "current": key == period.name}
-                    for key, label in PERIODS.items()],
-        "custom_start": f"{start_local:%Y-%m-%d}", "custom_end": f"{end_local:%Y-%m-%d}",
+        "site": site,
+        "sites": viewer.sites,
+        "base": viewer.base,
+        "logged_in": viewer.logged_in,
+        "shared": viewer.base.startswith("/share/"),
+        "period": period,
+        "summary": summary,
+        "periods": [
+            {"label": label, "href": link(period=key, start=None, end=None), "current": key == period.name}
+            for key, label in PERIODS.items()
+        ],
+        "custom_start": f"{start_local:%Y-%m-%d}",
+        "custom_end": f"{end_local:%Y-%m-%d}",
         "hidden": {k: v for k, v in state.items() if v and k not in ("period", "start", "end")},
-        "filters": [{"label": FILTER_LABELS[k], "value": display(k, v), "href": link(**{k: None})} for k, v in filters.items()],
-        "headline": headline, "chart": chart_geometry(summary["chart"], period), "panels": panels, "events": events,
-        "vitals": vitals, "vital_names": [n.upper() for n in VITALS],
-        "realtime": {"visitors": summary["realtime"]["visitors"],
-                     "pages": [{"label": p["value"], "href": link(page=p["value"]), "count": p["count"]}
-                               for p in summary["realtime"]["pages"]]},
-        "bots": f"{summary['bots']:,}", "timezone": str(period.zone), "json_query": urlencode(json_query),
+        "filters": [
+            {"label": FILTER_LABELS[k], "value": display(k, v), "href": link(**{k: None})} for k, v in filters.items()
+        ],
+        "headline": headline,
+        "chart": chart_geometry(summary["chart"], period),
+        "panels": panels,
+        "events": events,
+        "vitals": vitals,
+        "vital_names": [n.upper() for n in VITALS],
+        "realtime": {
+            "visitors": summary["realtime"]["visitors"],
+            "pages": [
+                {"label": p["value"], "href": link(page=p["value"]), "count": p["count"]} for p in summary["realtime"]["pages"]
+            ],
+        },
+        "bots": f"{summary['bots']:,}",
+        "timezone": str(period.zone),
+        "json_query": urlencode(json_query),
         "range_text": f"{start_local:%a %d %b %Y %H:%M} – {dt.datetime.fromtimestamp(period.end, period.zone):%a %d %b %Y %H:%M}",
-    }  # fmt: skip
-
+    }

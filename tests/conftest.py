@@ -23,7 +23,9 @@ import footfall.app
 ROOT = Path(__file__).resolve().parent.parent
 #: A real desktop browser's user agent: passes the bot check.
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0"
-CHROME = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36"
+CHROME = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36"
+)
 #: 2026-05-14T10:00:00Z, the hour of the Umami visit test vector.
 T0 = 1778752800.0
 
@@ -204,8 +206,13 @@ def live_server(db_path: Path) -> Iterator[LiveServer]:
 
 #: Debian's Chromium, and the flags that keep it quiet and offline.
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")

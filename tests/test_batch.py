@@ -22,23 +22,39 @@ async def batch(client: AppClient, body: Any, agent: str = FIREFOX, **headers: s
 
 async def test_seed_sample_batch(client: AppClient, db_path: Path, website: str) -> None:
     """The seed's two-item sample answers size 2, processed 2, no errors, a cache token, and stores both events."""
-    body = [hit(website, hostname="your-hostname", url="/page-1", name="event-name"),
-            hit(website, hostname="your-hostname", url="/page-2", name="event-name")]  # fmt: skip
+    body = [
+        hit(website, hostname="your-hostname", url="/page-1", name="event-name"),
+        hit(website, hostname="your-hostname", url="/page-2", name="event-name"),
+    ]
     response = await batch(client, body)
     assert response.status_code == 200
     answer = response.json()
     assert {k: answer[k] for k in ("size", "processed", "errors", "details")} == {
-        "size": 2, "processed": 2, "errors": 0, "details": []}
-    assert collector.read_cache_token(answer["cache"], client.app.state.collection.token_key, client.app.state.collection.clock())
+        "size": 2,
+        "processed": 2,
+        "errors": 0,
+        "details": [],
+    }
+    assert collector.read_cache_token(
+        answer["cache"], client.app.state.collection.token_key, client.app.state.collection.clock()
+    )
     await flush(client)
     assert rows(db_path, "SELECT url_path, event_name FROM events ORDER BY event_key") == [
-        ("/page-1", "event-name"), ("/page-2", "event-name")]
+        ("/page-1", "event-name"),
+        ("/page-2", "event-name"),
+    ]
 
 
 async def test_mixed_batch_reports_each_failure(client: AppClient, db_path: Path, website: str) -> None:
     """Good, bad and unknown-site items: failures are listed by index with send's error body; the rest are stored."""
-    body = [hit(website, url="/ok-1"), {"type": "nope", "payload": {}}, hit(website, url="http://"),
-            hit("b59e9c65-ae32-47f1-8400-119fcf4861c4", url="/"), "not an object", hit(website, url="/ok-2")]
+    body = [
+        hit(website, url="/ok-1"),
+        {"type": "nope", "payload": {}},
+        hit(website, url="http://"),
+        hit("b59e9c65-ae32-47f1-8400-119fcf4861c4", url="/"),
+        "not an object",
+        hit(website, url="/ok-2"),
+    ]
     answer = (await batch(client, body)).json()
     assert (answer["size"], answer["processed"], answer["errors"]) == (6, 2, 4)
     assert [d["index"] for d in answer["details"]] == [1, 2, 3, 4]
@@ -73,8 +89,9 @@ async def test_bot_items_count_as_processed_and_are_not_stored(client: AppClient
 async def test_batch_items_share_one_session_and_visit(client: AppClient, website: str) -> None:
     """Items from one client in one batch belong to the same session and visit, and the cache is the first item's."""
     response = await batch(client, [hit(website, url="/1"), hit(website, url="/2")])
-    token = collector.read_cache_token(response.json()["cache"], client.app.state.collection.token_key,
-                                       client.app.state.collection.clock())  # fmt: skip
+    token = collector.read_cache_token(
+        response.json()["cache"], client.app.state.collection.token_key, client.app.state.collection.clock()
+    )
     single = (await client.post("/api/send", json=hit(website, url="/3"), headers={"User-Agent": FIREFOX})).json()
     assert token is not None and (token.session_id, token.visit_id) == (single["sessionId"], single["visitId"])
 

@@ -15,13 +15,24 @@ import collector
 import footfall.cli
 from conftest import FIREFOX, LiveServer, rows
 
-SEED_EVENT = {"payload": {"hostname": "your-hostname", "language": "en-US", "referrer": "", "screen": "1920x1080",
-                          "title": "dashboard", "url": "/", "website": "WEBSITE", "name": "event-name",
-                          "data": {"foo": "bar"}}, "type": "event"}  # fmt: skip
-SEED_BATCH = [{"payload": {"hostname": "your-hostname", "url": "/page-1", "website": "WEBSITE", "name": "event-name"},
-               "type": "event"},
-              {"payload": {"hostname": "your-hostname", "url": "/page-2", "website": "WEBSITE", "name": "event-name"},
-               "type": "event"}]  # fmt: skip
+SEED_EVENT = {
+    "payload": {
+        "hostname": "your-hostname",
+        "language": "en-US",
+        "referrer": "",
+        "screen": "1920x1080",
+        "title": "dashboard",
+        "url": "/",
+        "website": "WEBSITE",
+        "name": "event-name",
+        "data": {"foo": "bar"},
+    },
+    "type": "event",
+}
+SEED_BATCH = [
+    {"payload": {"hostname": "your-hostname", "url": "/page-1", "website": "WEBSITE", "name": "event-name"}, "type": "event"},
+    {"payload": {"hostname": "your-hostname", "url": "/page-2", "website": "WEBSITE", "name": "event-name"}, "type": "event"},
+]
 
 
 def with_site(body: object, website: str) -> object:
@@ -31,7 +42,8 @@ def with_site(body: object, website: str) -> object:
 def test_config_defaults_are_the_settings_defaults() -> None:
     """Config and SETTINGS name the same fields with the same defaults (the CLI and README are made from SETTINGS)."""
     assert {f.name: f.default for f in collector.dataclasses.fields(collector.Config)} == {
-        s.name: s.default for s in collector.SETTINGS}
+        s.name: s.default for s in collector.SETTINGS
+    }
 
 
 def test_settings_precedence() -> None:
@@ -43,14 +55,17 @@ def test_settings_precedence() -> None:
     assert collector.load_config({"bot_check": True}, env).bot_check is True
 
 
-@pytest.mark.parametrize(("options", "env", "message"), [
-    ({"port": "eighty"}, {}, "port must be a whole number"),
-    ({}, {"FOOTFALL_PORT": "70000"}, "port must be at most 65535"),
-    ({}, {"FOOTFALL_BOT_CHECK": "maybe"}, "bot_check must be true or false"),
-    ({}, {"FOOTFALL_SALT_ROTATION": "year"}, "salt_rotation must be one of day, week, month"),
-    ({"visit_timeout": "0"}, {}, "visit_timeout must be positive"),
-    ({"write_queue_max": "10"}, {}, "write_queue_max must be at least batch_max_items"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("options", "env", "message"),
+    [
+        ({"port": "eighty"}, {}, "port must be a whole number"),
+        ({}, {"FOOTFALL_PORT": "70000"}, "port must be at most 65535"),
+        ({}, {"FOOTFALL_BOT_CHECK": "maybe"}, "bot_check must be true or false"),
+        ({}, {"FOOTFALL_SALT_ROTATION": "year"}, "salt_rotation must be one of day, week, month"),
+        ({"visit_timeout": "0"}, {}, "visit_timeout must be positive"),
+        ({"write_queue_max": "10"}, {}, "write_queue_max must be at least batch_max_items"),
+    ],
+)
 def test_bad_settings_are_explained(options: dict[str, str], env: dict[str, str], message: str) -> None:
     """A bad value names the setting and what it must be."""
     with pytest.raises(collector.ConfigError, match=message):
@@ -60,8 +75,21 @@ def test_bad_settings_are_explained(options: dict[str, str], env: dict[str, str]
 def test_every_command_has_help_with_an_example() -> None:
     """Each command's --help works and shows an example call."""
     runner = CliRunner()
-    commands = [["serve"], ["site", "add"], ["site", "list"], ["site", "remove"], ["site", "retention"], ["backup"], ["check"],
-                ["prune"], ["forget"], ["export"], ["stats"], ["install-service"], ["import", "umami"]]
+    commands = [
+        ["serve"],
+        ["site", "add"],
+        ["site", "list"],
+        ["site", "remove"],
+        ["site", "retention"],
+        ["backup"],
+        ["check"],
+        ["prune"],
+        ["forget"],
+        ["export"],
+        ["stats"],
+        ["install-service"],
+        ["import", "umami"],
+    ]
     for args in commands:
         result = runner.invoke(footfall.cli.cli, [*args, "--help"])
         assert result.exit_code == 0, result.output
@@ -78,13 +106,18 @@ def test_site_commands(tmp_path: Path) -> None:
     assert collector.UUID_RE.fullmatch(new_id)
     kept = runner.invoke(footfall.cli.cli, ["site", "add", "shop", "--id", "67FDAFF4-97d0-4e97-b367-29bd0e201c2d", "--db", db])
     assert kept.output.strip() == "67fdaff4-97d0-4e97-b367-29bd0e201c2d"
-    again = runner.invoke(footfall.cli.cli, ["site", "add", "shop", "--id", "67fdaff4-97d0-4e97-b367-29bd0e201c2d", "--db", db])
+    again = runner.invoke(
+        footfall.cli.cli, ["site", "add", "shop", "--id", "67fdaff4-97d0-4e97-b367-29bd0e201c2d", "--db", db]
+    )
     assert again.exit_code == 1 and "already exists" in again.output and "Traceback" not in again.output
     bad = runner.invoke(footfall.cli.cli, ["site", "add", "x", "--id", "nope", "--db", db])
     assert bad.exit_code == 1 and "--id must be a UUID" in bad.output
     listing = runner.invoke(footfall.cli.cli, ["site", "list", "--db", db]).output.splitlines()
-    assert [line.split("\t")[1:] for line in listing] == [["default", "", "active"], ["blog", "blog.example.com", "active"],
-                                                          ["shop", "", "active"]]
+    assert [line.split("\t")[1:] for line in listing] == [
+        ["default", "", "active"],
+        ["blog", "blog.example.com", "active"],
+        ["shop", "", "active"],
+    ]
     removed = runner.invoke(footfall.cli.cli, ["site", "remove", new_id, "--db", db])
     assert removed.exit_code == 0 and new_id in removed.output
     assert runner.invoke(footfall.cli.cli, ["site", "remove", new_id, "--db", db]).exit_code == 1
@@ -126,7 +159,12 @@ def test_serve_end_to_end(db_path: Path) -> None:
             assert batch.json()["processed"] == 2 and batch.json()["errors"] == 0
             acknowledged += 2
             for i in range(200):
-                if http.post("/api/send", json={"type": "event", "payload": {"website": website, "url": f"/n{i}"}}).status_code == 200:
+                if (
+                    http.post(
+                        "/api/send", json={"type": "event", "payload": {"website": website, "url": f"/n{i}"}}
+                    ).status_code
+                    == 200
+                ):
                     acknowledged += 1
         assert server.stop(signal.SIGTERM) == 0
     finally:
@@ -134,7 +172,8 @@ def test_serve_end_to_end(db_path: Path) -> None:
             server.stop(signal.SIGKILL)
     assert rows(db_path, "SELECT count(*) FROM website_event") == [(acknowledged,)]
     assert rows(db_path, "SELECT event_name, data_key, string_value FROM custom_events WHERE url_path = '/'") == [
-        ("event-name", "foo", "bar")]
+        ("event-name", "foo", "bar")
+    ]
     assert rows(db_path, "PRAGMA integrity_check") == [("ok",)]
 
 

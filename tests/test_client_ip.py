@@ -15,13 +15,21 @@ from conftest import FIREFOX, Clock, assert_api_error, flush, hit, open_client, 
 pytestmark = pytest.mark.anyio
 
 
-async def session_of(db_path: Path, clock: Clock, website: str, peer: str, headers: dict[str, str] | None = None,
-                     payload_ip: str | None = None, **config: Any) -> str:  # fmt: skip
+async def session_of(
+    db_path: Path,
+    clock: Clock,
+    website: str,
+    peer: str,
+    headers: dict[str, str] | None = None,
+    payload_ip: str | None = None,
+    **config: Any,
+) -> str:
     """The sessionId footfall gives one pageview from ``peer`` with ``headers`` (same UA and salt every time)."""
     app = footfall.app.create_app(collector.Config(db=str(db_path), embedded_geo=False, **config), clock)
     async with open_client(app, peer=peer) as client:
-        response = await client.post("/api/send", json=hit(website, url="/", ip=payload_ip),
-                                     headers={"User-Agent": FIREFOX, **(headers or {})})  # fmt: skip
+        response = await client.post(
+            "/api/send", json=hit(website, url="/", ip=payload_ip), headers={"User-Agent": FIREFOX, **(headers or {})}
+        )
         assert response.status_code == 200, response.text
         return response.json()["sessionId"]
 
@@ -33,16 +41,20 @@ async def test_spoofed_forwarding_headers_from_untrusted_peers_are_ignored(db_pa
         assert await session_of(db_path, clock, website, "203.0.113.9", {header: "198.51.100.7"}) == plain
 
 
-@pytest.mark.parametrize("headers", [
-    {"x-forwarded-for": "198.51.100.7, 10.0.0.1"},
-    {"x-real-ip": "198.51.100.7:51234"},
-    {"forwarded": 'for="198.51.100.7:4711";proto=https'},
-    {"cf-connecting-ip": "::ffff:198.51.100.7"},
-    {"cf-connecting-ip": "198.51.100.7", "x-forwarded-for": "192.0.2.1"},  # Umami's order: cf-connecting-ip first
-    {"true-client-ip": "198.51.100.7", "cf-connecting-ip": "192.0.2.1"},
-])  # fmt: skip
-async def test_trusted_proxy_headers_name_the_client(db_path: Path, clock: Clock, website: str,
-                                                     headers: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"x-forwarded-for": "198.51.100.7, 10.0.0.1"},
+        {"x-real-ip": "198.51.100.7:51234"},
+        {"forwarded": 'for="198.51.100.7:4711";proto=https'},
+        {"cf-connecting-ip": "::ffff:198.51.100.7"},
+        {"cf-connecting-ip": "198.51.100.7", "x-forwarded-for": "192.0.2.1"},  # Umami's order: cf-connecting-ip first
+        {"true-client-ip": "198.51.100.7", "cf-connecting-ip": "192.0.2.1"},
+    ],
+)
+async def test_trusted_proxy_headers_name_the_client(
+    db_path: Path, clock: Clock, website: str, headers: dict[str, str]
+) -> None:
     """Behind a trusted proxy (loopback by default) the first of Umami's headers is the client, ports and mapping removed."""
     direct = await session_of(db_path, clock, website, "198.51.100.7")
     assert await session_of(db_path, clock, website, "127.0.0.1", headers) == direct
@@ -64,12 +76,22 @@ async def test_garbage_in_headers_falls_back_to_the_peer(db_path: Path, clock: C
 async def test_trusted_proxies_and_single_header_are_configurable(db_path: Path, clock: Clock, website: str) -> None:
     """--trusted-proxies takes CIDRs; --client-ip-header reads exactly that header and no other."""
     direct = await session_of(db_path, clock, website, "198.51.100.7")
-    assert await session_of(db_path, clock, website, "10.1.2.3", {"x-real-ip": "198.51.100.7"},
-                            trusted_proxies="10.0.0.0/8") == direct  # fmt: skip
-    assert await session_of(db_path, clock, website, "127.0.0.1", {"x-client": "198.51.100.7", "cf-connecting-ip": "192.0.2.9"},
-                            client_ip_header="X-Client") == direct  # fmt: skip
-    assert await session_of(db_path, clock, website, "127.0.0.1", {"x-real-ip": "198.51.100.7"},
-                            trusted_proxies="") != direct  # fmt: skip
+    assert (
+        await session_of(db_path, clock, website, "10.1.2.3", {"x-real-ip": "198.51.100.7"}, trusted_proxies="10.0.0.0/8")
+        == direct
+    )
+    assert (
+        await session_of(
+            db_path,
+            clock,
+            website,
+            "127.0.0.1",
+            {"x-client": "198.51.100.7", "cf-connecting-ip": "192.0.2.9"},
+            client_ip_header="X-Client",
+        )
+        == direct
+    )
+    assert await session_of(db_path, clock, website, "127.0.0.1", {"x-real-ip": "198.51.100.7"}, trusted_proxies="") != direct
 
 
 async def test_payload_ip_only_from_trusted_senders(db_path: Path, clock: Clock, website: str) -> None:
@@ -79,13 +101,17 @@ async def test_payload_ip_only_from_trusted_senders(db_path: Path, clock: Clock,
     assert await session_of(db_path, clock, website, "203.0.113.9", payload_ip="198.51.100.7") != direct
     assert await session_of(db_path, clock, website, "203.0.113.9", payload_ip="198.51.100.7", allow_payload_ip=True) == direct
     assert await session_of(db_path, clock, website, "127.0.0.1", payload_ip="not an ip") == await session_of(
-        db_path, clock, website, "127.0.0.1")
+        db_path, clock, website, "127.0.0.1"
+    )
 
 
-@pytest.mark.parametrize(("peer", "ignored"), [("198.51.100.7", True), ("198.51.100.200", True), ("198.51.101.1", False),
-                                               ("2001:db8::5", True), ("2001:db9::5", False)])  # fmt: skip
-async def test_ignored_ips_get_403_and_store_nothing(db_path: Path, clock: Clock, website: str, peer: str,
-                                                     ignored: bool) -> None:
+@pytest.mark.parametrize(
+    ("peer", "ignored"),
+    [("198.51.100.7", True), ("198.51.100.200", True), ("198.51.101.1", False), ("2001:db8::5", True), ("2001:db9::5", False)],
+)
+async def test_ignored_ips_get_403_and_store_nothing(
+    db_path: Path, clock: Clock, website: str, peer: str, ignored: bool
+) -> None:
     """--ignore-ip matches IPv4 and IPv6 addresses and CIDRs: 403 in Umami's shape, and no row."""
     config = collector.Config(db=str(db_path), embedded_geo=False, ignore_ip="198.51.100.0/24, 2001:db8::/32")
     async with open_client(footfall.app.create_app(config, clock), peer=peer) as client:
@@ -100,12 +126,24 @@ async def test_ignored_ips_get_403_and_store_nothing(db_path: Path, clock: Clock
         assert response.status_code == 200
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("198.51.100.7", "198.51.100.7"), (" 198.51.100.7 ", "198.51.100.7"), ("198.51.100.7:80", "198.51.100.7"),
-    ("[2001:db8::1]:443", "2001:db8::1"), ("[2001:db8::1]", "2001:db8::1"), ("2001:DB8::1", "2001:db8::1"),
-    ("::ffff:10.1.2.3", "10.1.2.3"), ('"198.51.100.7"', "198.51.100.7"), ("garbage", None), ("", None), (None, None),
-    ("[::1", "::1"), ("1.2.3", None),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("198.51.100.7", "198.51.100.7"),
+        (" 198.51.100.7 ", "198.51.100.7"),
+        ("198.51.100.7:80", "198.51.100.7"),
+        ("[2001:db8::1]:443", "2001:db8::1"),
+        ("[2001:db8::1]", "2001:db8::1"),
+        ("2001:DB8::1", "2001:db8::1"),
+        ("::ffff:10.1.2.3", "10.1.2.3"),
+        ('"198.51.100.7"', "198.51.100.7"),
+        ("garbage", None),
+        ("", None),
+        (None, None),
+        ("[::1", "::1"),
+        ("1.2.3", None),
+    ],
+)
 def test_normalize_ip(text: str | None, expected: str | None) -> None:
     """Addresses from headers: quotes, brackets and ports stripped, IPv4-mapped made IPv4, garbage is None."""
     result = collector.normalize_ip(text)
@@ -118,5 +156,7 @@ def test_bad_network_settings_are_explained() -> None:
         collector.load_config({"trusted_proxies": "10.0.0.0/33"}, {})
     with pytest.raises(collector.ConfigError, match="ignore_ip: 'nope'"):
         collector.load_config({}, {"FOOTFALL_IGNORE_IP": "1.2.3.4,nope"})
-    assert collector.parse_networks("1.2.3.4, ::1/128,", "x") == (ipaddress.ip_network("1.2.3.4/32"),
-                                                                 ipaddress.ip_network("::1/128"))
+    assert collector.parse_networks("1.2.3.4, ::1/128,", "x") == (
+        ipaddress.ip_network("1.2.3.4/32"),
+        ipaddress.ip_network("::1/128"),
+    )

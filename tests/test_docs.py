@@ -80,19 +80,26 @@ def test_readme_shell_examples_run(tmp_path: Path) -> None:
     server = LiveServer(db)
     try:
         website = rows(db, "SELECT website_id FROM website")[0][0]
-        env = {**os.environ, "PATH": f"{stubs}:{Path(sys.executable).parent}:{os.environ['PATH']}",
-               "FOOTFALL_UNIT_DIR": str(tmp_path / "units")}  # fmt: skip
+        env = {
+            **os.environ,
+            "PATH": f"{stubs}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+            "FOOTFALL_UNIT_DIR": str(tmp_path / "units"),
+        }
         for block in shell_blocks():
             script = block.replace("http://127.0.0.1:8000", server.url).replace("WEBSITE-ID", website)
-            result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
-                                    capture_output=True, text=True, timeout=120)  # fmt: skip
+            result = subprocess.run(
+                ["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+            )
             assert result.returncode == 0, f"{block}\n{result.stdout}\n{result.stderr}"
     finally:
         assert server.stop() == 0
     calls = (tmp_path / "calls.log").read_text()
     assert "pipx install ." in calls and "systemctl enable --now footfall.service footfall-backup.timer" in calls
     assert sorted(p.name for p in (tmp_path / "units").iterdir()) == [
-        "footfall-backup.service", "footfall-backup.timer", "footfall.service"]
+        "footfall-backup.service",
+        "footfall-backup.timer",
+        "footfall.service",
+    ]
     assert list((tmp_path / "backups").glob("footfall-*.db"))
     assert (tmp_path / "events.jsonl").read_text().count("/hello") == 1
     assert rows(tmp_path / "imported.db", "SELECT count(*) FROM events") == [(1,)]

@@ -39,8 +39,9 @@ class Senders:
                 path = f"/{self.tag}/{n}/{sent}"
                 sent += 1
                 try:
-                    response = http.post("/api/send", json={"type": "event", "payload": {"website": self.website,
-                                                                                          "url": path}})  # fmt: skip
+                    response = http.post(
+                        "/api/send", json={"type": "event", "payload": {"website": self.website, "url": path}}
+                    )
                 except httpx.TransportError:
                     continue  # the server died mid-request: not acknowledged
                 with self._lock:
@@ -107,8 +108,9 @@ def test_people_reading_the_live_file(db_path: Path) -> None:
     server = LiveServer(db_path)
     website = rows(db_path, "SELECT website_id FROM website")[0][0]
     until = time.time() + 8
-    readers = [subprocess.Popen([sys.executable, "-c", READER, str(db_path), mode, str(until)])
-               for mode in ("count", "group", "long")]  # fmt: skip
+    readers = [
+        subprocess.Popen([sys.executable, "-c", READER, str(db_path), mode, str(until)]) for mode in ("count", "group", "long")
+    ]
     senders = Senders(server.url, website, clients=8, tag="live")
     wal = db_path.with_name(db_path.name + "-wal")
     sizes_during = []
@@ -222,8 +224,10 @@ def test_soak(db_path: Path) -> None:
     first = [t for s, t in latencies if s - began < warm * 2 and s - began >= warm]
     last = [t for s, t in latencies if s - began >= SOAK_SECONDS - warm]
     p99 = lambda xs: statistics.quantiles(xs, n=100)[98]  # noqa: E731
-    print(f"soak {SOAK_SECONDS}s: {len(latencies)} requests, RSS {rss_start} -> {rss_end} KB, WAL max {wal_max} bytes, "
-          f"p99 {p99(first) * 1000:.1f} -> {p99(last) * 1000:.1f} ms")
+    print(
+        f"soak {SOAK_SECONDS}s: {len(latencies)} requests, RSS {rss_start} -> {rss_end} KB, WAL max {wal_max} bytes, "
+        f"p99 {p99(first) * 1000:.1f} -> {p99(last) * 1000:.1f} ms"
+    )
     assert rss_end <= rss_start * 1.05
     assert wal_max <= collector.WAL_SIZE_LIMIT_BYTES
     assert p99(last) <= max(3 * p99(first), 0.05)

@@ -20,10 +20,18 @@ import footfall.app
 from conftest import FIREFOX, Clock, add_website, open_client
 
 FIELDS = list(collector.Payload.__struct_fields__)
-json_scalars = st.none() | st.booleans() | st.integers(min_value=-(2**80), max_value=2**80) | \
-    st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=600)  # fmt: skip
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=5) |
-                           st.dictionaries(st.text(max_size=20), inner, max_size=8), max_leaves=60)  # fmt: skip
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=600)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=20), inner, max_size=8),
+    max_leaves=60,
+)
 
 
 @st.composite
@@ -50,8 +58,9 @@ class Harness:
         self._ready: asyncio.Future[Any] = self.loop.create_future()
         self._done = asyncio.Event()
         # The app's lifespan must be entered and left by one task: it lives in this one for the whole module.
-        self._holder = self.loop.create_task(self._hold(footfall.app.create_app(
-            collector.Config(db=str(db_path), embedded_geo=False), Clock())))  # fmt: skip
+        self._holder = self.loop.create_task(
+            self._hold(footfall.app.create_app(collector.Config(db=str(db_path), embedded_geo=False), Clock()))
+        )
         self.client = self.loop.run_until_complete(self._ready)
 
     async def _hold(self, app: Any) -> None:
@@ -90,8 +99,9 @@ def check(response: Any) -> None:
         assert {"message", "code", "status"} <= set(body["error"]) and "Traceback" not in response.text
 
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                        HealthCheck.too_slow])  # fmt: skip
+FUZZ = settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 
 
 @FUZZ
@@ -131,13 +141,16 @@ def test_batches(harness: Harness, data: st.DataObject) -> None:
         assert len(answer["details"]) == answer["errors"]
 
 
-@pytest.mark.parametrize("body", [
-    b'{"type":"event","payload":{"website":"W","url":"/a","url":"/b"}}',  # duplicate keys
-    b'{"type":"event","payload":{"website":"W","data":{"n":1e308}}}',
-    b'{"type":"event","payload":{"website":"W","data":{"n":123456789012345678901234567890}}}',
-    b'{"type":"event","payload":{"website":"W","title":"\\u0000\\ud83d\\ude00"}}',
-    b'{"type":"event","payload":{"website":"W","data":' + b'{"a":' * 40 + b"1" + b"}" * 40 + b"}}",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"type":"event","payload":{"website":"W","url":"/a","url":"/b"}}',  # duplicate keys
+        b'{"type":"event","payload":{"website":"W","data":{"n":1e308}}}',
+        b'{"type":"event","payload":{"website":"W","data":{"n":123456789012345678901234567890}}}',
+        b'{"type":"event","payload":{"website":"W","title":"\\u0000\\ud83d\\ude00"}}',
+        b'{"type":"event","payload":{"website":"W","data":' + b'{"a":' * 40 + b"1" + b"}" * 40 + b"}}",
+    ],
+)
 def test_edge_bodies(harness: Harness, body: bytes) -> None:
     """Named edge cases: duplicate keys, the largest floats, giant integers, NUL and astral characters, deep nesting."""
     check(harness.post("/api/send", body.replace(b'"W"', f'"{harness.website}"'.encode()), {"User-Agent": FIREFOX}))

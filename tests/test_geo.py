@@ -18,13 +18,21 @@ from conftest import FIREFOX, Clock, flush, hit, open_client, rows
 pytestmark = pytest.mark.anyio
 
 
-async def located(db_path: Path, clock: Clock, website: str, peer: str, headers: dict[str, str] | None = None,
-                  payload: dict[str, Any] | None = None, **config: Any) -> tuple[Any, ...]:  # fmt: skip
+async def located(
+    db_path: Path,
+    clock: Clock,
+    website: str,
+    peer: str,
+    headers: dict[str, str] | None = None,
+    payload: dict[str, Any] | None = None,
+    **config: Any,
+) -> tuple[Any, ...]:
     """(country, region, city) stored for one pageview from ``peer``."""
     app = footfall.app.create_app(collector.Config(db=str(db_path), **config), clock)
     async with open_client(app, peer=peer) as client:
-        response = await client.post("/api/send", json=hit(website, url="/", **(payload or {})),
-                                     headers={"User-Agent": FIREFOX, **(headers or {})})  # fmt: skip
+        response = await client.post(
+            "/api/send", json=hit(website, url="/", **(payload or {})), headers={"User-Agent": FIREFOX, **(headers or {})}
+        )
         assert response.status_code == 200, response.text
         await flush(client)
     return rows(db_path, "SELECT country, region, city FROM sessions WHERE session_id = ?", (response.json()["sessionId"],))[0]
@@ -33,20 +41,32 @@ async def located(db_path: Path, clock: Clock, website: str, peer: str, headers:
 CLOUDFLARE = {"cf-ipcountry": "DE", "cf-region-code": "BE", "cf-ipcity": "Berlin"}
 
 
-@pytest.mark.parametrize(("headers", "expected"), [
-    (CLOUDFLARE, ("DE", "DE-BE", "Berlin")),
-    ({"cf-ipcountry": "de", "cf-ipcity": "Zurich"}, ("DE", None, "Zurich")),
-    ({"x-vercel-ip-country": "BR", "x-vercel-ip-country-region": "SP", "x-vercel-ip-city": "S%C3%A3o%20Paulo"},
-     ("BR", "BR-SP", "São Paulo")),
-    ({"cloudfront-viewer-country": "FR", "cloudfront-viewer-country-region": "FR-IDF", "cloudfront-viewer-city": "Paris"},
-     ("FR", "FR-IDF", "Paris")),
-    ({"eo-ipcountry": "JP", "eo-region-code": "13"}, ("JP", "JP-13", None)),
-    ({"cf-ipcountry": "XX"}, (None, None, None)),
-    ({"cf-ipcountry": "T1", "cf-ipcity": "Nowhere"}, (None, None, None)),
-    ({"cf-ipcountry": "DE", "x-vercel-ip-country": "US"}, ("DE", None, None)),  # Umami's provider order
-])  # fmt: skip
-async def test_cdn_headers_from_a_trusted_proxy(db_path: Path, clock: Clock, website: str, headers: dict[str, str],
-                                                expected: tuple[Any, ...]) -> None:
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        (CLOUDFLARE, ("DE", "DE-BE", "Berlin")),
+        ({"cf-ipcountry": "de", "cf-ipcity": "Zurich"}, ("DE", None, "Zurich")),
+        (
+            {"x-vercel-ip-country": "BR", "x-vercel-ip-country-region": "SP", "x-vercel-ip-city": "S%C3%A3o%20Paulo"},
+            ("BR", "BR-SP", "São Paulo"),
+        ),
+        (
+            {
+                "cloudfront-viewer-country": "FR",
+                "cloudfront-viewer-country-region": "FR-IDF",
+                "cloudfront-viewer-city": "Paris",
+            },
+            ("FR", "FR-IDF", "Paris"),
+        ),
+        ({"eo-ipcountry": "JP", "eo-region-code": "13"}, ("JP", "JP-13", None)),
+        ({"cf-ipcountry": "XX"}, (None, None, None)),
+        ({"cf-ipcountry": "T1", "cf-ipcity": "Nowhere"}, (None, None, None)),
+        ({"cf-ipcountry": "DE", "x-vercel-ip-country": "US"}, ("DE", None, None)),  # Umami's provider order
+    ],
+)
+async def test_cdn_headers_from_a_trusted_proxy(
+    db_path: Path, clock: Clock, website: str, headers: dict[str, str], expected: tuple[Any, ...]
+) -> None:
     """Behind a trusted CDN its location headers are used: region made 'CC-RR', UTF-8 and percent-encoding decoded."""
     assert await located(db_path, clock, website, "127.0.0.1", headers) == expected
 
@@ -55,7 +75,10 @@ async def test_latin1_header_bytes_are_read_as_utf8(db_path: Path, clock: Clock,
     """A city sent as raw UTF-8 bytes (which arrive as latin-1 text) is stored as the right characters."""
     city = "München".encode("utf-8")  # type: ignore[assignment]
     assert await located(db_path, clock, website, "127.0.0.1", {"cf-ipcountry": "DE", "cf-ipcity": city}) == (  # type: ignore[dict-item]
-        "DE", None, "München")
+        "DE",
+        None,
+        "München",
+    )
 
 
 async def test_cdn_headers_from_anyone_else_are_ignored(db_path: Path, clock: Clock, website: str) -> None:
@@ -68,9 +91,19 @@ async def test_payload_ip_skips_cdn_headers(db_path: Path, clock: Clock, website
     assert await located(db_path, clock, website, "127.0.0.1", CLOUDFLARE, {"ip": "8.8.8.8"}) == ("US", None, None)
 
 
-@pytest.mark.parametrize(("peer", "country"), [("8.8.8.8", "US"), ("2001:4860:4860::8888", "US"), ("10.0.0.1", None),
-                                               ("127.0.0.1", None), ("169.254.1.1", None), ("fe80::1", None),
-                                               ("192.168.1.10", None), ("::1", None)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("peer", "country"),
+    [
+        ("8.8.8.8", "US"),
+        ("2001:4860:4860::8888", "US"),
+        ("10.0.0.1", None),
+        ("127.0.0.1", None),
+        ("169.254.1.1", None),
+        ("fe80::1", None),
+        ("192.168.1.10", None),
+        ("::1", None),
+    ],
+)
 async def test_embedded_country_data(db_path: Path, clock: Clock, website: str, peer: str, country: str | None) -> None:
     """The data shipped with the package locates public IPv4 and IPv6 addresses; private and local ones get nothing."""
     assert await located(db_path, clock, website, peer) == (country, None, None)
@@ -88,19 +121,23 @@ def city_db(tmp_path: Path) -> Path:
     from netaddr import IPSet
 
     writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="GeoIP2-City")
-    writer.insert_network(IPSet(["81.2.69.0/24"]), {
-        "country": {"iso_code": "NZ"}, "subdivisions": [{"iso_code": "AUK"}], "city": {"names": {"en": "Auckland"}}})
+    writer.insert_network(
+        IPSet(["81.2.69.0/24"]),
+        {"country": {"iso_code": "NZ"}, "subdivisions": [{"iso_code": "AUK"}], "city": {"names": {"en": "Auckland"}}},
+    )
     writer.insert_network(IPSet(["1.0.0.0/24"]), {"registered_country": {"iso_code": "AU"}})
     path = tmp_path / "city.mmdb"
     writer.to_db_file(str(path))
     return path
 
 
-@pytest.mark.parametrize(("peer", "expected"), [("81.2.69.160", ("NZ", "NZ-AUK", "Auckland")),
-                                                ("1.0.0.5", ("AU", None, None)),
-                                                ("8.8.8.8", ("US", None, None))])  # fmt: skip
-async def test_maxmind_database(db_path: Path, clock: Clock, website: str, city_db: Path, peer: str,
-                                expected: tuple[Any, ...]) -> None:
+@pytest.mark.parametrize(
+    ("peer", "expected"),
+    [("81.2.69.160", ("NZ", "NZ-AUK", "Auckland")), ("1.0.0.5", ("AU", None, None)), ("8.8.8.8", ("US", None, None))],
+)
+async def test_maxmind_database(
+    db_path: Path, clock: Clock, website: str, city_db: Path, peer: str, expected: tuple[Any, ...]
+) -> None:
     """--geoip-db gives country, region and city; addresses it does not know fall back to the embedded data."""
     assert await located(db_path, clock, website, peer, geoip_db=str(city_db)) == expected
 
@@ -142,8 +179,9 @@ def test_embedded_data_matches_geoip2fast() -> None:
     ours.close()
 
 
-async def test_cache_token_skips_the_location_lookup(db_path: Path, clock: Clock, website: str,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_cache_token_skips_the_location_lookup(
+    db_path: Path, clock: Clock, website: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A valid token for the same session skips the lookup (the session's first-seen country stays); a forged one does not."""
     looked_up: list[Any] = []
     real = footfall.geo.locate
@@ -157,10 +195,14 @@ async def test_cache_token_skips_the_location_lookup(db_path: Path, clock: Clock
     async with open_client(app, peer="8.8.8.8") as client:
         first = await client.post("/api/send", json=hit(website, url="/"), headers={"User-Agent": FIREFOX})
         token = first.json()["cache"]
-        again = await client.post("/api/send", json=hit(website, url="/2"),
-                                  headers={"User-Agent": FIREFOX, "x-umami-cache": token})  # fmt: skip
-        forged = await client.post("/api/send", json=hit(website, url="/3"),
-                                   headers={"User-Agent": FIREFOX, "x-umami-cache": token[:-2] + ("BB" if token.endswith("AA") else "AA")})  # fmt: skip
+        again = await client.post(
+            "/api/send", json=hit(website, url="/2"), headers={"User-Agent": FIREFOX, "x-umami-cache": token}
+        )
+        forged = await client.post(
+            "/api/send",
+            json=hit(website, url="/3"),
+            headers={"User-Agent": FIREFOX, "x-umami-cache": token[:-2] + ("BB" if token.endswith("AA") else "AA")},
+        )
         assert again.json()["sessionId"] == first.json()["sessionId"] == forged.json()["sessionId"]
         await flush(client)
     assert len(looked_up) == 2  # the first hit and the forged-token hit; not the one with a valid token

@@ -61,13 +61,21 @@ def test_oversized_headers_and_pipelining(db_path: Path) -> None:
     website = rows(db_path, "SELECT website_id FROM website")[0][0]
     try:
         with socket.create_connection(("127.0.0.1", server.port)) as sock:
-            sock.sendall(b"POST /api/send HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\nContent-Length: 2\r\n\r\n{}")
+            sock.sendall(
+                b"POST /api/send HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\nContent-Length: 2\r\n\r\n{}"
+            )
             sock.settimeout(10)
             answer = sock.recv(65536)
             assert answer.startswith(b"HTTP/1.1 4"), answer[:100]
         body = json.dumps({"type": "event", "payload": {"website": website, "url": "/pipelined"}}).encode()
-        request = (b"POST /api/send HTTP/1.1\r\nHost: x\r\nUser-Agent: " + FIREFOX.encode() +
-                   b"\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        request = (
+            b"POST /api/send HTTP/1.1\r\nHost: x\r\nUser-Agent: "
+            + FIREFOX.encode()
+            + b"\r\nContent-Type: application/json\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body
+        )
         with socket.create_connection(("127.0.0.1", server.port)) as sock:
             sock.settimeout(10)
             sock.sendall(request * 3)

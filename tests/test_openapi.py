@@ -49,17 +49,27 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 
 #: Refusals of schema-breaking requests may also be 413 (a batch over the item limit), which footfall documents.
-CONFIG = SchemathesisConfig.from_dict({"checks": {
-    "negative_data_rejection": {"expected-statuses": [400, 401, 403, 404, 405, 413, 415, 429]},
-    "positive_data_acceptance": {"enabled": False},
-}})  # fmt: skip
+CONFIG = SchemathesisConfig.from_dict(
+    {
+        "checks": {
+            "negative_data_rejection": {"expected-statuses": [400, 401, 403, 404, 405, 413, 415, 429]},
+            "positive_data_acceptance": {"enabled": False},
+        }
+    }
+)
 #: The document the server serves (test_openapi_document_is_served checks they are the same).
 schema = schemathesis.openapi.from_dict(footfall.openapi.openapi_document(collector.Config()), config=CONFIG)
 
 
 @schema.parametrize()
-@settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-          phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))  # fmt: skip
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
 def test_api_answers_as_documented(case: Any, server: LiveServer) -> None:
     """Generated requests: every answer is documented and none is a server error."""
     response = case.call_and_validate(base_url=server.url)
@@ -73,5 +83,8 @@ def test_openapi_document_is_served(server: LiveServer) -> None:
     assert document == footfall.openapi.openapi_document(collector.Config())
     assert document["openapi"] == "3.1.0"
     assert set(document["paths"]) == {"/api/send", "/api/batch", "/api/heartbeat", "/api/summary"}
-    assert document["paths"]["/api/batch"]["post"]["requestBody"]["content"]["application/json"]["schema"]["maxItems"] == collector.MAX_BATCH_ITEMS
+    assert (
+        document["paths"]["/api/batch"]["post"]["requestBody"]["content"]["application/json"]["schema"]["maxItems"]
+        == collector.MAX_BATCH_ITEMS
+    )
     assert {"SendRequest", "Payload", "ErrorBody"} <= set(document["components"]["schemas"])

@@ -70,10 +70,19 @@ def test_stats_match_a_known_month(db_path: Path) -> None:
     """`footfall stats` gives visitors, visits, pageviews, views per visit, bounce rate, visit length and top pages."""
     sites = populate(db_path, KNOWN)
     numbers = footfall.ops.site_stats(str(db_path), sites["blog"], 30 * DAY, now=NOW)
-    assert numbers == {"visitors": 2, "visits": 3, "pageviews": 4, "views_per_visit": 1.33, "bounce_rate": 33.3,
-                       "avg_visit_s": 23, "top_pages": [{"url_path": "/a", "pageviews": 2},
-                                                        {"url_path": "/b", "pageviews": 1},
-                                                        {"url_path": "/c", "pageviews": 1}]}  # fmt: skip
+    assert numbers == {
+        "visitors": 2,
+        "visits": 3,
+        "pageviews": 4,
+        "views_per_visit": 1.33,
+        "bounce_rate": 33.3,
+        "avg_visit_s": 23,
+        "top_pages": [
+            {"url_path": "/a", "pageviews": 2},
+            {"url_path": "/b", "pageviews": 1},
+            {"url_path": "/c", "pageviews": 1},
+        ],
+    }
     result = run("stats", "--site", sites["blog"], "--period", "30d", "--db", str(db_path))
     assert result.exit_code == 0, result.output
     assert "2 visitors, 3 visits, 4 pageviews" in result.output and "bounce rate 33.3%" in result.output
@@ -87,11 +96,15 @@ def test_prune_deletes_old_events_in_chunks(db_path: Path, monkeypatch: pytest.M
     result = run("prune", "--older-than", "400d", "--site", sites["shop"], "--db", str(db_path))
     assert result.exit_code == 0, result.output
     assert "deleted 1 events" in result.output
-    assert rows(db_path, "SELECT url_path FROM events WHERE created_unix < ? ORDER BY 1", (NOW - 400 * DAY,)) == [("/ancient",)]
+    assert rows(db_path, "SELECT url_path FROM events WHERE created_unix < ? ORDER BY 1", (NOW - 400 * DAY,)) == [
+        ("/ancient",)
+    ]
     assert run("prune", "--older-than", "400d", "--db", str(db_path)).exit_code == 0
     assert rows(db_path, "SELECT count(*) FROM events WHERE created_unix < ?", (NOW - 400 * DAY,)) == [(0,)]
-    assert rows(db_path, "SELECT count(*) FROM visit v WHERE NOT EXISTS (SELECT 1 FROM website_event e "
-                         "WHERE e.visit_key = v.visit_key)") == [(0,)]  # fmt: skip
+    assert rows(
+        db_path,
+        "SELECT count(*) FROM visit v WHERE NOT EXISTS (SELECT 1 FROM website_event e WHERE e.visit_key = v.visit_key)",
+    ) == [(0,)]
     assert rows(db_path, "SELECT count(*) FROM website_event") == [(7,)]
     assert run("prune", "--older-than", "0d", "--db", str(db_path)).exit_code == 1
 
@@ -106,7 +119,9 @@ async def test_site_retention_is_applied_by_the_server(db_path: Path) -> None:
     async with open_client(app) as client:
         deleted = await footfall.upkeep.apply_retention(client.app.state.collection, client.app.state.summary, NOW)
     assert deleted == 1
-    assert rows(db_path, "SELECT url_path FROM events WHERE created_unix < ? ORDER BY 1", (NOW - 30 * DAY,)) == [("/old-shop",)]
+    assert rows(db_path, "SELECT url_path FROM events WHERE created_unix < ? ORDER BY 1", (NOW - 30 * DAY,)) == [
+        ("/old-shop",)
+    ]
     assert (await asyncio.to_thread(run, "site", "retention", sites["blog"], "off", "--db", str(db_path))).exit_code == 0
     assert rows(db_path, "SELECT retention_days FROM website WHERE website_id = ?", (sites["blog"],)) == [(None,)]
     assert (await asyncio.to_thread(run, "site", "retention", sites["blog"], "soon", "--db", str(db_path))).exit_code == 1
@@ -134,11 +149,15 @@ def test_export_csv_and_jsonl_with_filters(db_path: Path, tmp_path: Path) -> Non
     assert lines[0].split(",") == list(footfall.ops.EXPORT_COLUMNS) and len(lines) == 1 + len(KNOWN)
     since = time.strftime("%Y-%m-%d", time.gmtime(NOW - 2 * DAY))
     jsonl = tmp_path / "shop.jsonl"
-    result = run("export", "--site", sites["shop"], "--since", since, "--format", "jsonl", "-o", str(jsonl), "--db", str(db_path))
+    result = run(
+        "export", "--site", sites["shop"], "--since", since, "--format", "jsonl", "-o", str(jsonl), "--db", str(db_path)
+    )
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert [(r["url_path"], r["distinct_id"], r["browser"]) for r in records] == [
-        ("/cart", "user-42", "Chrome"), ("/cart", "someone-else", "Chrome")]
+        ("/cart", "user-42", "Chrome"),
+        ("/cart", "someone-else", "Chrome"),
+    ]
     assert all(r["website_id"] == sites["shop"] for r in records)
     assert run("export", "--site", "b59e9c65-ae32-47f1-8400-119fcf4861c4", "--db", str(db_path)).exit_code == 1
 
@@ -147,14 +166,17 @@ def test_export_streams_in_constant_memory(db_path: Path, tmp_path: Path) -> Non
     """Exporting 30,000 events holds a few MB at most: rows are streamed, not collected."""
     populate(db_path, [("blog", NOW - 10, {"url": "/seed"}, FIREFOX)])
     with contextlib.closing(collector.connect(str(db_path))) as conn:
-        conn.execute("INSERT INTO website_event (website_key, session_key, visit_key, created_at, event_type, url_path, "
-                     "page_title) SELECT e.website_key, e.session_key, e.visit_key, e.created_at, 1, '/bulk/' || n.value, "
-                     "'a title that makes each row a little longer than a bare path' FROM website_event e, "
-                     "generate_series(1, 30000) n" if sqlite3.sqlite_version_info >= (3, 45) else
-                     "WITH RECURSIVE n(value) AS (SELECT 1 UNION ALL SELECT value + 1 FROM n WHERE value < 30000) "
-                     "INSERT INTO website_event (website_key, session_key, visit_key, created_at, event_type, url_path, "
-                     "page_title) SELECT e.website_key, e.session_key, e.visit_key, e.created_at, 1, '/bulk/' || n.value, "
-                     "'a title that makes each row a little longer than a bare path' FROM website_event e, n")  # fmt: skip
+        conn.execute(
+            "INSERT INTO website_event (website_key, session_key, visit_key, created_at, event_type, url_path, "
+            "page_title) SELECT e.website_key, e.session_key, e.visit_key, e.created_at, 1, '/bulk/' || n.value, "
+            "'a title that makes each row a little longer than a bare path' FROM website_event e, "
+            "generate_series(1, 30000) n"
+            if sqlite3.sqlite_version_info >= (3, 45)
+            else "WITH RECURSIVE n(value) AS (SELECT 1 UNION ALL SELECT value + 1 FROM n WHERE value < 30000) "
+            "INSERT INTO website_event (website_key, session_key, visit_key, created_at, event_type, url_path, "
+            "page_title) SELECT e.website_key, e.session_key, e.visit_key, e.created_at, 1, '/bulk/' || n.value, "
+            "'a title that makes each row a little longer than a bare path' FROM website_event e, n"
+        )
     with open(tmp_path / "big.jsonl", "w", encoding="utf-8") as out:
         tracemalloc.start()
         count = footfall.ops.export_events(str(db_path), out, "jsonl")
@@ -259,25 +281,56 @@ UMAMI_SESSION_DATA = """session_data_id,website_id,session_id,data_key,string_va
 def test_import_umami_csv(db_path: Path, tmp_path: Path) -> None:
     """Umami's tables as psql writes them (header row, any file order) load with their ids, times, data and sessions."""
     files = []
-    for name, text in (("event_data", UMAMI_EVENT_DATA), ("website_event", UMAMI_EVENTS), ("session", UMAMI_SESSION),
-                       ("session_data", UMAMI_SESSION_DATA)):  # fmt: skip
+    for name, text in (
+        ("event_data", UMAMI_EVENT_DATA),
+        ("website_event", UMAMI_EVENTS),
+        ("session", UMAMI_SESSION),
+        ("session_data", UMAMI_SESSION_DATA),
+    ):
         files.append(tmp_path / f"{name}.csv")
         files[-1].write_text(text)
     result = run("import", "umami", *map(str, files), "--db", str(db_path))
     assert result.exit_code == 0, result.output
     assert "2 events" in result.output and "1 skipped link and pixel events" in result.output
-    assert rows(db_path, "SELECT website_id, session_id, visit_id, created_at, url_path, url_query, utm_source, "
-                         "referrer_domain, event_name, browser, country, city FROM events ORDER BY event_key") == [
-        ("67fdaff4-97d0-4e97-b367-29bd0e201c2d", "0f5a0f0e-2f7d-5b1c-9a51-3d7c1b6e9a01",
-         "7a1b2c3d-4e5f-5061-8273-948596a7b8c9", "2026-05-14T10:00:00Z", "/pricing", "plan=pro", "news", "google.com",
-         None, "chrome", "NZ", "Auckland"),
-        ("67fdaff4-97d0-4e97-b367-29bd0e201c2d", "0f5a0f0e-2f7d-5b1c-9a51-3d7c1b6e9a01",
-         "7a1b2c3d-4e5f-5061-8273-948596a7b8c9", "2026-05-14T10:01:30Z", "/pricing", None, None, None, "signup", "chrome",
-         "NZ", "Auckland")]  # fmt: skip
+    assert rows(
+        db_path,
+        "SELECT website_id, session_id, visit_id, created_at, url_path, url_query, utm_source, "
+        "referrer_domain, event_name, browser, country, city FROM events ORDER BY event_key",
+    ) == [
+        (
+            "67fdaff4-97d0-4e97-b367-29bd0e201c2d",
+            "0f5a0f0e-2f7d-5b1c-9a51-3d7c1b6e9a01",
+            "7a1b2c3d-4e5f-5061-8273-948596a7b8c9",
+            "2026-05-14T10:00:00Z",
+            "/pricing",
+            "plan=pro",
+            "news",
+            "google.com",
+            None,
+            "chrome",
+            "NZ",
+            "Auckland",
+        ),
+        (
+            "67fdaff4-97d0-4e97-b367-29bd0e201c2d",
+            "0f5a0f0e-2f7d-5b1c-9a51-3d7c1b6e9a01",
+            "7a1b2c3d-4e5f-5061-8273-948596a7b8c9",
+            "2026-05-14T10:01:30Z",
+            "/pricing",
+            None,
+            None,
+            None,
+            "signup",
+            "chrome",
+            "NZ",
+            "Auckland",
+        ),
+    ]
     assert rows(db_path, "SELECT event_name, data_key, number_value FROM custom_events") == [("signup", "seats", 3.0)]
     assert rows(db_path, "SELECT data_key, string_value, distinct_id FROM session_data") == [("plan", "pro", "u-1")]
     assert rows(db_path, "SELECT name FROM website WHERE website_id = '67fdaff4-97d0-4e97-b367-29bd0e201c2d'") == [
-        ("umami 67fdaff4",)]
+        ("umami 67fdaff4",)
+    ]
     bad = tmp_path / "other.csv"
     bad.write_text("a,b\n1,2\n")
     assert run("import", "umami", str(bad), "--db", str(db_path)).exit_code == 1
@@ -296,6 +349,7 @@ def test_umami_csv_round_trip(db_path: Path, tmp_path: Path) -> None:
     assert run("import", "umami", *files, "--db", str(fresh)).exit_code == 0
     columns = ", ".join(c for c in footfall.ops.EXPORT_COLUMNS if c not in ("self_referral", "duration"))
     assert rows(fresh, f"SELECT {columns} FROM events ORDER BY created_unix, url_path") == rows(
-        db_path, f"SELECT {columns} FROM events ORDER BY created_unix, url_path")
+        db_path, f"SELECT {columns} FROM events ORDER BY created_unix, url_path"
+    )
     assert rows(fresh, "SELECT data_key, string_value FROM custom_events WHERE data_key IS NOT NULL") == [("sku", "x")]
     assert run("export", "--format", "umami-csv", "--db", str(db_path)).exit_code == 1  # needs -o FOLDER

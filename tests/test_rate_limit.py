@@ -29,13 +29,15 @@ async def test_rate_limit_per_client(db_path: Path, clock: Clock, website: str) 
         clock.advance(1)  # two tokens back at 2/s
         assert [(await send()).status_code for _ in range(2)] == [200, 200]
         # a trusted proxy's forwarded client has a budget of its own
-        proxied = await client.post("/api/send", json=hit(website, url="/"),
-                                    headers={"User-Agent": FIREFOX, "x-real-ip": "203.0.113.5"})  # fmt: skip
+        proxied = await client.post(
+            "/api/send", json=hit(website, url="/"), headers={"User-Agent": FIREFOX, "x-real-ip": "203.0.113.5"}
+        )
         assert proxied.status_code == 429  # 198.51.100.7 is not a trusted proxy: the header is ignored
     async with open_client(footfall.app.create_app(config, clock), peer="127.0.0.1") as client:
         for n in range(3):
-            response = await client.post("/api/send", json=hit(website, url="/"),
-                                         headers={"User-Agent": FIREFOX, "x-real-ip": f"203.0.113.{n}"})  # fmt: skip
+            response = await client.post(
+                "/api/send", json=hit(website, url="/"), headers={"User-Agent": FIREFOX, "x-real-ip": f"203.0.113.{n}"}
+            )
             assert response.status_code == 200
 
 

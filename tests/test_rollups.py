@@ -30,10 +30,16 @@ def random_batch(rng: random.Random, website: str, base: float, size: int) -> li
     for _ in range(size):
         when = int(base + rng.randint(-3 * 3600, 3 * 3600))
         kind = rng.choices(["pageview", "custom", "performance"], [6, 2, 1])[0]
-        payload: dict[str, Any] = {"website": website, "hostname": "site.example", "timestamp": when,
-                                   "url": "https://site.example" + rng.choice(PAGES) + rng.choice(["", "?utm_source=mail"]),
-                                   "referrer": rng.choice(REFERRERS), "id": f"person-{rng.randint(1, 30)}",
-                                   "language": rng.choice(["en-US", "de-DE"]), "screen": rng.choice(["390x844", "1920x1080"])}  # fmt: skip
+        payload: dict[str, Any] = {
+            "website": website,
+            "hostname": "site.example",
+            "timestamp": when,
+            "url": "https://site.example" + rng.choice(PAGES) + rng.choice(["", "?utm_source=mail"]),
+            "referrer": rng.choice(REFERRERS),
+            "id": f"person-{rng.randint(1, 30)}",
+            "language": rng.choice(["en-US", "de-DE"]),
+            "screen": rng.choice(["390x844", "1920x1080"]),
+        }
         if kind == "custom":
             payload.update(name=rng.choice(["signup", "play"]), data={"plan": rng.choice(["a", "b"]), "n": 1})
         if kind == "performance":
@@ -71,20 +77,43 @@ async def send_batches(client: AppClient, website: str, rng: random.Random, coun
 
 def reference(db_path: Path, website: str, start: int, end: int) -> dict[str, Any]:
     """The summary's numbers for [start, end) as a person would compute them from the public views."""
-    iso = [collector.dt.datetime.fromtimestamp(t, collector.dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") for t in (start, end)]
-    visits = rows(db_path, "SELECT count(*), count(DISTINCT session_id), ifnull(sum(pageviews = 1 AND custom_events = 0), 0), "
-                           "ifnull(sum(duration_s), 0) FROM visits WHERE website_id = ? AND started_at >= ? AND started_at < ?",
-                  (website, *iso))[0]  # fmt: skip
-    pageviews = rows(db_path, "SELECT count(*) FROM pageviews WHERE website_id = ? AND created_unix >= ? AND created_unix < ?",
-                     (website, start, end))[0][0]  # fmt: skip
-    pages = rows(db_path, "SELECT url_path, count(*) FROM pageviews WHERE website_id = ? AND created_unix >= ? "
-                          "AND created_unix < ? GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10", (website, start, end))  # fmt: skip
-    entry = rows(db_path, "SELECT url_path, count(*) FROM (SELECT visit_id, url_path, min(created_unix * 1e9 + event_key) "
-                          "FROM pageviews WHERE website_id = ? GROUP BY visit_id) AS firsts "
-                          "JOIN visits USING (visit_id) WHERE started_at >= ? AND started_at < ? "
-                          "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10", (website, *iso))  # fmt: skip
-    return {"visits": visits[0], "visitors": visits[1], "bounces": visits[2], "duration": visits[3], "pageviews": pageviews,
-            "pages": [tuple(r) for r in pages], "entry": [tuple(r) for r in entry]}  # fmt: skip
+    iso = [
+        collector.dt.datetime.fromtimestamp(t, collector.dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") for t in (start, end)
+    ]
+    visits = rows(
+        db_path,
+        "SELECT count(*), count(DISTINCT session_id), ifnull(sum(pageviews = 1 AND custom_events = 0), 0), "
+        "ifnull(sum(duration_s), 0) FROM visits WHERE website_id = ? AND started_at >= ? AND started_at < ?",
+        (website, *iso),
+    )[0]
+    pageviews = rows(
+        db_path,
+        "SELECT count(*) FROM pageviews WHERE website_id = ? AND created_unix >= ? AND created_unix < ?",
+        (website, start, end),
+    )[0][0]
+    pages = rows(
+        db_path,
+        "SELECT url_path, count(*) FROM pageviews WHERE website_id = ? AND created_unix >= ? "
+        "AND created_unix < ? GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10",
+        (website, start, end),
+    )
+    entry = rows(
+        db_path,
+        "SELECT url_path, count(*) FROM (SELECT visit_id, url_path, min(created_unix * 1e9 + event_key) "
+        "FROM pageviews WHERE website_id = ? GROUP BY visit_id) AS firsts "
+        "JOIN visits USING (visit_id) WHERE started_at >= ? AND started_at < ? "
+        "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10",
+        (website, *iso),
+    )
+    return {
+        "visits": visits[0],
+        "visitors": visits[1],
+        "bounces": visits[2],
+        "duration": visits[3],
+        "pageviews": pageviews,
+        "pages": [tuple(r) for r in pages],
+        "entry": [tuple(r) for r in entry],
+    }
 
 
 def from_rollups(db_path: Path, website: str, start: int, end: int) -> dict[str, Any]:
@@ -92,14 +121,24 @@ def from_rollups(db_path: Path, website: str, start: int, end: int) -> dict[str,
         key = conn.execute("SELECT website_key FROM website WHERE website_id = ?", (website,)).fetchone()[0]
         src = footfall.summary.RollupSource(collector.dt.timezone.utc)
         totals = footfall.summary.panel_totals(conn, src, key, start, end)
-        bounces, duration = (conn.execute(f"SELECT ifnull(sum(n), 0) FROM rollup WHERE website_key = ? AND metric = '{m}' "
-                                          "AND hour >= ? AND hour < ?", (key, start, end)).fetchone()[0]
-                             for m in ("bounces", "duration"))  # fmt: skip
+        bounces, duration = (
+            conn.execute(
+                f"SELECT ifnull(sum(n), 0) FROM rollup WHERE website_key = ? AND metric = '{m}' AND hour >= ? AND hour < ?",
+                (key, start, end),
+            ).fetchone()[0]
+            for m in ("bounces", "duration")
+        )
         pages = footfall.summary.panel_top(conn, src, key, "page", start, end, 1)
         entry = footfall.summary.panel_top(conn, src, key, "entry", start, end, 1)
-    return {"visits": totals["visits"], "visitors": totals["visitors"], "bounces": bounces, "duration": duration,
-            "pageviews": totals["pageviews"], "pages": [(r["value"], r["count"]) for r in pages],
-            "entry": [(r["value"], r["count"]) for r in entry]}  # fmt: skip
+    return {
+        "visits": totals["visits"],
+        "visitors": totals["visitors"],
+        "bounces": bounces,
+        "duration": duration,
+        "pageviews": totals["pageviews"],
+        "pages": [(r["value"], r["count"]) for r in pages],
+        "entry": [(r["value"], r["count"]) for r in entry],
+    }
 
 
 async def test_incremental_rollups_equal_a_rebuild_and_the_views(db_path: Path, website: str) -> None:
@@ -109,7 +148,11 @@ async def test_incremental_rollups_equal_a_rebuild_and_the_views(db_path: Path, 
         await send_batches(client, website, rng, 12, T0)
     assert snapshot(db_path) == rebuilt(db_path, 0)
     assert len(snapshot(db_path)["rollup_vitals"]) > 0
-    for start, end in ((int(T0) - 4 * 3600, int(T0) + 4 * 3600), (int(T0), int(T0) + 3600), (int(T0) - 86400, int(T0) + 86400)):
+    for start, end in (
+        (int(T0) - 4 * 3600, int(T0) + 4 * 3600),
+        (int(T0), int(T0) + 3600),
+        (int(T0) - 86400, int(T0) + 86400),
+    ):
         assert from_rollups(db_path, website, start, end) == reference(db_path, website, start, end)
 
 
@@ -163,7 +206,15 @@ async def test_changing_time_zone_realigns_the_rollups(db_path: Path, website: s
 
 def test_vital_bins_have_two_significant_figures() -> None:
     """The web-vitals histograms keep two significant figures."""
-    assert [footfall.rollups.vital_bin(v) for v in (2345, 0.137, 88, 5.9, 0, 60_000, 0.001234)] == [2300, 0.14, 88, 5.9, 0, 60_000, 0.0012]
+    assert [footfall.rollups.vital_bin(v) for v in (2345, 0.137, 88, 5.9, 0, 60_000, 0.001234)] == [
+        2300,
+        0.14,
+        88,
+        5.9,
+        0,
+        60_000,
+        0.0012,
+    ]
 
 
 def test_bucket_alignment() -> None:

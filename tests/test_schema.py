@@ -23,9 +23,23 @@ def _objects(db_path: Path) -> list[tuple[str, str]]:
 def test_every_table_view_and_column_is_commented(db_path: Path) -> None:
     """Each table and view has a comment block above it, and each table column a trailing -- comment."""
     objects = _objects(db_path)
-    assert {name for _, name in objects} >= {"website", "session", "visit", "website_event", "event_data", "session_data",
-                                             "bot_counter", "salt", "setting", "events", "pageviews", "custom_events",
-                                             "sessions", "visits", "daily_visitors"}  # fmt: skip
+    assert {name for _, name in objects} >= {
+        "website",
+        "session",
+        "visit",
+        "website_event",
+        "event_data",
+        "session_data",
+        "bot_counter",
+        "salt",
+        "setting",
+        "events",
+        "pageviews",
+        "custom_events",
+        "sessions",
+        "visits",
+        "daily_visitors",
+    }
     lines = SCHEMA.splitlines()
     for kind, name in objects:
         start = next(i for i, line in enumerate(lines) if re.match(rf"CREATE {kind.upper()} IF NOT EXISTS {name}\b", line))
@@ -87,19 +101,29 @@ def test_newer_database_is_refused(db_path: Path) -> None:
         collector.prepare_database(str(db_path))
 
 
-@pytest.mark.parametrize(("column", "limit"), [("url_path", collector.MAX_URL_CHARS), ("page_title", collector.MAX_URL_CHARS),
-                                               ("event_name", collector.MAX_EVENT_NAME_CHARS), ("tag", collector.MAX_TAG_CHARS),
-                                               ("hostname", collector.MAX_HOSTNAME_CHARS),
-                                               ("utm_source", collector.MAX_CAMPAIGN_CHARS),
-                                               ("twclid", collector.MAX_CAMPAIGN_CHARS)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("column", "limit"),
+    [
+        ("url_path", collector.MAX_URL_CHARS),
+        ("page_title", collector.MAX_URL_CHARS),
+        ("event_name", collector.MAX_EVENT_NAME_CHARS),
+        ("tag", collector.MAX_TAG_CHARS),
+        ("hostname", collector.MAX_HOSTNAME_CHARS),
+        ("utm_source", collector.MAX_CAMPAIGN_CHARS),
+        ("twclid", collector.MAX_CAMPAIGN_CHARS),
+    ],
+)
 def test_schema_checks_mirror_the_limits(db_path: Path, column: str, limit: int) -> None:
     """The CHECKs in schema.sql hold exactly the limits the collector truncates to: at the limit passes, one more fails."""
     collector.prepare_database(str(db_path))
     with contextlib.closing(collector.connect(str(db_path))) as conn:
         conn.execute("PRAGMA foreign_keys = OFF")
-        insert = f"INSERT INTO website_event (website_key, session_key, visit_key, created_at, event_type, url_path, {column}) " \
-                 "VALUES (1, 1, 1, 0, 1, '/', ?)" if column != "url_path" else \
-                 "INSERT INTO website_event (website_key, session_key, visit_key, created_at, event_type, url_path) VALUES (1, 1, 1, 0, 1, ?)"  # noqa: E501
+        insert = (
+            f"INSERT INTO website_event (website_key, session_key, visit_key, created_at, event_type, url_path, {column}) "
+            "VALUES (1, 1, 1, 0, 1, '/', ?)"
+            if column != "url_path"
+            else "INSERT INTO website_event (website_key, session_key, visit_key, created_at, event_type, url_path) VALUES (1, 1, 1, 0, 1, ?)"
+        )  # noqa: E501
         conn.execute(insert, ("x" * limit,))
         with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
             conn.execute(insert, ("x" * (limit + 1),))

@@ -33,7 +33,8 @@ def test_umami_session_vector() -> None:
     hour_salt = sha512("Thu, 14 May 2026 10:00:00 GMT")
     assert collector.umami_uuid(VECTOR_SESSION, hour_salt, secret=VECTOR_SECRET) == "d018fc3f-8f6a-51fd-aa67-5499a01f0f1d"
     assert collector.derive_session_id(VECTOR_WEBSITE, VECTOR_IP, FIREFOX, VECTOR_SALT, VECTOR_SECRET, "user-42") == (
-        "f06a85fe-7d7f-596d-8ac8-d9ad05352dd4")
+        "f06a85fe-7d7f-596d-8ac8-d9ad05352dd4"
+    )
 
 
 async def test_session_vector_through_http(db_path: Path, clock: Clock) -> None:
@@ -46,7 +47,9 @@ async def test_session_vector_through_http(db_path: Path, clock: Clock) -> None:
     app = footfall.app.create_app(collector.Config(db=str(db_path)), clock)
     async with open_client(app, peer=VECTOR_IP) as client:
         response = await client.post("/api/send", json=hit(VECTOR_WEBSITE, url="/"), headers={"User-Agent": FIREFOX})
-        by_id = await client.post("/api/send", json=hit(VECTOR_WEBSITE, url="/", id="user-42"), headers={"User-Agent": FIREFOX})
+        by_id = await client.post(
+            "/api/send", json=hit(VECTOR_WEBSITE, url="/", id="user-42"), headers={"User-Agent": FIREFOX}
+        )
     assert response.json()["sessionId"] == VECTOR_SESSION
     assert by_id.json()["sessionId"] == "f06a85fe-7d7f-596d-8ac8-d9ad05352dd4"
 
@@ -101,7 +104,8 @@ async def test_first_seen_session_attributes_stick(client: AppClient, db_path: P
     await send(client, website, screen="800x600", language="fr-FR")
     await flush(client)
     assert rows(db_path, "SELECT screen, language FROM sessions WHERE session_id = ?", (first["sessionId"],)) == [
-        ("1280x720", "en-GB")]
+        ("1280x720", "en-GB")
+    ]
 
 
 async def test_salt_rotation_changes_sessions_and_deletes_old_salts(db_path: Path, clock: Clock, website: str) -> None:
@@ -110,7 +114,9 @@ async def test_salt_rotation_changes_sessions_and_deletes_old_salts(db_path: Pat
     async with open_client(footfall.app.create_app(config, clock)) as client:
         today = await send(client, website)
         assert rows(db_path, "SELECT period FROM salt WHERE period LIKE 'day:%' ORDER BY 1") == [
-            ("day:2026-05-14",), ("day:2026-05-15",)]
+            ("day:2026-05-14",),
+            ("day:2026-05-15",),
+        ]
         assert rows(db_path, "SELECT count(*) FROM salt WHERE period LIKE 'month:%'") == [(0,)]  # the other rotation's
         clock.now = T0 + 14 * 3600 + 60  # 2026-05-15 00:01
         tomorrow = await send(client, website)
@@ -141,12 +147,15 @@ def test_salts_are_random_per_install(tmp_path: Path) -> None:
     assert len(a.salts["month:2026-05-01"][0]) == 64
 
 
-@pytest.mark.parametrize(("rotation", "at", "key", "start", "end"), [
-    ("day", "2026-05-14T10:00:00", "day:2026-05-14", "2026-05-14", "2026-05-15"),
-    ("week", "2026-05-14T10:00:00", "week:2026-05-10", "2026-05-10", "2026-05-17"),  # weeks start on Sunday, as Umami
-    ("week", "2026-05-10T00:00:00", "week:2026-05-10", "2026-05-10", "2026-05-17"),
-    ("month", "2026-12-31T23:59:59", "month:2026-12-01", "2026-12-01", "2027-01-01"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("rotation", "at", "key", "start", "end"),
+    [
+        ("day", "2026-05-14T10:00:00", "day:2026-05-14", "2026-05-14", "2026-05-15"),
+        ("week", "2026-05-14T10:00:00", "week:2026-05-10", "2026-05-10", "2026-05-17"),  # weeks start on Sunday, as Umami
+        ("week", "2026-05-10T00:00:00", "week:2026-05-10", "2026-05-10", "2026-05-17"),
+        ("month", "2026-12-31T23:59:59", "month:2026-12-01", "2026-12-01", "2027-01-01"),
+    ],
+)
 def test_salt_periods(rotation: str, at: str, key: str, start: str, end: str) -> None:
     """Period boundaries are UTC days, Sunday-started weeks and calendar months."""
     import datetime as dt

@@ -19,8 +19,10 @@ pytestmark = pytest.mark.anyio
 UTC = dt.timezone.utc
 #: "Now" for these tests: 2026-05-14 20:00 UTC, 16:00 in New York (EDT, UTC-4).
 NOW = dt.datetime(2026, 5, 14, 20, 0, tzinfo=UTC).timestamp()
-SAFARI_IOS = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-              "Version/17.4 Mobile/15E148 Safari/604.1")
+SAFARI_IOS = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.4 Mobile/15E148 Safari/604.1"
+)
 
 
 def at(day: int, hour: int, minute: int = 0) -> int:
@@ -32,15 +34,52 @@ def at(day: int, hour: int, minute: int = 0) -> int:
 #: A: two visits today (the first is not a bounce: two pages and a custom event); B: one bounce today from a newsletter;
 #: C: a visit at 03:30 UTC, which is today in UTC but yesterday in New York; D: a bounce yesterday.
 EVENTS: list[tuple[str, str, str, int, str, str, dict[str, Any]]] = [
-    ("203.0.113.1", FIREFOX, "DE", at(14, 13, 0), "event", "https://site.example/", {"referrer": "https://www.news.example/a"}),
-    ("203.0.113.1", FIREFOX, "DE", at(14, 13, 5), "event", "https://site.example/pricing",
-     {"referrer": "https://site.example/"}),
-    ("203.0.113.1", FIREFOX, "DE", at(14, 13, 6), "event", "https://site.example/pricing", {"name": "signup", "data": {"plan": "pro"}}),
+    (
+        "203.0.113.1",
+        FIREFOX,
+        "DE",
+        at(14, 13, 0),
+        "event",
+        "https://site.example/",
+        {"referrer": "https://www.news.example/a"},
+    ),
+    (
+        "203.0.113.1",
+        FIREFOX,
+        "DE",
+        at(14, 13, 5),
+        "event",
+        "https://site.example/pricing",
+        {"referrer": "https://site.example/"},
+    ),
+    (
+        "203.0.113.1",
+        FIREFOX,
+        "DE",
+        at(14, 13, 6),
+        "event",
+        "https://site.example/pricing",
+        {"name": "signup", "data": {"plan": "pro"}},
+    ),
     ("203.0.113.1", FIREFOX, "DE", at(14, 15, 0), "event", "https://site.example/docs", {}),
-    ("198.51.100.2", CHROME, "US", at(14, 14, 0), "event",
-     "https://site.example/?utm_source=newsletter&utm_medium=email&utm_campaign=launch", {}),
-    ("198.51.100.2", CHROME, "US", at(14, 14, 0), "performance", "https://site.example/",
-     {"lcp": 2345, "inp": 120, "cls": 0.3, "fcp": 900, "ttfb": 80}),
+    (
+        "198.51.100.2",
+        CHROME,
+        "US",
+        at(14, 14, 0),
+        "event",
+        "https://site.example/?utm_source=newsletter&utm_medium=email&utm_campaign=launch",
+        {},
+    ),
+    (
+        "198.51.100.2",
+        CHROME,
+        "US",
+        at(14, 14, 0),
+        "performance",
+        "https://site.example/",
+        {"lcp": 2345, "inp": 120, "cls": 0.3, "fcp": 900, "ttfb": 80},
+    ),
     ("192.0.2.3", SAFARI_IOS, "FR", at(14, 3, 30), "event", "https://site.example/", {}),
     ("192.0.2.3", SAFARI_IOS, "FR", at(14, 3, 32), "event", "https://site.example/about", {}),
     ("192.0.2.4", FIREFOX, "FR", at(13, 12, 0), "event", "https://site.example/", {}),
@@ -50,20 +89,35 @@ EVENTS: list[tuple[str, str, str, int, str, str, dict[str, Any]]] = [
 async def load_events(client: AppClient, website: str) -> None:
     """Send EVENTS through /api/send, as a proxy on 127.0.0.1 relaying each visitor's address and country."""
     for ip, agent, country, when, kind, url, extra in EVENTS:
-        body = {"type": kind, "payload": {"website": website, "url": url, "timestamp": when, "hostname": "site.example",
-                                          "screen": "1920x1080", "language": "en-US", **extra}}  # fmt: skip
-        response = await client.post("/api/send", json=body,
-                                      headers={"user-agent": agent, "x-forwarded-for": ip, "cf-ipcountry": country})  # fmt: skip
+        body = {
+            "type": kind,
+            "payload": {
+                "website": website,
+                "url": url,
+                "timestamp": when,
+                "hostname": "site.example",
+                "screen": "1920x1080",
+                "language": "en-US",
+                **extra,
+            },
+        }
+        response = await client.post(
+            "/api/send", json=body, headers={"user-agent": agent, "x-forwarded-for": ip, "cf-ipcountry": country}
+        )
         assert response.status_code == 200, response.text
-    bot = await client.post("/api/send", json={"type": "event", "payload": {"website": website, "url": "/"}},
-                            headers={"user-agent": "Googlebot/2.1 (+http://www.google.com/bot.html)"})  # fmt: skip
+    bot = await client.post(
+        "/api/send",
+        json={"type": "event", "payload": {"website": website, "url": "/"}},
+        headers={"user-agent": "Googlebot/2.1 (+http://www.google.com/bot.html)"},
+    )
     assert bot.json() == {"beep": "boop"}
     await flush(client)
 
 
 @contextlib.asynccontextmanager
-async def summary_client(db_path: Path, website: str, timezone: str = "America/New_York",
-                         **settings: Any) -> AsyncIterator[AppClient]:  # fmt: skip
+async def summary_client(
+    db_path: Path, website: str, timezone: str = "America/New_York", **settings: Any
+) -> AsyncIterator[AppClient]:
     config = collector.Config(db=str(db_path), timezone=timezone, **settings)
     async with open_client(footfall.app.create_app(config, Clock(NOW))) as client:
         await load_events(client, website)
@@ -90,8 +144,15 @@ async def test_today_in_new_york(db_path: Path, website: str) -> None:
         body = await summary(client, website=website, period="today")
     assert body["period"]["start"] == at(14, 4) and body["period"]["end"] == at(15, 4)
     assert body["period"]["until"] == at(14, 21)  # the current hour's end: numbers compare like with like
-    assert totals(body) == {"visitors": 2, "visits": 3, "pageviews": 4, "custom_events": 1, "views_per_visit": 1.33,
-                            "bounce_rate": 0.6667, "avg_duration_s": 120.0}  # fmt: skip
+    assert totals(body) == {
+        "visitors": 2,
+        "visits": 3,
+        "pageviews": 4,
+        "custom_events": 1,
+        "views_per_visit": 1.33,
+        "bounce_rate": 0.6667,
+        "avg_duration_s": 120.0,
+    }
     assert top(body, "page") == [("/", 2), ("/docs", 1), ("/pricing", 1)]
     assert top(body, "entry") == [("/", 2), ("/docs", 1)]
     assert top(body, "exit") == [("/", 1), ("/docs", 1), ("/pricing", 1)]
@@ -108,12 +169,17 @@ async def test_today_in_new_york(db_path: Path, website: str) -> None:
     assert body["lists"]["page"]["rows"][0]["share"] == 0.5
     assert [(e["value"], e["count"], [k["key"] for k in e["keys"]]) for e in body["events"]] == [("signup", 1, ["plan"])]
     assert body["bots"] == 1
-    assert body["vitals"] == [{"page": "/", "reports": 1,
-                               "lcp": {"p75": 2300.0, "rating": "good", "count": 1},
-                               "inp": {"p75": 120.0, "rating": "good", "count": 1},
-                               "cls": {"p75": 0.3, "rating": "poor", "count": 1},
-                               "fcp": {"p75": 900.0, "rating": "good", "count": 1},
-                               "ttfb": {"p75": 80.0, "rating": "good", "count": 1}}]  # fmt: skip
+    assert body["vitals"] == [
+        {
+            "page": "/",
+            "reports": 1,
+            "lcp": {"p75": 2300.0, "rating": "good", "count": 1},
+            "inp": {"p75": 120.0, "rating": "good", "count": 1},
+            "cls": {"p75": 0.3, "rating": "poor", "count": 1},
+            "fcp": {"p75": 900.0, "rating": "good", "count": 1},
+            "ttfb": {"p75": 80.0, "rating": "good", "count": 1},
+        }
+    ]
 
 
 async def test_previous_period_comparison(db_path: Path, website: str) -> None:
@@ -122,8 +188,15 @@ async def test_previous_period_comparison(db_path: Path, website: str) -> None:
         body = await summary(client, website=website, period="today")
     assert (body["period"]["previous_start"], body["period"]["previous_end"]) == (at(13, 11), at(14, 4))
     previous = {name: cell["previous"] for name, cell in body["totals"].items()}
-    assert previous == {"visitors": 2, "visits": 2, "pageviews": 3, "custom_events": 0, "views_per_visit": 1.5,
-                        "bounce_rate": 0.5, "avg_duration_s": 60.0}  # fmt: skip
+    assert previous == {
+        "visitors": 2,
+        "visits": 2,
+        "pageviews": 3,
+        "custom_events": 0,
+        "views_per_visit": 1.5,
+        "bounce_rate": 0.5,
+        "avg_duration_s": 60.0,
+    }
     assert body["totals"]["visits"]["change"] == 0.5
     assert body["totals"]["visitors"]["change"] == 0.0
     assert body["totals"]["custom_events"]["change"] is None  # nothing to compare with
@@ -146,7 +219,9 @@ async def test_half_hour_time_zone(db_path: Path, website: str) -> None:
     # UTC before 18:30 and D's 13 May 12:00 UTC (17:30 IST on the 13th) stays out.
     assert body["period"]["start"] == at(14, 18, 30)
     assert totals(body)["pageviews"] == 0
-    async with open_client(footfall.app.create_app(collector.Config(db=str(db_path), timezone="Asia/Kolkata"), Clock(NOW))) as c:
+    async with open_client(
+        footfall.app.create_app(collector.Config(db=str(db_path), timezone="Asia/Kolkata"), Clock(NOW))
+    ) as c:
         body = await summary(c, website=website, period="yesterday")
     assert body["period"]["start"] == at(13, 18, 30) and body["period"]["end"] == at(14, 18, 30)
     assert totals(body)["visitors"] == 3 and totals(body)["pageviews"] == 6
@@ -169,8 +244,10 @@ async def test_chart_days_and_period_visitors(db_path: Path, website: str) -> No
     async with summary_client(db_path, website) as client:
         body = await summary(client, website=website, period="7d")
     assert body["period"]["step"] == "day" and len(body["chart"]) == 7
-    by_day = {dt.datetime.fromtimestamp(p["start"], dt.timezone(dt.timedelta(hours=-4))).date().day: (p["pageviews"], p["visitors"])
-              for p in body["chart"]}  # fmt: skip
+    by_day = {
+        dt.datetime.fromtimestamp(p["start"], dt.timezone(dt.timedelta(hours=-4))).date().day: (p["pageviews"], p["visitors"])
+        for p in body["chart"]
+    }
     assert by_day[14] == (4, 2)
     assert by_day[13] == (3, 2)  # D, and C at 23:30 New York time
     assert totals(body)["visitors"] == 4 and totals(body)["visits"] == 5
@@ -185,9 +262,14 @@ async def test_custom_range_dates_are_inclusive(db_path: Path, website: str) -> 
         assert totals(body)["pageviews"] == 3
         unix = await summary(client, website=website, start=str(at(14, 13)), end=str(at(14, 14)))
         assert totals(unix)["pageviews"] == 2
-        for params, message in (({"start": "2026-05-13"}, "together"), ({"start": "2026-05-14", "end": "2026-05-13"}, "after"),
-                                ({"period": "forever"}, "period must be"), ({"start": "yesterday", "end": "x"}, "neither"),
-                                ({"start": "\u00b3", "end": "6"}, "neither"), ({"start": "\u0661" * 4 + "-01-01", "end": "1"}, "neither")):
+        for params, message in (
+            ({"start": "2026-05-13"}, "together"),
+            ({"start": "2026-05-14", "end": "2026-05-13"}, "after"),
+            ({"period": "forever"}, "period must be"),
+            ({"start": "yesterday", "end": "x"}, "neither"),
+            ({"start": "\u00b3", "end": "6"}, "neither"),
+            ({"start": "\u0661" * 4 + "-01-01", "end": "1"}, "neither"),
+        ):
             response = await client.get("/api/summary", params={"website": website, **params})
             assert_api_error(response, 400, "bad-request", message)
 
@@ -199,8 +281,15 @@ async def test_filters_make_a_segment(db_path: Path, website: str) -> None:
         pricing = await summary(client, website=website, period="today", page="/pricing")
         newsletter = await summary(client, website=website, period="today", utm_source="newsletter", browser="Chrome")
         nobody = await summary(client, website=website, period="today", country="DE", browser="Chrome")
-    assert totals(germany) == {"visitors": 1, "visits": 2, "pageviews": 3, "custom_events": 1, "views_per_visit": 1.5,
-                               "bounce_rate": 0.5, "avg_duration_s": 180.0}  # fmt: skip
+    assert totals(germany) == {
+        "visitors": 1,
+        "visits": 2,
+        "pageviews": 3,
+        "custom_events": 1,
+        "views_per_visit": 1.5,
+        "bounce_rate": 0.5,
+        "avg_duration_s": 180.0,
+    }
     assert germany["filters"] == {"country": "DE"}
     assert top(pricing, "page") == [("/", 1), ("/pricing", 1)]  # what else the visits that saw /pricing looked at
     assert totals(pricing)["visits"] == 1

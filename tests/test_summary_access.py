@@ -31,8 +31,9 @@ def app(db_path: Path, clock: Clock | None = None, **settings: object) -> litest
 
 
 async def login(client: collector.Any, password: str = PASSWORD, **headers: str) -> collector.Any:
-    return await client.post("/login", data={"password": password, "next": "/?period=7d"},
-                             headers={"sec-fetch-site": "same-origin", **headers})  # fmt: skip
+    return await client.post(
+        "/login", data={"password": password, "next": "/?period=7d"}, headers={"sec-fetch-site": "same-origin", **headers}
+    )
 
 
 def test_password_is_stored_as_a_salted_scrypt_hash(db_path: Path, website: str) -> None:
@@ -45,7 +46,9 @@ def test_password_is_stored_as_a_salted_scrypt_hash(db_path: Path, website: str)
     assert not footfall.auth.verify_password(PASSWORD, "scrypt$garbage")
     short = CliRunner().invoke(footfall.cli.cli, ["password", "--stdin", "--db", str(db_path)], input="short\n")
     assert short.exit_code == 1 and "at least 10 characters" in short.output
-    printed = CliRunner().invoke(footfall.cli.cli, ["password", "--stdin", "--print-hash", "--db", str(db_path)], input=PASSWORD + "\n")
+    printed = CliRunner().invoke(
+        footfall.cli.cli, ["password", "--stdin", "--print-hash", "--db", str(db_path)], input=PASSWORD + "\n"
+    )
     assert footfall.auth.verify_password(PASSWORD, printed.output.strip())
     with pytest.raises(collector.ConfigError, match="password_hash"):
         collector.load_config({"password_hash": "plain-text"}, {})
@@ -152,7 +155,9 @@ async def test_login_never_redirects_off_site(db_path: Path, website: str, targe
     """``next`` must be a path on this server; anything else lands on /."""
     set_password(db_path)
     async with open_client(app(db_path)) as client:
-        response = await client.post("/login", data={"password": PASSWORD, "next": target}, headers={"sec-fetch-site": "same-origin"})
+        response = await client.post(
+            "/login", data={"password": PASSWORD, "next": target}, headers={"sec-fetch-site": "same-origin"}
+        )
         assert response.headers["location"] == "/"
 
 
@@ -160,7 +165,9 @@ async def test_share_link_shows_one_site_only(db_path: Path, website: str) -> No
     """`footfall site share` prints a link that shows its own site without login, and never another; --revoke ends it."""
     other = add_website(db_path, "other")
     set_password(db_path)
-    result = CliRunner().invoke(footfall.cli.cli, ["site", "share", website, "--db", str(db_path), "--base-url", "https://stats.example"])
+    result = CliRunner().invoke(
+        footfall.cli.cli, ["site", "share", website, "--db", str(db_path), "--base-url", "https://stats.example"]
+    )
     assert result.exit_code == 0, result.output
     url = result.output.strip()
     token = re.fullmatch(r"https://stats\.example/share/([A-Za-z0-9_-]{43})", url).group(1)  # type: ignore[union-attr]
@@ -168,7 +175,7 @@ async def test_share_link_shows_one_site_only(db_path: Path, website: str) -> No
     assert again.output.strip().endswith(token)  # the same link until revoked
     async with open_client(app(db_path), peer="198.51.100.7") as client:
         page = await client.get(f"/share/{token}")
-        assert page.status_code == 200 and "<h1 class=\"site-name\">test</h1>" in page.text
+        assert page.status_code == 200 and '<h1 class="site-name">test</h1>' in page.text
         sneaky = await client.get(f"/share/{token}", params={"website": other})
         assert sneaky.status_code == 400
         body = (await client.get("/api/summary", params={"share": token})).json()
@@ -207,9 +214,16 @@ async def test_password_hash_setting_overrides_the_database(db_path: Path, websi
         assert (await login(client, PASSWORD)).status_code == 403
 
 
-@pytest.mark.parametrize("path", ['/login?next=/"><script>alert(1)</script>', "/?start=<script>alert(2)</script>&end=x",
-                                  "/?period=<img src=x onerror=alert(3)>", "/?website=<svg/onload=alert(4)>",
-                                  '/?page="><script>alert(5)</script>'])
+@pytest.mark.parametrize(
+    "path",
+    [
+        '/login?next=/"><script>alert(1)</script>',
+        "/?start=<script>alert(2)</script>&end=x",
+        "/?period=<img src=x onerror=alert(3)>",
+        "/?website=<svg/onload=alert(4)>",
+        '/?page="><script>alert(5)</script>',
+    ],
+)
 async def test_reflected_input_is_escaped(db_path: Path, website: str, path: str) -> None:
     """Whatever a URL carries comes back escaped, on the login form, error pages and the page itself."""
     set_password(db_path)

@@ -40,10 +40,18 @@ def send(server: LiveServer, website: str, visitors: list[tuple[str, str, str, l
     with httpx.Client(base_url=server.url) as http:
         for ip, agent, country, paths in visitors:
             for offset, path in enumerate(paths):
-                body = {"type": "event", "payload": {"website": website, "url": f"https://site.example{path}",
-                                                     "timestamp": now - 240 + offset * 60, "hostname": "site.example"}}  # fmt: skip
-                response = http.post("/api/send", json=body, headers={"user-agent": agent, "x-forwarded-for": ip,
-                                                                      "cf-ipcountry": country})  # fmt: skip
+                body = {
+                    "type": "event",
+                    "payload": {
+                        "website": website,
+                        "url": f"https://site.example{path}",
+                        "timestamp": now - 240 + offset * 60,
+                        "hostname": "site.example",
+                    },
+                }
+                response = http.post(
+                    "/api/send", json=body, headers={"user-agent": agent, "x-forwarded-for": ip, "cf-ipcountry": country}
+                )
                 assert response.status_code == 200, response.text
 
 
@@ -69,9 +77,15 @@ def headline(page: Any, label: str) -> str:
 def test_log_in_switch_period_filter_and_screenshot(browser: Any, server: LiveServer, db_path: Path, tmp_path: Path) -> None:
     """A person logs in, sees today's traffic, switches to 7 days, clicks a country, and sees the filtered numbers."""
     website = website_of(db_path)
-    send(server, website, [("203.0.113.1", FIREFOX, "DE", ["/", "/pricing", "/docs"]),
-                           ("203.0.113.2", CHROME, "DE", ["/"]),
-                           ("198.51.100.3", CHROME, "US", ["/", "/blog"])])  # fmt: skip
+    send(
+        server,
+        website,
+        [
+            ("203.0.113.1", FIREFOX, "DE", ["/", "/pricing", "/docs"]),
+            ("203.0.113.2", CHROME, "DE", ["/"]),
+            ("198.51.100.3", CHROME, "US", ["/", "/blog"]),
+        ],
+    )
     result = CliRunner().invoke(footfall.cli.cli, ["password", "--stdin", "--db", str(db_path)], input=PASSWORD + "\n")
     assert result.exit_code == 0, result.output
     time.sleep(footfall.upkeep.TICK_SECONDS + 0.5)  # the server reloads the password in its upkeep round
@@ -115,7 +129,9 @@ def test_log_in_switch_period_filter_and_screenshot(browser: Any, server: LiveSe
     assert shot.stat().st_size > 20_000
     assert seen == {"dialogs": [], "console": [], "errors": [], "foreign": []}
 
-    phone = browser.new_context(viewport={"width": 390, "height": 844}, color_scheme="dark", storage_state=context.storage_state())
+    phone = browser.new_context(
+        viewport={"width": 390, "height": 844}, color_scheme="dark", storage_state=context.storage_state()
+    )
     small = phone.new_page()
     small.goto(server.url + "/?period=7d")
     assert headline(small, "Pageviews") == "6"
@@ -148,18 +164,38 @@ def test_hostile_data_is_shown_as_text(browser: Any, server: LiveServer, db_path
     now = int(time.time())
     with httpx.Client(base_url=server.url) as http:
         for i, evil in enumerate(HOSTILE):
-            quoted = httpx.URL("https://site.example/").copy_with(path="/" + evil, params={"utm_source": evil, "utm_campaign": evil})
+            quoted = httpx.URL("https://site.example/").copy_with(
+                path="/" + evil, params={"utm_source": evil, "utm_campaign": evil}
+            )
             for kind, extra in (("event", {}), ("event", {"name": evil, "data": {evil: evil}})):
-                body = {"type": kind, "payload": {"website": website, "url": str(quoted), "referrer": f"https://x{i}.example/{evil}",
-                                                  "title": evil, "language": evil[:35], "timestamp": now - 60,
-                                                  "browser": evil[:20], "os": evil[:20], "device": evil[:20],
-                                                  "screen": "<i>x</i>", "hostname": "site.example", **extra}}  # fmt: skip
-                response = http.post("/api/send", json=body, headers={"user-agent": FIREFOX, "x-forwarded-for": f"203.0.113.{i + 1}"})
+                body = {
+                    "type": kind,
+                    "payload": {
+                        "website": website,
+                        "url": str(quoted),
+                        "referrer": f"https://x{i}.example/{evil}",
+                        "title": evil,
+                        "language": evil[:35],
+                        "timestamp": now - 60,
+                        "browser": evil[:20],
+                        "os": evil[:20],
+                        "device": evil[:20],
+                        "screen": "<i>x</i>",
+                        "hostname": "site.example",
+                        **extra,
+                    },
+                }
+                response = http.post(
+                    "/api/send", json=body, headers={"user-agent": FIREFOX, "x-forwarded-for": f"203.0.113.{i + 1}"}
+                )
                 assert response.status_code == 200, response.text
     share = CliRunner().invoke(footfall.cli.cli, ["site", "share", website, "--db", str(db_path), "--base-url", server.url])
     page = browser.new_context().new_page()
     seen = watch(page)
-    for url in (server.url + "/?period=24h", share.output.strip() + "?period=24h"):  # loopback, no password yet; the share page
+    for url in (
+        server.url + "/?period=24h",
+        share.output.strip() + "?period=24h",
+    ):  # loopback, no password yet; the share page
         page.goto(url)
         text = page.locator("body").inner_text()
         for evil in HOSTILE:

@@ -46,8 +46,9 @@ def test_units_verify(tmp_path: Path, name: str) -> None:
 def test_service_is_sandboxed(tmp_path: Path) -> None:
     """`systemd-analyze security --offline=yes` rates footfall.service at most 2.0 ("OK" or better)."""
     unit = installed_copy(tmp_path, "footfall.service")
-    result = subprocess.run([systemd_analyze(), "security", "--offline=yes", str(unit)], capture_output=True, text=True,
-                            timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [systemd_analyze(), "security", "--offline=yes", str(unit)], capture_output=True, text=True, timeout=60
+    )
     match = re.search(r"Overall exposure level for footfall\.service: ([0-9.]+)", result.stdout)
     assert match, result.stdout + result.stderr
     assert float(match.group(1)) <= 2.0, result.stdout
@@ -56,8 +57,15 @@ def test_service_is_sandboxed(tmp_path: Path) -> None:
 def test_service_keys() -> None:
     """The unit is Type=notify with the state directory, environment file and restart policy the README promises."""
     text = (ROOT / "systemd" / "footfall.service").read_text()
-    for line in ("Type=notify", "DynamicUser=yes", "StateDirectory=footfall", "EnvironmentFile=-/etc/footfall/footfall.env",
-                 "Restart=on-failure", "Environment=FOOTFALL_DB=/var/lib/footfall/footfall.db", "TimeoutStopSec=30"):
+    for line in (
+        "Type=notify",
+        "DynamicUser=yes",
+        "StateDirectory=footfall",
+        "EnvironmentFile=-/etc/footfall/footfall.env",
+        "Restart=on-failure",
+        "Environment=FOOTFALL_DB=/var/lib/footfall/footfall.db",
+        "TimeoutStopSec=30",
+    ):
         assert line in text.splitlines(), line
 
 

@@ -41,7 +41,8 @@ class Site:
         (self.root / name).write_text(
             f"<!doctype html><html><head><title>{name} title</title>{head}"
             f'<script defer src="{self.collector_url}{src}" data-website-id="{self.website}" {attrs}></script>'
-            f"</head><body><p>{name}</p>{body}</body></html>")  # fmt: skip
+            f"</head><body><p>{name}</p>{body}</body></html>"
+        )
         return f"{self.url}/{name}"
 
 
@@ -91,39 +92,48 @@ def test_tracker_sends_what_umami_sends(browser: Any, site: Site, db_path: Path)
     link = '<a id="go" href="page2.html" data-umami-event="signup-button" data-umami-event-plan="pro">go</a>'
     site.page("page2.html", 'data-tag="anchor"')
     page.goto(site.page("page1.html", 'data-tag="anchor" data-performance="true"', link))
-    first = wait_rows(db_path, "SELECT event_type, page_title, hostname, tag, referrer_domain FROM events "
-                               "WHERE url_path = '/page1.html'")  # fmt: skip
+    first = wait_rows(
+        db_path, "SELECT event_type, page_title, hostname, tag, referrer_domain FROM events WHERE url_path = '/page1.html'"
+    )
     assert first == [(1, "page1.html title", "localhost", "anchor", None)]
     session = page.evaluate("umami.getSession()")
     assert session["website"] == site.website and session["cache"]
 
     page.evaluate("umami.track('custom-evt', {a: 1, nested: {b: 'two'}})")
-    assert wait_rows(db_path, "SELECT data_key, string_value FROM custom_events WHERE event_name = 'custom-evt' ORDER BY 1",
-                     2) == [("a", "1.0000"), ("nested.b", "two")]  # fmt: skip
+    assert wait_rows(
+        db_path, "SELECT data_key, string_value FROM custom_events WHERE event_name = 'custom-evt' ORDER BY 1", 2
+    ) == [("a", "1.0000"), ("nested.b", "two")]
 
     page.evaluate("umami.identify('user-9', {plan: 'pro'})")
     assert wait_rows(db_path, "SELECT data_key, string_value, distinct_id FROM session_data") == [("plan", "pro", "user-9")]
 
     page.evaluate("history.pushState({}, '', '/spa?utm_source=test&x=1')")
-    spa = wait_rows(db_path, "SELECT url_query, utm_source, referrer_path, self_referral, distinct_id FROM events "
-                             "WHERE url_path = '/spa' AND event_type = 1")  # fmt: skip
+    spa = wait_rows(
+        db_path,
+        "SELECT url_query, utm_source, referrer_path, self_referral, distinct_id FROM events "
+        "WHERE url_path = '/spa' AND event_type = 1",
+    )
     assert spa == [("utm_source=test&x=1", "test", "/page1.html", 1, "user-9")]
-    perf = wait_rows(db_path, "SELECT duration, fcp IS NOT NULL, ttfb IS NOT NULL FROM events "
-                              "WHERE event_type = 5 AND url_path = '/page1.html'")  # fmt: skip
+    perf = wait_rows(
+        db_path,
+        "SELECT duration, fcp IS NOT NULL, ttfb IS NOT NULL FROM events WHERE event_type = 5 AND url_path = '/page1.html'",
+    )
     assert perf[0][0] >= 0 and perf[0][1:] == (1, 1)
 
     page.click("#go")
     page.wait_for_url("**/page2.html")
     assert wait_rows(db_path, "SELECT data_key, string_value FROM custom_events WHERE event_name = 'signup-button'") == [
-        ("plan", "pro")]
+        ("plan", "pro")
+    ]
     wait_rows(db_path, "SELECT 1 FROM events WHERE url_path = '/page2.html' AND event_type = 1")
     assert page.errors == []
     # Closing the tab hides the page: it reports how long it was visible. (This headless Chromium drops beacons sent while
     # a navigation unloads a page, so the report of /spa on the link click is not asserted; a closing tab's arrives.)
     page.wait_for_timeout(300)
     page.close(run_before_unload=True)
-    assert wait_rows(db_path, "SELECT duration >= 300, lcp IS NULL FROM events WHERE event_type = 5 "
-                              "AND url_path = '/page2.html'") == [(1, 1)]  # fmt: skip
+    assert wait_rows(
+        db_path, "SELECT duration >= 300, lcp IS NULL FROM events WHERE event_type = 5 AND url_path = '/page2.html'"
+    ) == [(1, 1)]
     # page1 and page2 are one visit of the anonymous session; /spa came after identify('user-9'), another session
     assert sorted(rows(db_path, "SELECT pageviews, custom_events FROM visits")) == [(1, 1), (2, 1)]
 
@@ -138,14 +148,18 @@ def test_headless_chrome_is_counted_as_a_bot(browser: Any, site: Site, db_path: 
     page.context.close()
 
 
-@pytest.mark.parametrize(("name", "attrs", "init_script", "head"), [
-    ("dnt.html", 'data-do-not-track="true"', "Object.defineProperty(navigator, 'doNotTrack', {get: () => '1'})", ""),
-    ("domains.html", 'data-domains="example.com, www.example.com"', "", ""),
-    ("optout.html", "", "", "<script>localStorage.setItem('umami.disabled', '1')</script>"),
-    ("dropped.html", 'data-before-send="beforeSend"', "", "<script>window.beforeSend = () => false</script>"),
-])  # fmt: skip
-def test_blocked_pages_send_nothing(browser: Any, site: Site, db_path: Path, name: str, attrs: str, init_script: str,
-                                    head: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "attrs", "init_script", "head"),
+    [
+        ("dnt.html", 'data-do-not-track="true"', "Object.defineProperty(navigator, 'doNotTrack', {get: () => '1'})", ""),
+        ("domains.html", 'data-domains="example.com, www.example.com"', "", ""),
+        ("optout.html", "", "", "<script>localStorage.setItem('umami.disabled', '1')</script>"),
+        ("dropped.html", 'data-before-send="beforeSend"', "", "<script>window.beforeSend = () => false</script>"),
+    ],
+)
+def test_blocked_pages_send_nothing(
+    browser: Any, site: Site, db_path: Path, name: str, attrs: str, init_script: str, head: str
+) -> None:
     """Do-not-track, a data-domains mismatch, the umami.disabled opt-out and a before-send that drops: no rows, while a
     control page in a fresh browser context is stored."""
     page = new_page(browser, init_script=init_script)
@@ -165,7 +179,8 @@ def test_exclude_search_hash_and_before_send_rewrite(browser: Any, site: Site, d
     page = new_page(browser)
     page.goto(site.page("excluded.html", 'data-exclude-search="true" data-exclude-hash="true"') + "?secret=1#frag")
     assert wait_rows(db_path, "SELECT url_path, url_query FROM events WHERE url_path LIKE '/excluded%'") == [
-        ("/excluded.html", None)]
+        ("/excluded.html", None)
+    ]
     hook = "<script>window.rewrite = (type, p) => Object.assign(p, {url: '/rewritten', title: type})</script>"
     page.goto(site.page("rewrite.html", 'data-before-send="rewrite"', head=hook))
     assert wait_rows(db_path, "SELECT page_title FROM events WHERE url_path = '/rewritten'") == [("event",)]
@@ -178,8 +193,7 @@ def test_auto_track_off_sends_only_manual_events(browser: Any, site: Site, db_pa
     page.goto(site.page("manual.html", 'data-auto-track="false"'))
     page.wait_for_load_state("load")
     page.evaluate("umami.track('by-hand')")
-    assert wait_rows(db_path, "SELECT event_type, event_name FROM events WHERE url_path = '/manual.html'") == [
-        (2, "by-hand")]
+    assert wait_rows(db_path, "SELECT event_type, event_name FROM events WHERE url_path = '/manual.html'") == [(2, "by-hand")]
     page.context.close()
 
 
@@ -188,8 +202,7 @@ def umami_script(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Umami's own tracker source from the npm registry (the `umami` package ships it unbuilt; it runs as is)."""
     folder = tmp_path_factory.mktemp("umami")
     try:
-        subprocess.run(["npm", "pack", "umami@2.10.0", "--silent"], cwd=folder, check=True, timeout=120,
-                       capture_output=True)  # fmt: skip
+        subprocess.run(["npm", "pack", "umami@2.10.0", "--silent"], cwd=folder, check=True, timeout=120, capture_output=True)
         subprocess.run(["tar", "xzf", "umami-2.10.0.tgz"], cwd=folder, check=True)
     except (OSError, subprocess.SubprocessError) as exc:
         if os.environ.get("CI"):
@@ -203,11 +216,11 @@ def test_umamis_own_script_with_host_url(browser: Any, site: Site, db_path: Path
     (site.root / "umami.js").write_bytes(umami_script.read_bytes())
     (site.root / "legacy.html").write_text(
         f'<!doctype html><title>Legacy</title><script defer src="/umami.js" data-website-id="{site.website}" '
-        f'data-host-url="{site.collector_url}"></script><p>legacy</p>')  # fmt: skip
+        f'data-host-url="{site.collector_url}"></script><p>legacy</p>'
+    )
     page = new_page(browser)
     page.goto(f"{site.url}/legacy.html")
-    assert wait_rows(db_path, "SELECT event_type, page_title FROM events WHERE url_path = '/legacy.html'") == [
-        (1, "Legacy")]
+    assert wait_rows(db_path, "SELECT event_type, page_title FROM events WHERE url_path = '/legacy.html'") == [(1, "Legacy")]
     page.context.close()
 
 
@@ -225,7 +238,7 @@ def test_served_script(db_path: Path) -> None:
             assert plain.headers["access-control-allow-origin"] == "*"
             assert plain.headers["cache-control"] == "public, max-age=86400"
             etag = plain.headers["etag"]
-            assert etag.startswith('"') and not etag.startswith('W/')
+            assert etag.startswith('"') and not etag.startswith("W/")
             assert b'"/s/c"' in plain.content and b"/api/send" not in plain.content
             zipped = http.get("/script.js", headers={"Accept-Encoding": "gzip"})
             assert zipped.headers["content-encoding"] == "gzip" and zipped.content == plain.content
@@ -234,8 +247,11 @@ def test_served_script(db_path: Path) -> None:
             assert http.get("/script.js", headers={"If-None-Match": etag}).status_code == 304
             assert http.get("/s/f.js").content == plain.content
             website = rows(db_path, "SELECT website_id FROM website")[0][0]
-            answer = http.post("/s/c", json={"type": "event", "payload": {"website": website, "url": "/via-alias"}},
-                               headers={"User-Agent": CHROME_UA})  # fmt: skip
+            answer = http.post(
+                "/s/c",
+                json={"type": "event", "payload": {"website": website, "url": "/via-alias"}},
+                headers={"User-Agent": CHROME_UA},
+            )
             assert set(answer.json()) == {"cache", "sessionId", "visitId"}
     finally:
         server.stop()

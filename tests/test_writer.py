@@ -27,7 +27,8 @@ async def test_concurrent_events_are_all_stored(db_path: Path, clock: Clock, web
         commits = client.app.state.collection.writer.commits
     assert [r.status_code for r in responses] == [200] * 1000
     assert rows(db_path, "SELECT count(*), count(DISTINCT url_path), count(DISTINCT session_key) FROM website_event") == [
-        (1000, 1000, 1000)]
+        (1000, 1000, 1000)
+    ]
     assert commits < 1000  # grouped: many events per transaction
 
 
@@ -103,8 +104,10 @@ async def test_a_row_that_cannot_commit_fails_only_its_own_request(db_path: Path
     """When one job in a group commit violates a constraint, the others are still committed and acknowledged."""
     collector.prepare_database(str(db_path))
     with contextlib.closing(collector.connect(str(db_path))) as conn:
-        conn.execute("CREATE TRIGGER poison BEFORE INSERT ON website_event WHEN NEW.url_path = '/poison' "
-                     "BEGIN SELECT RAISE(ABORT, 'poisoned row'); END")  # fmt: skip
+        conn.execute(
+            "CREATE TRIGGER poison BEFORE INSERT ON website_event WHEN NEW.url_path = '/poison' "
+            "BEGIN SELECT RAISE(ABORT, 'poisoned row'); END"
+        )
     async with open_client(footfall.app.create_app(collector.Config(db=str(db_path)), clock)) as client:
         paths = ["/good-1", "/poison", "/good-2", "/good-3"]
         answers = await asyncio.gather(*(post(client, website, p, f"{FIREFOX} c/{i}") for i, p in enumerate(paths)))
