@@ -1,4 +1,26 @@
-"""collector."""
+"""footfall's collector: how an HTTP request to Umami's collection API becomes a row in one SQLite file.
+
+Run it with ``footfall serve``: it listens on 127.0.0.1:8000, creates ``footfall.db`` and a website called ``default``
+on first start, and prints the ``<script>`` tag to paste. Any Umami client (the browser tracker, ``@umami/node``, the
+``umami-analytics`` PyPI client, ``curl``) can send to ``POST /api/send`` and ``POST /api/batch``.
+
+This module is the ground floor: it imports nothing from the ``footfall`` package, which holds everything that is not
+collection (geo, rollups, the summary page, operations, the CLI) and wires this module's routes into the app. Every
+event lands in a WAL-mode SQLite file whose layout, ``schema.sql``, is a public contract; no IP address and no full
+user-agent string is ever written to it.
+
+Sections (search for the banner titles), in the order a request flows:
+    Constants and defaults
+    Configuration
+    Wire types
+    Errors
+    Data path
+    Client and location
+    Sessions and visits
+    Storage
+    Collection state
+    Collection routes
+"""
 
 from __future__ import annotations
 
@@ -41,6 +63,9 @@ __version__ = "0.1.0"
 log = logging.getLogger("footfall")
 
 
+###############################################################################################################################
+# Constants and defaults
+###############################################################################################################################
 #: Units of time, in seconds.
 HOUR_SECONDS = 3600
 DAY_SECONDS = 24 * HOUR_SECONDS
@@ -202,6 +227,9 @@ def asset_path(name: str) -> Path:
     raise FileNotFoundError(f"footfall's {name} is missing from {here}; reinstall footfall")
 
 
+###############################################################################################################################
+# Configuration
+###############################################################################################################################
 class Setting(NamedTuple):
     """One setting: its name, default and help text. The CLI options and the README table are made from these."""
 
@@ -387,6 +415,9 @@ def load_config(options: Mapping[str, Any], environ: Mapping[str, str]) -> Confi
     return config
 
 
+###############################################################################################################################
+# Wire types
+###############################################################################################################################
 class Payload(msgspec.Struct):
     """The ``payload`` of an /api/send body; every field Umami v3.1 accepts. Unknown fields are ignored."""
 
@@ -565,6 +596,9 @@ class Record(NamedTuple):
     session_data: list[DataRow]
 
 
+###############################################################################################################################
+# Errors
+###############################################################################################################################
 class ApiError(Exception):
     """An error answered to the client as Umami's ``{"error": {"message", "code", "status"}}``."""
 
@@ -648,6 +682,9 @@ def handle_server_error(request: Request, exc: Exception) -> Response:
     return _error_response(ApiError(500, "server-error", "Server error"))
 
 
+###############################################################################################################################
+# Data path
+###############################################################################################################################
 # request body → decode_send → validate_payload → enrich → derive_session_id / visit → EventWriter.submit → response.
 # Each step is a plain function of values, so tests can run any of them alone.
 
@@ -1157,6 +1194,9 @@ def enrich(
     return session, event
 
 
+###############################################################################################################################
+# Client and location
+###############################################################################################################################
 # Who sent a hit and from where. Forwarding headers are believed only from trusted proxies (footfall differs from Umami,
 # which believes them from anyone); the location comes from a trusted CDN's headers, else a MaxMind-format database given
 # with --geoip-db, else the country data embedded with the package. The IP itself is never stored.
@@ -1370,6 +1410,9 @@ def origin_of(request: Request) -> Origin:
     return Origin(client[0] if client else "", request.headers)
 
 
+###############################################################################################################################
+# Sessions and visits
+###############################################################################################################################
 def umami_uuid(*parts: str | None, secret: str) -> str:
     """Umami's ``uuid(...parts)``: UUIDv5 in the DNS namespace of sha512-hex(parts joined, then the secret)."""
     name = "".join(p or "" for p in parts) + secret
@@ -1547,6 +1590,9 @@ def read_cache_token(token: str | None, key: bytes, now: float) -> CacheToken | 
     return CacheToken(str(uuid.UUID(bytes=website)), str(uuid.UUID(bytes=session)), str(uuid.UUID(bytes=visit)), issued_at)
 
 
+###############################################################################################################################
+# Storage
+###############################################################################################################################
 # The schema is schema.sql (public). prepare_database() applies it and the migrations below once at start, synchronously;
 # then the server holds one aiosqlite connection for the writer and one for reads.
 

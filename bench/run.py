@@ -19,14 +19,12 @@ import contextlib
 import os
 import re
 import shutil
-import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,61 +33,18 @@ sys.path.insert(0, str(ROOT))
 import collector  # noqa: E402
 import footfall.cli  # noqa: E402
 import footfall.rollups  # noqa: E402
+from common import PIN, Server, free_port, pinned, rss_mb  # noqa: E402
 
 CONNECTIONS = 64
-PIN = (os.cpu_count() or 1) >= 2
 
 
 EXPORT_PEAK = """
 import os, resource, sys
 sys.path.insert(0, sys.argv[1])
-import collector
+import footfall.cli
 footfall.cli.main(["export", "--db", sys.argv[2], "--format", "csv", "-o", os.devnull])
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def pinned(cpu: int, command: list[str]) -> list[str]:
-    return ["taskset", "-c", str(cpu), *command] if PIN and shutil.which("taskset") else command
-
-
-def wait_ready(port: int, timeout: float = 30) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/heartbeat", timeout=1)
-            return time.monotonic() - start
-        except urllib.error.HTTPError:
-            return time.monotonic() - start  # the baseline has no heartbeat: a 404 still means it answers
-        except OSError:
-            time.sleep(0.01)
-    raise RuntimeError(f"nothing answered on port {port}")
-
-
-def rss_mb(pid: int, field: str = "VmRSS") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-class Server:
-    def __init__(self, command: list[str], port: int, cwd: Path) -> None:
-        started = time.monotonic()
-        self.process = subprocess.Popen(pinned(0, command), cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.port = port
-        wait_ready(port)
-        self.startup_s = time.monotonic() - started
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(60)
 
 
 def footfall(db: Path) -> Server:
@@ -237,7 +192,7 @@ def main() -> None:
         export_s = time.monotonic() - export_start
 
     # 6: the summary page over a generated database (bench/summary.py; made once and kept in /tmp).
-    import summary  # bench/summary.py, which uses this module's helpers
+    import summary  # bench/summary.py
 
     big = summary.ensure_database(summary_events)
     website_big = summary.bench_website(big)

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 import collector  # noqa: E402
 import footfall.rollups  # noqa: E402
-from run import free_port, rss_mb, wait_ready  # noqa: E402
+from common import free_port, rss_mb, wait_ready  # noqa: E402
 
 BROWSERS = [("Chrome", 60), ("Safari", 20), ("Firefox", 8), ("Edge", 7), ("Samsung Internet", 3), ("Opera", 2)]
 SYSTEMS = [("Windows", 35), ("Android", 30), ("iOS", 20), ("macOS", 10), ("Linux", 5)]

@@ -1,4 +1,8 @@
-"""app."""
+"""The app assembly: ``create_app(config)`` wires the collector's routes, the page, errors and the lifespan.
+
+Owns: start-up and shutdown order (collection, auth, geo, summary reader, upkeep), what goes on ``app.state``, CORS, and
+systemd's sd_notify. Imports collector and every footfall module below it; nothing imports it but the CLI.
+"""
 
 from __future__ import annotations
 

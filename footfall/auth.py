@@ -1,4 +1,8 @@
-"""auth."""
+"""Who may read the numbers: the page's password (scrypt), login cookies, the login limiter and share tokens.
+
+Owns: password hashing and checking, cookie issue and check, same-origin and local-browser tests, PageAuth (the running
+state). Imports collector only.
+"""
 
 from __future__ import annotations
 

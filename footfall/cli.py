@@ -1,4 +1,8 @@
-"""cli."""
+"""The ``footfall`` command (click): serve, site, password, backup, check, prune, forget, export, stats, import.
+
+Owns: options and their help, one-line error messages, exit codes. Each command calls a plain function of the module
+that owns the work. Imports collector and any footfall module; nothing imports it (the console script points here).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""geo."""
+"""Where a client is: trusted CDN headers, a MaxMind-format database, or the country data shipped with geoip2fast.
+
+Owns: CDN location headers, the MaxMind reader, the embedded data's compact cache file (built once in a child process,
+``python -m footfall.geo OUT``), and ``Locator``, the Locate callable the app hands the collector. Imports collector only.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""openapi."""
+"""The OpenAPI 3.1 document of footfall's JSON API, built from the collector's msgspec Structs.
+
+Owns: ``openapi_document(config)`` and GET /api/openapi.json. Imports collector and footfall.summary.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""ops."""
+"""Operating a database: backup, check, prune, forget, export, stats, as plain functions of a database path.
+
+Owns: what the operating commands do; safe while footfall serves (reads in their own snapshot, deletes in small
+transactions). Imports collector and footfall.rollups.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from collector import DAY_SECONDS, HOUR_SECONDS, ConfigError, connect
+from collector import DAY_SECONDS, HOUR_SECONDS, ConfigError, connect, execute_statements, transaction
 from footfall.rollups import bucket_of, drop_pruned_rollups, hours_cut_by_prune, repair_rollups, stored_alignment
 
 # What the operating commands (backup, check, prune, export, forget, stats) do, as plain functions of a database path so
@@ -117,14 +121,7 @@ ORPHAN_DELETES = (
 
 def prune_chunk(conn: sqlite3.Connection, cutoff: int, website_key: int | None) -> int:
     """Delete up to PRUNE_CHUNK_ROWS events older than ``cutoff`` (Unix seconds) in one transaction; return how many."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        deleted = conn.execute(*prune_statement(cutoff, website_key)).rowcount
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return deleted
+    return execute_statements(conn, [prune_statement(cutoff, website_key)])
 
 
 def prune_events(
@@ -144,9 +141,8 @@ def prune_events(
             total += deleted
             if progress is not None:
                 progress(deleted)
-        conn.execute("BEGIN IMMEDIATE")
-        visits, sessions = (conn.execute(sql).rowcount for sql in ORPHAN_DELETES)
-        conn.execute("COMMIT")
+        with transaction(conn):
+            visits, sessions = (conn.execute(sql).rowcount for sql in ORPHAN_DELETES)
         drop_pruned_rollups(conn, cutoff, website_key, repair)
     return {"events": total, "visits": visits, "sessions": sessions}
 
@@ -157,8 +153,7 @@ def forget_person(db: str, distinct_id: str, website_id: str | None = None) -> d
         website_key = website_key_for(conn, website_id)
         site_clause = "" if website_key is None else " AND website_key = ?"
         params: tuple[Any, ...] = (distinct_id,) if website_key is None else (distinct_id, website_key)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             conn.execute("CREATE TEMP TABLE IF NOT EXISTS forget_keys (session_key INTEGER PRIMARY KEY)")
             conn.execute("DELETE FROM forget_keys")
             conn.execute(f"INSERT INTO forget_keys SELECT session_key FROM session WHERE distinct_id = ?{site_clause}", params)
@@ -187,10 +182,6 @@ def forget_person(db: str, distinct_id: str, website_id: str | None = None) -> d
                     "DELETE FROM session WHERE session_key IN (SELECT session_key FROM forget_keys)"
                 ).rowcount,
             }
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         repair_rollups(conn, repair)
     return counts
 

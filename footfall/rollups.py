@@ -1,4 +1,8 @@
-"""rollups."""
+"""Hourly and daily rollups of the events: what the summary page reads, recomputed (never incremented) from the events.
+
+Owns: the rollup tables' facts, visit building, refresh by watermark, rebuild, and repair after prune or forget.
+Imports collector only.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from collector import DAY_SECONDS, EVENT_CUSTOM, EVENT_PAGEVIEW, EVENT_PERFORMANCE, HOUR_SECONDS, load_zone
+from collector import DAY_SECONDS, EVENT_CUSTOM, EVENT_PAGEVIEW, EVENT_PERFORMANCE, HOUR_SECONDS, load_zone, transaction
 
 # The summary page reads hourly rollups (schema.sql: rollup, rollup_visitors, rollup_vitals). They are recomputed, never
 # incremented: every refresh takes the hours touched by events written since the last one (a watermark on event_key), deletes
@@ -580,39 +584,28 @@ def refresh_rollups(
     """
     seen = 0
     while True:
-        conn.execute("BEGIN")
-        try:
-            if stored_alignment(conn) != (shift, _zone_name(zone)):
-                conn.execute("COMMIT")
-                reset_rollups(conn, shift, zone)
-                continue
+        with transaction(conn, immediate=False):
+            aligned = stored_alignment(conn) == (shift, _zone_name(zone))
             mark, epoch = setting_int(conn, "rollup_event_key"), setting_int(conn, "rollup_epoch")
             # The writer never reuses a key at or below the mark (EventWriter.commit_batch), so keys above it are new.
             top = conn.execute("SELECT ifnull(max(event_key), 0) FROM website_event").fetchone()[0]
-            if top <= mark:
-                conn.execute("COMMIT")
-                return seen
             upto = top if mark == 0 else min(top, mark + round_events)
-            dirty = _all_hours(conn, shift) if mark == 0 else _dirty_hours(conn, mark, upto, shift)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+            dirty = {}
+            if aligned and top > mark:
+                dirty = _all_hours(conn, shift) if mark == 0 else _dirty_hours(conn, mark, upto, shift)
+        if not aligned:
+            reset_rollups(conn, shift, zone)
+            continue
+        if top <= mark:
+            return seen
         if not all(_refresh_chunk(conn, chunk, dirty, shift, zone, mark, epoch) for chunk in _chunks(dirty)):
             continue  # somebody deleted events or refreshed meanwhile: start over
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if not _rollups_untouched(conn, mark, epoch):
-                conn.execute("ROLLBACK")
-                continue
-            set_setting(conn, "rollup_event_key", upto)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        seen += upto - mark
+        with transaction(conn):
+            untouched = _rollups_untouched(conn, mark, epoch)
+            if untouched:
+                set_setting(conn, "rollup_event_key", upto)
+        if untouched:
+            seen += upto - mark
 
 
 def _rollups_untouched(conn: sqlite3.Connection, mark: int, epoch: int) -> bool:
@@ -630,42 +623,24 @@ def _refresh_chunk(
     epoch: int,
 ) -> bool:
     """Recompute some hours of ``scope`` in one snapshot, then store them unless somebody changed the rollups meanwhile."""
-    conn.execute("BEGIN")
-    try:
+    with transaction(conn, immediate=False):
         rollups, hours = recompute_hours(conn, chunk, shift, scope)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        if not _rollups_untouched(conn, mark, epoch):
-            conn.execute("ROLLBACK")
-            return False
-        store_rollups(conn, hours, rollups, zone)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return True
+    with transaction(conn):
+        untouched = _rollups_untouched(conn, mark, epoch)
+        if untouched:
+            store_rollups(conn, hours, rollups, zone)
+    return untouched
 
 
 def reset_rollups(conn: sqlite3.Connection, shift: int, zone: dt.tzinfo = dt.timezone.utc) -> None:
     """Drop every rollup row; the next refresh recomputes them all (hours aligned by ``shift``, days in ``zone``)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         for table in ROLLUP_TABLES:
             conn.execute(f"DELETE FROM {table}")
         set_setting(conn, "rollup_shift", shift)
         set_setting(conn, "rollup_zone", _zone_name(zone))
         set_setting(conn, "rollup_event_key", 0)
         set_setting(conn, "rollup_epoch", setting_int(conn, "rollup_epoch") + 1)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 def stored_alignment(conn: sqlite3.Connection) -> tuple[int, str] | None:
@@ -707,17 +682,12 @@ def drop_pruned_rollups(
     if alignment is not None:
         first_hour, first_day = bucket_of(cutoff, alignment[0]), day_of(cutoff, load_zone(alignment[1]))
         site = "" if website_key is None else " AND website_key = ?"
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             for table in ROLLUP_TABLES:
                 column, first = ("day", first_day) if "daily" in table else ("hour", first_hour)
                 conn.execute(
                     f"DELETE FROM {table} WHERE {column} < ?{site}", (first,) if website_key is None else (first, website_key)
                 )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
     repair_rollups(conn, repair)
 
 
@@ -732,14 +702,9 @@ def rollup_epoch_bump() -> tuple[str, tuple[Any, ...]]:
 
 def repair_rollups(conn: sqlite3.Connection, dirty: Mapping[int, set[int]]) -> None:
     """Recompute the given hours after events were deleted from them (prune, retention, forget), in one transaction."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         alignment = stored_alignment(conn)
         if alignment is not None:
             rollups, hours = recompute_hours(conn, dirty, alignment[0])
             store_rollups(conn, hours, rollups, load_zone(alignment[1]))
         conn.execute(*rollup_epoch_bump())
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise

@@ -1,4 +1,8 @@
-"""summary."""
+"""The summary's numbers: ranges, filters, one function per panel, ``build_summary``, and the SummaryReader.
+
+Owns: every number the page and /api/summary show, read from the rollups (or the events, for realtime and bots), and
+the reader connection they run on. Imports collector and footfall.rollups.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from typing import Any, NamedTuple
 import aiosqlite
 import msgspec
 
-from collector import DAY_SECONDS, EVENT_CUSTOM, EVENT_PAGEVIEW, bad_request, connect, load_zone, unavailable
+from collector import DAY_SECONDS, EVENT_CUSTOM, EVENT_PAGEVIEW, bad_request, connect, load_zone, transaction, unavailable
 from footfall.rollups import (
     AGGREGATION_TABLES,
     ROLLUP_BUCKET_SECONDS,
@@ -417,8 +421,7 @@ def build_summary(
     """Everything the summary page shows, as plain data (the JSON twin returns exactly this)."""
     src = RollupSource(period.zone)
     previous_start, previous_end = period.previous
-    conn.execute("BEGIN")  # one snapshot for every panel
-    try:
+    with transaction(conn, immediate=False):  # one snapshot for every panel
         if filters:  # the same rollup rows for the matching visits, in this connection's own temporary tables
             load_filtered(
                 conn, collect_filtered(conn, site.key, min(previous_start, period.start), period.end, filters, shift)
@@ -455,8 +458,6 @@ def build_summary(
             "realtime": panel_realtime(conn, site.key, now),
             "bots": panel_bots(conn, site.key, period.start, period.until),
         }
-    finally:
-        conn.execute("COMMIT")
     return summary
 
 

@@ -1,4 +1,8 @@
-"""umami."""
+"""Moving between Umami and footfall: import Umami's PostgreSQL tables (CSV) and export footfall as Umami's tables.
+
+Owns: column mapping both ways and stable ids for rows footfall keys by integer. Imports collector, footfall.geo and
+footfall.ops.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from collector import (
     EventRow,
     connect,
     strip_www,
+    transaction,
 )
 from footfall.geo import valid_country
 from footfall.ops import EXPORT_BATCH_ROWS, website_key_for
@@ -180,22 +185,18 @@ def import_umami(db: str, paths: Sequence[Path], progress: Callable[[int], None]
                 conn.execute("SELECT session_key FROM session WHERE session_id = ?", (session_id.lower(),)).fetchone()[0]
             )
 
-        for table, _ in _UMAMI_TABLE_KEYS:
-            for path in files.get(table, []):
-                with open(path, newline="", encoding="utf-8") as handle:
-                    conn.execute("BEGIN IMMEDIATE")
-                    try:
-                        for number, row in enumerate(csv.DictReader(handle), 1):
-                            counts[_import_umami_row(conn, table, row, website_key, session_key)] += 1
-                            if progress is not None and number % 1000 == 0:
-                                progress(1000)
-                        conn.execute("COMMIT")
-                    except (KeyError, ValueError) as exc:
-                        conn.execute("ROLLBACK")
-                        raise ConfigError(f"{path}: cannot read row {number}: {exc!r}") from None
-                    except BaseException:
-                        conn.execute("ROLLBACK")
-                        raise
+        with transaction(conn):  # all files or nothing
+            for table, _ in _UMAMI_TABLE_KEYS:
+                for path in files.get(table, []):
+                    number = 0
+                    with open(path, newline="", encoding="utf-8") as handle:
+                        try:
+                            for number, row in enumerate(csv.DictReader(handle), 1):
+                                counts[_import_umami_row(conn, table, row, website_key, session_key)] += 1
+                                if progress is not None and number % 1000 == 0:
+                                    progress(1000)
+                        except (KeyError, ValueError) as exc:
+                            raise ConfigError(f"{path}: cannot read row {number}: {exc!r}") from None
         first = conn.execute("SELECT min(event_key) FROM temp.umami_event").fetchone()[0]
         if first is not None:  # imported keys may lie below the rollups' watermark: lower it (recomputing is idempotent)
             conn.execute(

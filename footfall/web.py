@@ -1,4 +1,8 @@
-"""web."""
+"""The summary page over HTTP: the page, share links, its JSON twin, login and logout, static files.
+
+Owns: page routes, who may see what (Viewer), the template context and chart geometry, page security headers. Imports
+collector, footfall.auth, footfall.rollups and footfall.summary.
+"""
 
 from __future__ import annotations
 
