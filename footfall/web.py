@@ -472,7 +472,7 @@ def page_context(
             "count": f"{e['count']:,}",
             "share": e["share"],
             "percent": f"{e['share'] * 100:.0f}%",
-            "keys": ", ".join(k["key"] for k in e["keys"]),
+            "data_keys": ", ".join(k["key"] for k in e["keys"]),
         }
         for e in summary["events"]
     ]

@@ -1,0 +1,109 @@
+"""The summary page as a person reads it: every list shows the labels and numbers that were sent, never a Python repr."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+import collector
+import footfall.app
+from conftest import CHROME, FIREFOX, Clock, flush, open_client
+
+pytestmark = pytest.mark.anyio
+
+NOW = dt.datetime(2026, 5, 14, 20, 0, tzinfo=dt.timezone.utc).timestamp()
+#: Text that only a Python object printed into the page produces.
+REPRS = re.compile(r"<built-in|<bound method|<function |object at 0x|\{'|\[\('|dict_keys\(|Undefined")
+
+
+class PanelText(HTMLParser):
+    """The text of each table row, per ``<section id="panel-…">``: {panel id: [[cell text, …], …]}."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.panels: dict[str, list[list[str]]] = {}
+        self._stack: list[str | None] = []
+        self._panel: str | None = None
+        self._row: list[str] | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "section":
+            ident = dict(attrs).get("id") or ""
+            self._stack.append(self._panel)
+            if ident.startswith("panel-"):
+                self._panel = ident.removeprefix("panel-")
+                self.panels.setdefault(self._panel, [])
+        elif tag == "tr" and self._panel is not None:
+            self._row = []
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "section" and self._stack:
+            self._panel = self._stack.pop()
+        elif tag in ("td", "th") and self._row is not None and self._cell is not None:
+            self._row.append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "tr" and self._row is not None and self._panel is not None:
+            if self._row:
+                self.panels[self._panel].append(self._row)
+            self._row = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+async def send(client, website: str, path: str, agent: str, ip: str, country: str, **payload) -> None:  # type: ignore[no-untyped-def]
+    body = {"type": "event", "payload": {"website": website, "url": f"https://site.example{path}", **payload}}
+    headers = {"user-agent": agent, "x-forwarded-for": ip, "cf-ipcountry": country}
+    response = await client.post("/api/send", json=body, headers=headers)
+    assert response.status_code == 200, response.text
+
+
+async def test_every_list_shows_what_was_sent(db_path: Path, website: str) -> None:
+    """Pages, sources, audience and custom events (with their data keys) read as sent, with counts; no repr anywhere."""
+    config = collector.Config(db=str(db_path), embedded_geo=False)
+    async with open_client(footfall.app.create_app(config, Clock(NOW))) as client:
+        at = int(NOW) - 3600
+        # Visitor 1 (Firefox, DE, from a newsletter): /pricing twice and a signup with data.
+        for i, path in enumerate(("/pricing?utm_source=newsletter&utm_medium=email&utm_campaign=may", "/pricing")):
+            await send(client, website, path, FIREFOX, "203.0.113.1", "DE", timestamp=at + i * 60,
+                       referrer="https://www.news.example/a", language="de-DE", screen="1920x1080")  # fmt: skip
+        await send(client, website, "/pricing", FIREFOX, "203.0.113.1", "DE", timestamp=at + 180, name="signup",
+                   data={"plan": "pro", "seats": 3}, language="de-DE", screen="1920x1080")  # fmt: skip
+        # Visitor 2 (Chrome, FR, direct): the home page once.
+        await send(
+            client, website, "/", CHROME, "198.51.100.7", "FR", timestamp=at + 300, language="fr-FR", screen="2560x1440"
+        )
+        await flush(client)
+        response = await client.get("/", params={"period": "24h", "website": website})
+    assert response.status_code == 200
+    page = response.text
+    assert not REPRS.search(page), REPRS.search(page)
+    parser = PanelText()
+    parser.feed(page)
+    panels = {name: rows for name, rows in parser.panels.items()}
+
+    def rows(panel: str) -> list[tuple[str, str]]:
+        return [(row[0], row[-1]) for row in panels[panel] if len(row) >= 2 and row[0] and row[-1] and row[-1][0].isdigit()]
+
+    assert rows("page") == [("/pricing", "2"), ("/", "1")]  # the signup is a custom event, not a pageview
+    assert rows("entry") == [("/", "1"), ("/pricing", "1")]
+    assert rows("exit") == [("/", "1"), ("/pricing", "1")]
+    assert rows("referrer") == [("news.example", "1")]
+    assert rows("utm_source") == [("newsletter", "1")]
+    assert rows("utm_medium") == [("email", "1")]
+    assert rows("utm_campaign") == [("may", "1")]
+    assert rows("country") == [("DE", "1"), ("FR", "1")]  # no geo data: codes, not names
+    assert rows("browser") == [("Chrome", "1"), ("Firefox", "1")]
+    assert rows("language") == [("de-DE", "1"), ("fr-FR", "1")]
+    assert rows("screen") == [("1920x1080", "1"), ("2560x1440", "1")]
+    (signup,) = rows("events")
+    assert signup[1] == "1"
+    assert signup[0].startswith("signup") and "plan" in signup[0] and "seats" in signup[0], signup
