@@ -1,7 +1,7 @@
 """Operating a database: backup, check, prune, forget, export, stats, as plain functions of a database path.
 
 Owns: what the operating commands do; safe while footfall serves (reads in their own snapshot, deletes in small
-transactions). Imports collector and footfall.rollups.
+transactions). Imports collector, footfall.rollups and footfall.summary.
 """
 
 from __future__ import annotations
@@ -18,8 +18,17 @@ from typing import Any
 
 import msgspec
 
-from collector import DAY_SECONDS, HOUR_SECONDS, ConfigError, connect, execute_statements, transaction
-from footfall.rollups import bucket_of, drop_pruned_rollups, hours_cut_by_prune, repair_rollups, stored_alignment
+from collector import DAY_SECONDS, HOUR_SECONDS, ConfigError, connect, execute_statements, load_zone, transaction
+from footfall.rollups import (
+    ROLLUP_BUCKET_SECONDS,
+    bucket_of,
+    drop_pruned_rollups,
+    hours_cut_by_prune,
+    refresh_rollups,
+    repair_rollups,
+    stored_alignment,
+)
+from footfall.summary import RollupSource, panel_top, panel_totals
 
 # What the operating commands (backup, check, prune, export, forget, stats) do, as plain functions of a database path so
 # tests call them directly. They are safe while footfall serves: reads use their own transaction (WAL), deletes go in
@@ -267,30 +276,39 @@ def export_events(
 
 
 def site_stats(db: str, website_id: str | None, period_s: int, now: float | None = None) -> dict[str, Any]:
-    """Headline numbers and top pages of the last ``period_s`` seconds, read from the public views (`footfall stats`)."""
+    """Headline numbers and top pages of the hours covering the last ``period_s`` seconds (`footfall stats`).
+
+    The same functions as the summary page compute them (footfall.summary.panel_totals and panel_top over the rollups,
+    brought up to date first, in the alignment the server made them with), so the two never disagree.
+    """
     now = time.time() if now is None else now
-    since = int(now - period_s)
-    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+    with contextlib.closing(connect(db)) as conn:
         website_key = website_key_for(conn, website_id)
-        site = "" if website_key is None else " AND w.website_key = ?"
-        params: tuple[Any, ...] = (since,) if website_key is None else (since, website_key)
-        visits_sql = f"""SELECT count(*), count(DISTINCT v.session_key), ifnull(sum(pv), 0),
-                                ifnull(sum(pv = 1 AND ce = 0), 0), ifnull(avg(span), 0)
-                           FROM (SELECT e.visit_key, sum(e.event_type = 1) AS pv, sum(e.event_type = 2) AS ce,
-                                        max(max(e.created_at) - min(e.created_at), ifnull(sum(e.duration), 0) / 1000) AS span
-                                   FROM website_event e JOIN website w ON w.website_key = e.website_key
-                                  WHERE e.created_at >= ?{site} GROUP BY e.visit_key) AS per_visit
-                           JOIN visit v ON v.visit_key = per_visit.visit_key"""
-        visits, visitors, pageviews, bounces, duration = conn.execute(visits_sql, params).fetchone()
-        top_sql = f"""SELECT e.url_path, count(*) FROM website_event e JOIN website w ON w.website_key = e.website_key
-                       WHERE e.created_at >= ?{site} AND e.event_type = 1 GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10"""
-        top = conn.execute(top_sql, params).fetchall()
+        shift, zone_name = stored_alignment(conn) or (0, "UTC")
+        zone = load_zone(zone_name)
+        refresh_rollups(conn, shift, zone)
+        end = bucket_of(int(now), shift) + ROLLUP_BUCKET_SECONDS
+        start = bucket_of(int(now - period_s), shift)
+        keys = [website_key] if website_key is not None else [k for (k,) in conn.execute("SELECT website_key FROM website")]
+        src = RollupSource(zone)
+        sums = dict.fromkeys(("visitors", "visits", "pageviews", "bounces", "duration"), 0.0)
+        pages: collections.Counter[str] = collections.Counter()
+        with transaction(conn, immediate=False):
+            for key in keys:
+                totals = panel_totals(conn, src, key, start, end)
+                for name in ("visitors", "visits", "pageviews"):
+                    sums[name] += totals[name]
+                sums["bounces"] += totals["bounce_rate"] * totals["visits"]
+                sums["duration"] += totals["avg_duration_s"] * totals["visits"]
+                pages.update({row["value"]: row["count"] for row in panel_top(conn, src, key, "page", start, end, 0, 10**6)})
+    visits = sums["visits"]
+    top = sorted(pages.items(), key=lambda item: (-item[1], item[0]))[:10]
     return {
-        "visitors": visitors,
-        "visits": visits,
-        "pageviews": pageviews,
-        "views_per_visit": round(pageviews / visits, 2) if visits else 0.0,
-        "bounce_rate": round(100 * bounces / visits, 1) if visits else 0.0,
-        "avg_visit_s": round(duration or 0),
+        "visitors": int(sums["visitors"]),
+        "visits": int(visits),
+        "pageviews": int(sums["pageviews"]),
+        "views_per_visit": round(sums["pageviews"] / visits, 2) if visits else 0.0,
+        "bounce_rate": round(100 * sums["bounces"] / visits, 1) if visits else 0.0,
+        "avg_visit_s": round(sums["duration"] / visits) if visits else 0,
         "top_pages": [{"url_path": path, "pageviews": n} for path, n in top],
     }

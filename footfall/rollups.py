@@ -148,9 +148,6 @@ class EventFact(NamedTuple):
 _FACT_COLUMNS = ", ".join(f"e.{name}" for name in EventFact._fields)
 
 
-_FACT_ORDER = " ORDER BY e.visit_key, e.created_at, e.event_key"
-
-
 class VisitFact(NamedTuple):
     """One visit as the summary counts it (see schema.sql, "Summary page")."""
 
