@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import sqlite3
@@ -13,7 +14,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import FIREFOX, LiveServer, rows
 
 pytestmark = pytest.mark.slow
@@ -172,15 +172,16 @@ def test_overload_sheds_with_503_and_recovers(db_path: Path) -> None:
     assert set(senders.acknowledged) <= stored and "/after" in stored
 
 
-SOAK_SECONDS = int(__import__("os").environ.get("FOOTFALL_SOAK_SECONDS", "600"))
+#: The default suite's soak: two minutes, enough to show a leak of a few hundred bytes per request.
+SOAK_SECONDS = int(os.environ.get("FOOTFALL_SOAK_SECONDS", "120"))
+#: The long soak runs only when asked for (FOOTFALL_LONG_SOAK=1): 30 minutes, as issue #19's target states it.
+LONG_SOAK_SECONDS = 1800
 
 
-def test_soak(db_path: Path) -> None:
-    """A steady load for FOOTFALL_SOAK_SECONDS (10 minutes by default, as in CI): RSS grows at most 5% after the first
-    minute, the WAL stays bounded, latency stays stable, and every acknowledged event is stored."""
+def soak(db_path: Path, seconds: int, clients: int) -> tuple[int, int, int, list[float], list[float]]:
+    """A paced load (~100 requests/s per client) for ``seconds``: RSS (KB, median of 5 s) after a warm-up and at the end,
+    the WAL's largest size, and the latencies of the first and last windows; every acknowledged event must be stored."""
     import statistics
-
-    import collector
 
     server = LiveServer(db_path)
     website = rows(db_path, "SELECT website_id FROM website")[0][0]
@@ -189,7 +190,7 @@ def test_soak(db_path: Path) -> None:
     acknowledged: list[str] = []
     lock = threading.Lock()
 
-    def paced(n: int) -> None:  # ~100 requests/s per client, well under capacity
+    def paced(n: int) -> None:
         with httpx.Client(base_url=server.url, headers={"User-Agent": f"{FIREFOX} soak/{n % 50}"}) as http:
             i = 0
             while not stop.is_set():
@@ -204,31 +205,59 @@ def test_soak(db_path: Path) -> None:
                         acknowledged.append(path)
                 time.sleep(max(0.0, 0.01 - took))
 
-    threads = [threading.Thread(target=paced, args=(n,), daemon=True) for n in range(8)]
+    def rss_median() -> int:  # five samples a second apart: one noisy moment does not decide
+        samples = []
+        for _ in range(5):
+            samples.append(rss_kb(server.process.pid, "VmRSS"))
+            time.sleep(1)
+        return int(statistics.median(samples))
+
+    threads = [threading.Thread(target=paced, args=(n,), daemon=True) for n in range(clients)]
     began = time.monotonic()
     for thread in threads:
         thread.start()
-    warm = min(60, SOAK_SECONDS // 5)
+    warm = min(60, seconds // 4)
     time.sleep(warm)
-    rss_start = rss_kb(server.process.pid, "VmRSS")
+    rss_start = rss_median()
     wal = db_path.with_name(db_path.name + "-wal")
     wal_max = 0
-    while time.monotonic() - began < SOAK_SECONDS:
+    while time.monotonic() - began < seconds - 5:
         wal_max = max(wal_max, wal.stat().st_size if wal.exists() else 0)
         time.sleep(1)
-    rss_end = rss_kb(server.process.pid, "VmRSS")
+    rss_end = rss_median()
     stop.set()
     for thread in threads:
         thread.join(30)
     assert server.stop() == 0
-    first = [t for s, t in latencies if s - began < warm * 2 and s - began >= warm]
-    last = [t for s, t in latencies if s - began >= SOAK_SECONDS - warm]
-    p99 = lambda xs: statistics.quantiles(xs, n=100)[98]  # noqa: E731
+    assert set(acknowledged) <= {path for (path,) in rows(db_path, "SELECT url_path FROM website_event")}
+    first = [t for s, t in latencies if warm <= s - began < warm * 2]
+    last = [t for s, t in latencies if s - began >= seconds - warm]
     print(
-        f"soak {SOAK_SECONDS}s: {len(latencies)} requests, RSS {rss_start} -> {rss_end} KB, WAL max {wal_max} bytes, "
-        f"p99 {p99(first) * 1000:.1f} -> {p99(last) * 1000:.1f} ms"
+        f"soak {seconds}s x {clients} clients: {len(latencies)} requests, RSS {rss_start} -> {rss_end} KB, WAL max {wal_max} B"
     )
-    assert rss_end <= rss_start * 1.05
+    return rss_start, rss_end, wal_max, first, last
+
+
+def p99(values: list[float]) -> float:
+    import statistics
+
+    return statistics.quantiles(values, n=100)[98]
+
+
+def test_soak(db_path: Path) -> None:
+    """Two minutes of steady load: RSS grows by at most 10 MB after warm-up (a noisy neighbour moves it a few MB, a leak of
+    100 bytes a request adds ~10), the WAL stays bounded, latency stays stable, and every acknowledged event is stored."""
+    import collector
+
+    rss_start, rss_end, wal_max, first, last = soak(db_path, SOAK_SECONDS, clients=8)
+    assert rss_end - rss_start <= 10 * 1024, (rss_start, rss_end)
     assert wal_max <= collector.WAL_SIZE_LIMIT_BYTES
     assert p99(last) <= max(3 * p99(first), 0.05)
-    assert set(acknowledged) <= {path for (path,) in rows(db_path, "SELECT url_path FROM website_event")}
+
+
+@pytest.mark.skipif(not os.environ.get("FOOTFALL_LONG_SOAK"), reason="30 minutes: set FOOTFALL_LONG_SOAK=1 to run it")
+def test_long_soak(db_path: Path) -> None:
+    """Issue #19's soak: 30 minutes at about half of one core's capacity; RSS at most +5 % after warm-up."""
+    rss_start, rss_end, _, first, last = soak(db_path, LONG_SOAK_SECONDS, clients=12)
+    assert rss_end <= rss_start * 1.05, (rss_start, rss_end)
+    assert p99(last) <= max(3 * p99(first), 0.05)
