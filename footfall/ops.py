@@ -18,9 +18,19 @@ from typing import Any
 
 import msgspec
 
-from collector import DAY_SECONDS, HOUR_SECONDS, ConfigError, connect, execute_statements, load_zone, transaction
+from collector import (
+    CAMPAIGN_PARAMS,
+    DAY_SECONDS,
+    HOUR_SECONDS,
+    ConfigError,
+    connect,
+    execute_statements,
+    load_zone,
+    transaction,
+)
 from footfall.rollups import (
     ROLLUP_BUCKET_SECONDS,
+    VITALS,
     bucket_of,
     drop_pruned_rollups,
     hours_cut_by_prune,
@@ -197,47 +207,12 @@ def forget_person(db: str, distinct_id: str, website_id: str | None = None) -> d
 
 #: Columns of `footfall export` (the `events` view, without internal keys).
 EXPORT_COLUMNS = (
-    "website_id",
-    "session_id",
-    "visit_id",
-    "created_at",
-    "event_kind",
-    "event_name",
-    "url_path",
-    "url_query",
-    "referrer_domain",
-    "referrer_path",
-    "referrer_query",
-    "self_referral",
-    "page_title",
-    "hostname",
-    "tag",
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "utm_content",
-    "utm_term",
-    "gclid",
-    "fbclid",
-    "msclkid",
-    "ttclid",
-    "li_fat_id",
-    "twclid",
-    "lcp",
-    "inp",
-    "cls",
-    "fcp",
-    "ttfb",
+    *("website_id", "session_id", "visit_id", "created_at", "event_kind", "event_name", "url_path", "url_query"),
+    *("referrer_domain", "referrer_path", "referrer_query", "self_referral", "page_title", "hostname", "tag"),
+    *CAMPAIGN_PARAMS,
+    *VITALS,
     "duration",
-    "browser",
-    "os",
-    "device",
-    "screen",
-    "language",
-    "country",
-    "region",
-    "city",
-    "distinct_id",
+    *("browser", "os", "device", "screen", "language", "country", "region", "city", "distinct_id"),
 )
 
 
