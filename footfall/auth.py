@@ -45,6 +45,10 @@ LOGIN_BURST = 5
 LOGIN_REFILL_SECONDS = 12
 
 
+#: Clients the login limiter tracks at most between sweeps (a client is forgotten once its burst is back, a minute).
+LOGIN_LIMITER_MAX_CLIENTS = 10_000
+
+
 #: Headers a reverse proxy adds: with any of them a loopback peer is not the local user.
 _PROXY_HEADERS = (*CLIENT_IP_HEADERS, "x-forwarded-host", "x-forwarded-proto", "via")
 
@@ -118,12 +122,13 @@ def new_share_token() -> str:
 class PageAuth:
     """Who may read the page: the password hash in force, the cookie key, and the login limiter."""
 
-    def __init__(self, configured_hash: str) -> None:
+    def __init__(self, configured_hash: str, ipv6_prefix: int = 64) -> None:
         #: --password-hash / FOOTFALL_PASSWORD_HASH; when set it overrides the hash `footfall password` stores.
         self.configured_hash = configured_hash
         self.password_hash = configured_hash
         self.cookie_key = b""
-        self.login_limiter = RateLimiter(1 / LOGIN_REFILL_SECONDS, LOGIN_BURST)
+        #: Per client (IPv6: per --ipv6-prefix network); swept by upkeep, and bounded in between.
+        self.login_limiter = RateLimiter(1 / LOGIN_REFILL_SECONDS, LOGIN_BURST, ipv6_prefix, LOGIN_LIMITER_MAX_CLIENTS)
         self._checks = asyncio.Semaphore(2)  # scrypt costs 16 MiB and ~50 ms: never many at once
 
     def start(self, install_secret: str) -> None:

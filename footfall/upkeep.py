@@ -1,7 +1,8 @@
 """Periodic work while footfall serves, as a table of tasks (GoatCounter's cron): name, period, function.
 
-Owns: collection upkeep (websites, salts, idle visits), the page's password reload, rollup refreshes paced by the
-ingest rate, and per-site retention. Imports collector, footfall.auth, footfall.ops, footfall.rollups and footfall.summary.
+Owns: collection upkeep (websites, salts, idle visits, rate buckets), the page's password reload, the login limiter's
+sweep, rollup refreshes paced by the ingest rate, and per-site retention. Imports collector, footfall.auth, footfall.ops,
+footfall.rollups and footfall.summary.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Upkeep:
         self.tasks = (
             Task("collection", TICK_SECONDS, collection.upkeep),
             Task("password", TICK_SECONDS, lambda: auth.load(collection.read_setting)),
+            Task("login-limiter", TICK_SECONDS, self.sweep_login_limiter),
             Task("rollups", TICK_SECONDS, self.refresh_rollups_when_quiet),
             Task("retention", RETENTION_INTERVAL_SECONDS, lambda: apply_retention(collection, summary, collection.clock())),
         )
@@ -83,6 +85,10 @@ class Upkeep:
         while True:
             await asyncio.sleep(TICK_SECONDS)
             await self.run_due()
+
+    async def sweep_login_limiter(self) -> None:
+        """Forget login clients whose attempts are back in full, so the limiter holds only recent ones."""
+        self.auth.login_limiter.sweep(self.collection.clock())
 
     async def refresh_rollups_when_quiet(self) -> None:
         """Refresh the rollups, unless events arrive faster than ROLLUP_BUSY_EVENTS_PER_SECOND.
