@@ -2455,7 +2455,7 @@ def load_tracker(collect_path: str = "") -> Asset:
     return make_asset(body, "text/javascript; charset=utf-8")
 
 
-_SCRIPT_HEADERS = {"Cache-Control": f"public, max-age={DAY_SECONDS}", "Access-Control-Allow-Origin": "*"}
+_SCRIPT_HEADERS = {"Cache-Control": f"public, max-age={DAY_SECONDS}"}  # CORS: the app assembly's, for these routes only
 
 
 async def get_script(request: Request) -> Response:

@@ -15,11 +15,12 @@ import time
 from collections.abc import Callable, Mapping
 
 import msgspec
-from litestar import Litestar, get
-from litestar.config.cors import CORSConfig
+from litestar import Litestar, Router, get
+from litestar.datastructures import Headers, MutableScopeHeaders
 from litestar.exceptions import HTTPException
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from collector import (
     DAY_SECONDS,
@@ -78,17 +79,14 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
             await summary.close()
             locator.close()
 
-    handlers = [*collection_routes(config), *page_routes(), get("/api/openapi.json", include_in_schema=False)(get_openapi)]
+    handlers = [
+        Router("/", route_handlers=collection_routes(config), middleware=[collection_cors]),
+        *page_routes(),
+        get("/api/openapi.json", include_in_schema=False)(get_openapi),
+    ]
     return Litestar(
         route_handlers=handlers,
         lifespan=[lifespan],
-        # The browser tracker posts JSON with an x-umami-cache header from the site's origin, which needs a preflight.
-        cors_config=CORSConfig(
-            allow_origins=["*"],
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["content-type", "x-umami-cache"],
-            max_age=DAY_SECONDS,
-        ),
         exception_handlers={ApiError: handle_api_error, HTTPException: handle_http_exception, Exception: handle_server_error},
         template_config=TemplateConfig(directory=asset_path("templates"), engine=JinjaTemplateEngine),
         request_max_body_size=config.batch_max_bytes,
@@ -96,6 +94,41 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
         logging_config=None,  # footfall configures logging itself (key=value lines, no IPs); Litestar's would add handlers
         debug=False,
     )
+
+
+#: CORS answers of the collection routes. The browser tracker posts JSON with an x-umami-cache header from the site's
+#: origin, which needs a preflight; any site may send hits and load the tracker, and nothing else is readable cross-origin.
+_CORS_PREFLIGHT = [
+    (b"access-control-allow-origin", b"*"),
+    (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+    (b"access-control-allow-headers", b"content-type, x-umami-cache"),
+    (b"access-control-max-age", str(DAY_SECONDS).encode()),
+    (b"content-length", b"0"),
+]
+
+
+def collection_cors(app: ASGIApp) -> ASGIApp:
+    """CORS for the collection routes only (mounted on their Router): preflights answered, ``*`` on every answer.
+
+    Litestar's cors_config applies to the whole app, the page and its JSON included, so it is not used; the page, its
+    JSON, login and share links send no CORS header and get no CORS preflight.
+    """
+
+    async def cors(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = Headers.from_scope(scope)
+        if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
+            await send({"type": "http.response.start", "status": 204, "headers": _CORS_PREFLIGHT})
+            await send({"type": "http.response.body", "body": b""})
+            return
+
+        async def send_with_origin(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableScopeHeaders.from_message(message)["Access-Control-Allow-Origin"] = "*"
+            await send(message)
+
+        await app(scope, receive, send_with_origin)
+
+    return cors
 
 
 def sd_notify(state: str, environ: Mapping[str, str] = os.environ) -> bool:
