@@ -138,6 +138,14 @@ MAX_VITAL_MS = 60_000
 MAX_CLS = 100
 
 
+#: An event this much older than the start of its session's visit still joins it (clock skew, batch order), in seconds.
+VISIT_BACKWARD_SECONDS = 5 * 60
+
+
+#: No visit spans more than this, in seconds: an event that would stretch one further starts a new visit.
+MAX_VISIT_SECONDS = DAY_SECONDS
+
+
 #: A previous period's salt is kept this long after its period ends, in seconds, for late batches.
 SALT_GRACE_SECONDS = HOUR_SECONDS
 
@@ -273,11 +281,7 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "IPs/CIDRs whose hits get 403 and are not stored (as Umami's IGNORE_IP); an IPv6 address covers its --ipv6-prefix.",
     ),
-    Setting(
-        "ipv6_prefix",
-        64,
-        "IPv6 clients count as one per network of this many bits for --rate-limit, the login limit and --ignore-ip.",
-    ),
+    Setting("ipv6_prefix", 64, "IPv6 network bits that name one client for --rate-limit, the login limit and --ignore-ip."),
     Setting("geoip_db", "", "A MaxMind-format City or Country database (.mmdb) for country, region and city."),
     Setting("embedded_geo", True, "Locate countries with the data shipped in the package (no download, ~6 MB)."),
     Setting("remove_trailing_slash", False, "Store /about/ as /about (as Umami's REMOVE_TRAILING_SLASH)."),
@@ -299,6 +303,7 @@ SETTINGS: tuple[Setting, ...] = (
         "The summary page's password hash (from `footfall password --print-hash`); overrides the "
         "one `footfall password` stores in the database.",
     ),
+    Setting("summary_timeout", 20, "Seconds a summary may compute; a slower one answers 503 (choose a shorter period)."),
     Setting("write_queue_max", 20_000, "Events that may wait to be written; beyond that requests get 503."),
     Setting("busy_timeout_ms", 5000, "How long a write waits for a lock held by another program before it gets 503."),
     Setting("log_level", "info", "Log verbosity.", ("debug", "info", "warning", "error")),
@@ -332,6 +337,7 @@ class Config:
     collect_path: str = ""
     timezone: str = "UTC"
     password_hash: str = ""
+    summary_timeout: int = 20
     write_queue_max: int = 20_000
     busy_timeout_ms: int = 5000
     log_level: str = "info"
@@ -1227,19 +1233,9 @@ def enrich(
 #: Headers that name a client address. None is believed unless the rule above says so; any of them (or another
 #: forwarding header) on a request means a proxy relayed it.
 CLIENT_IP_HEADERS = (
-    "x-forwarded-for",
-    "x-real-ip",
-    "forwarded",
-    "true-client-ip",
-    "cf-connecting-ip",
-    "fastly-client-ip",
-    "x-nf-client-connection-ip",
-    "do-connecting-ip",
-    "x-appengine-user-ip",
-    "x-client-ip",
-    "x-cluster-client-ip",
-    "x-forwarded",
-)
+    "x-forwarded-for", "x-real-ip", "forwarded", "true-client-ip", "cf-connecting-ip", "fastly-client-ip",
+    "x-nf-client-connection-ip", "do-connecting-ip", "x-appengine-user-ip", "x-client-ip", "x-cluster-client-ip", "x-forwarded"
+)  # fmt: skip
 
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -1328,8 +1324,8 @@ def _address_chain(headers: Mapping[str, str], name: str) -> list[str]:
 
 
 def _walk_from_right(chain: Sequence[str], peer: IPAddress | None, trusted: tuple[Network, ...]) -> IPAddress | None:
-    """The first address from the right that is not a trusted proxy; the leftmost when all are trusted; the last trusted
-    hop when an entry is not an address (what lies left of it was written by someone footfall cannot vouch for)."""
+    """The first address from the right that is not a trusted proxy (all trusted: the leftmost; an entry that is not an
+    address: the last trusted hop, as nobody footfall trusts wrote what lies left of it)."""
     hop = peer
     for entry in reversed(chain):
         address = normalize_ip(entry)
@@ -1588,6 +1584,9 @@ class SaltBook:
 class VisitTracker:
     """Which visit each recently active session is in, so visits split after ``timeout`` seconds of silence.
 
+    The rule (schema.sql, ``visit``): an event joins at most ``timeout`` after the visit's last event or at most
+    VISIT_BACKWARD_SECONDS before its first, if the visit then spans at most MAX_VISIT_SECONDS; else it starts its own.
+
     Map: session_id → [visit_id, started_at, last_seen]. Ordered oldest activity first, so eviction looks at the front.
     """
 
@@ -1607,7 +1606,11 @@ class VisitTracker:
     def visit_for(self, session_id: str, at: int) -> tuple[str, int]:
         """The (visit_id, started_at) an event of this session at time ``at`` belongs to; starts a visit when needed."""
         state = self._visits.get(session_id)
-        if state is not None and state[1] - self.timeout <= at <= state[2] + self.timeout:
+        if (
+            state is not None
+            and state[1] - VISIT_BACKWARD_SECONDS <= at <= state[2] + self.timeout
+            and max(state[2], at) - min(state[1], at) <= MAX_VISIT_SECONDS
+        ):
             if at > state[2]:
                 del self._visits[session_id]  # move to the end: most recently active
                 state[2] = at
@@ -1908,6 +1911,10 @@ SESSION_DATA_UPSERT = (
 )
 
 
+#: visit.started_at stays its first event's time when an event up to VISIT_BACKWARD_SECONDS earlier joins the visit.
+_VISIT_START_UPDATE = "UPDATE visit SET started_at = ?1 WHERE visit_key = ?2 AND started_at > ?1"
+
+
 _BOT_UPSERT = (
     "INSERT INTO bot_counter (website_key, day, hits) VALUES (?,?,?) "
     "ON CONFLICT (website_key, day) DO UPDATE SET hits = hits + excluded.hits"
@@ -2136,13 +2143,15 @@ class EventWriter:
                     session_keys[sid] = new_sessions[sid] = next_session
                     session_rows.append((next_session, *r.session))
             visit_keys = self._resolve(conn, "visit", [r.visit_id for r in records], self._visits)
-            visit_rows, event_rows, data_rows, session_data_rows = [], [], [], []
+            visit_rows, event_rows, data_rows, session_data_rows, earlier = [], [], [], [], []
             for r in records:
                 session_key = session_keys[r.session.session_id]
                 if r.visit_id not in visit_keys:
                     next_visit += 1
                     visit_keys[r.visit_id] = new_visits[r.visit_id] = next_visit
                     visit_rows.append((next_visit, r.visit_id, session_key, r.visit_started_at))
+                elif r.event is not None and r.event.created_at == r.visit_started_at:
+                    earlier.append((r.visit_started_at, visit_keys[r.visit_id]))  # it moved the visit's start back
                 if r.event is not None:
                     next_event += 1
                     event_rows.append((next_event, r.session.website_key, session_key, visit_keys[r.visit_id], *r.event))
@@ -2156,6 +2165,7 @@ class EventWriter:
                 (EVENT_DATA_INSERT, data_rows),
                 (SESSION_DATA_UPSERT, session_data_rows),
                 (_BOT_UPSERT, [(w, d, n) for (w, d), n in bots.items()]),
+                (_VISIT_START_UPDATE, earlier),
             ):
                 if rows:
                     conn.executemany(sql, rows)

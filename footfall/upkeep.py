@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from collector import DAY_SECONDS, Collection
 from footfall.auth import PageAuth
-from footfall.ops import ORPHAN_DELETES, prune_statement
+from footfall.ops import ORPHAN_DELETES, prune_statement, restart_visits, visits_cut_by_prune
 from footfall.rollups import ROLLUP_BUSY_EVENTS_PER_SECOND, ROLLUP_REFRESH_SECONDS, drop_pruned_rollups, hours_cut_by_prune
 from footfall.summary import SummaryReader
 
@@ -119,9 +119,12 @@ async def apply_retention(collection: Collection, summary: SummaryReader, now: f
     for website_key, days in sites:
         cutoff = int(now - days * DAY_SECONDS)
         repair = await summary.run(lambda conn: hours_cut_by_prune(conn, cutoff, website_key))  # noqa: B023
+        cut = await summary.run(lambda conn: visits_cut_by_prune(conn, cutoff, website_key))  # noqa: B023
         statement = prune_statement(cutoff, website_key)
         while deleted := await collection.execute([statement]):
             total += deleted
+        if cut:
+            await collection.execute(restart_visits(cut))
         await summary.run(lambda conn: drop_pruned_rollups(conn, cutoff, website_key, repair))  # noqa: B023
     if total:
         await collection.execute([(sql, ()) for sql in ORPHAN_DELETES])
