@@ -71,6 +71,17 @@ VITAL_THRESHOLDS = {"lcp": (2500, 4000), "inp": (200, 500), "cls": (0.1, 0.25), 
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
+#: The span a summary's start and end must lie in: 1970-01-01 to 2999-12-31 (UTC), far inside what dates, time zones
+#: and the previous period's arithmetic can represent (9999-12-31 or year 1 made them overflow).
+FIRST_SUMMARY_DAY, LAST_SUMMARY_DAY = dt.date(1970, 1, 1), dt.date(2999, 12, 31)
+
+
+_LAST_SUMMARY_SECONDS = int(dt.datetime(3000, 1, 1, tzinfo=dt.timezone.utc).timestamp())
+
+
+_OUT_OF_RANGE = f"start and end must lie between {FIRST_SUMMARY_DAY} and {LAST_SUMMARY_DAY}"
+
+
 class SummaryRange(NamedTuple):
     """The period a summary covers: [start, end) for the chart, [start, until) for the numbers, in Unix seconds."""
 
@@ -97,8 +108,12 @@ def _parse_day_or_time(text: str, zone: dt.tzinfo, inclusive_end: bool) -> int:
             day = dt.date.fromisoformat(text)
         except ValueError:
             raise bad_request(f"{text!r} is not a date") from None
+        if not FIRST_SUMMARY_DAY <= day <= LAST_SUMMARY_DAY:
+            raise bad_request(_OUT_OF_RANGE)
         return day_start(day + dt.timedelta(days=1) if inclusive_end else day, zone)
-    if re.fullmatch(r"[0-9]{1,12}", text):  # ASCII digits only: str.isdigit() also takes '³'
+    if re.fullmatch(r"[0-9]{1,20}", text):  # ASCII digits only: str.isdigit() also takes '³'
+        if int(text) > _LAST_SUMMARY_SECONDS:
+            raise bad_request(_OUT_OF_RANGE)
         return int(text)
     raise bad_request(f"{text[:40]!r} is neither a date (YYYY-MM-DD) nor Unix seconds")
 
