@@ -304,6 +304,9 @@ SETTINGS: tuple[Setting, ...] = (
         "one `footfall password` stores in the database.",
     ),
     Setting("summary_timeout", 20, "Seconds a summary may compute; a slower one answers 503 (choose a shorter period)."),
+    Setting("body_timeout", 10, "Seconds a client may take to send a request body; a slower one gets 408 and is dropped."),
+    Setting("header_timeout", 10, "Seconds a connection may take to send a request's headers before it is closed."),
+    Setting("max_connections", 1000, "Connections and requests in flight at once; more get 503 (keep under LimitNOFILE)."),
     Setting("write_queue_max", 20_000, "Events that may wait to be written; beyond that requests get 503."),
     Setting("busy_timeout_ms", 5000, "How long a write waits for a lock held by another program before it gets 503."),
     Setting("log_level", "info", "Log verbosity.", ("debug", "info", "warning", "error")),
@@ -338,6 +341,9 @@ class Config:
     timezone: str = "UTC"
     password_hash: str = ""
     summary_timeout: int = 20
+    body_timeout: int = 10
+    header_timeout: int = 10
+    max_connections: int = 1000
     write_queue_max: int = 20_000
     busy_timeout_ms: int = 5000
     log_level: str = "info"
@@ -1222,13 +1228,11 @@ def enrich(
 ###############################################################################################################################
 # Client and location
 ###############################################################################################################################
-# Who sent a hit and from where, by one rule (README, "Behind a reverse proxy"). Forwarding headers are believed only from
-# trusted proxies (footfall differs from Umami, which believes them from anyone, and believes vendor headers such as
-# True-Client-IP first). From a trusted peer, X-Forwarded-For is walked from the right: each proxy appends the address it
-# got the request from, so the entries a visitor wrote themselves are on the left, and the first address from the right
-# that is not a trusted proxy is the client. X-Real-IP counts only when there is no X-Forwarded-For. Vendor headers count
-# only when the operator names one (--client-ip-header), CDN location headers only when the operator names the CDN
-# (--cdn-geo). The IP itself is never stored.
+# Who sent a hit, by one rule (README, "Behind a reverse proxy"): forwarding headers only from trusted proxies (Umami
+# believes them from anyone, vendor headers such as True-Client-IP first). X-Forwarded-For is walked from the right, as
+# each proxy appends the address it got the request from and a visitor's own entries sit on the left; X-Real-IP only
+# without it. Vendor headers only when named (--client-ip-header), CDN location headers only with --cdn-geo. The IP
+# itself is never stored.
 
 #: Headers that name a client address. None is believed unless the rule above says so; any of them (or another
 #: forwarding header) on a request means a proxy relayed it.

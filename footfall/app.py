@@ -1,13 +1,15 @@
 """The app assembly: ``create_app(config)`` wires the collector's routes, the page, errors and the lifespan.
 
-Owns: start-up and shutdown order (collection, auth, geo, summary reader, upkeep), what goes on ``app.state``, CORS, and
-systemd's sd_notify. Imports collector and every footfall module below it; nothing imports it but the CLI.
+Owns: start-up and shutdown order (collection, auth, geo, summary reader, upkeep), what goes on ``app.state``, CORS for
+the collection routes, the request-body timeout, and systemd's sd_notify. Imports collector and every footfall module
+below it; nothing imports it but the CLI.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -87,6 +89,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
     return Litestar(
         route_handlers=handlers,
         lifespan=[lifespan],
+        middleware=[functools.partial(body_guard, timeout=config.body_timeout)],
         exception_handlers={ApiError: handle_api_error, HTTPException: handle_http_exception, Exception: handle_server_error},
         template_config=TemplateConfig(directory=asset_path("templates"), engine=JinjaTemplateEngine),
         request_max_body_size=config.batch_max_bytes,
@@ -94,6 +97,45 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
         logging_config=None,  # footfall configures logging itself (key=value lines, no IPs); Litestar's would add handlers
         debug=False,
     )
+
+
+def body_guard(app: ASGIApp, timeout: float) -> ASGIApp:
+    """Bound how long a request body may take (--body-timeout, counted from the first read), and turn a client that
+    hangs up mid-body into one log line instead of a traceback.
+
+    A stalled body gets 408 and the connection is closed; a client that disconnected gets nothing (it is gone). Both are
+    ApiErrors raised from ``receive``, so the handler stops where it is and the error handler renders them.
+    """
+
+    async def guard(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        deadline: float | None = None
+        complete = False
+
+        async def guarded_receive() -> Message:
+            nonlocal deadline, complete
+            if complete:
+                return await receive()
+            loop = asyncio.get_running_loop()
+            deadline = deadline or loop.time() + timeout
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.001))
+            except asyncio.TimeoutError:
+                log.info("event=body-timeout method=%s path=%s seconds=%g", scope["method"], scope["path"], timeout)
+                raise ApiError(
+                    408, "request-timeout", f"The request body did not arrive within {timeout:g} s.", {"Connection": "close"}
+                ) from None
+            if message["type"] == "http.disconnect":
+                log.info("event=client-disconnected method=%s path=%s", scope["method"], scope["path"])
+                raise ApiError(400, "client-disconnected", "The client disconnected before sending the whole body.")
+            complete = not message.get("more_body", False)
+            return message
+
+        await app(scope, guarded_receive, send)
+
+    return guard
 
 
 #: CORS answers of the collection routes. The browser tracker posts JSON with an x-umami-cache header from the site's
