@@ -138,6 +138,14 @@ MAX_VITAL_MS = 60_000
 MAX_CLS = 100
 
 
+#: An event this much older than the start of its session's visit still joins it (clock skew, batch order), in seconds.
+VISIT_BACKWARD_SECONDS = 5 * 60
+
+
+#: No visit spans more than this, in seconds: an event that would stretch one further starts a new visit.
+MAX_VISIT_SECONDS = DAY_SECONDS
+
+
 #: A previous period's salt is kept this long after its period ends, in seconds, for late batches.
 SALT_GRACE_SECONDS = HOUR_SECONDS
 
@@ -253,16 +261,27 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "trusted_proxies",
         "127.0.0.1/32,::1/128",
-        "Peers (comma list of IPs/CIDRs) whose forwarding and CDN location headers are believed.",
+        "Peers (comma list of IPs/CIDRs) whose forwarding headers are believed; skipped when walking X-Forwarded-For.",
     ),
     Setting(
         "client_ip_header",
         "",
-        "Read the client IP only from this header (as Umami's CLIENT_IP_HEADER); "
-        "empty: Umami's list (cf-connecting-ip, x-real-ip, x-forwarded-for, …).",
+        "Read the client IP only from this header, e.g. cf-connecting-ip behind Cloudflare (as Umami's CLIENT_IP_HEADER); "
+        "empty: X-Forwarded-For walked from the right past trusted proxies, else X-Real-IP.",
+    ),
+    Setting(
+        "cdn_geo",
+        "off",
+        "Believe this CDN's location headers from trusted proxies (cloudflare: CF-IPCountry …); off: locate by address.",
+        ("off", "cloudflare", "vercel", "cloudfront", "edgeone"),
     ),
     Setting("allow_payload_ip", False, "Honour payload.ip from any sender, not only from trusted proxies."),
-    Setting("ignore_ip", "", "IPs/CIDRs whose hits get 403 and are not stored (as Umami's IGNORE_IP)."),
+    Setting(
+        "ignore_ip",
+        "",
+        "IPs/CIDRs whose hits get 403 and are not stored (as Umami's IGNORE_IP); an IPv6 address covers its --ipv6-prefix.",
+    ),
+    Setting("ipv6_prefix", 64, "IPv6 network bits that name one client for --rate-limit, the login limit and --ignore-ip."),
     Setting("geoip_db", "", "A MaxMind-format City or Country database (.mmdb) for country, region and city."),
     Setting("embedded_geo", True, "Locate countries with the data shipped in the package (no download, ~6 MB)."),
     Setting("remove_trailing_slash", False, "Store /about/ as /about (as Umami's REMOVE_TRAILING_SLASH)."),
@@ -284,6 +303,10 @@ SETTINGS: tuple[Setting, ...] = (
         "The summary page's password hash (from `footfall password --print-hash`); overrides the "
         "one `footfall password` stores in the database.",
     ),
+    Setting("summary_timeout", 20, "Seconds a summary may compute; a slower one answers 503 (choose a shorter period)."),
+    Setting("body_timeout", 10, "Seconds a client may take to send a request body; a slower one gets 408 and is dropped."),
+    Setting("header_timeout", 10, "Seconds a connection may take to send a request's headers before it is closed."),
+    Setting("max_connections", 1000, "Connections and requests in flight at once; more get 503 (keep under LimitNOFILE)."),
     Setting("write_queue_max", 20_000, "Events that may wait to be written; beyond that requests get 503."),
     Setting("busy_timeout_ms", 5000, "How long a write waits for a lock held by another program before it gets 503."),
     Setting("log_level", "info", "Log verbosity.", ("debug", "info", "warning", "error")),
@@ -305,8 +328,10 @@ class Config:
     bot_check: bool = True
     trusted_proxies: str = "127.0.0.1/32,::1/128"
     client_ip_header: str = ""
+    cdn_geo: str = "off"
     allow_payload_ip: bool = False
     ignore_ip: str = ""
+    ipv6_prefix: int = 64
     geoip_db: str = ""
     embedded_geo: bool = True
     remove_trailing_slash: bool = False
@@ -315,6 +340,10 @@ class Config:
     collect_path: str = ""
     timezone: str = "UTC"
     password_hash: str = ""
+    summary_timeout: int = 20
+    body_timeout: int = 10
+    header_timeout: int = 10
+    max_connections: int = 1000
     write_queue_max: int = 20_000
     busy_timeout_ms: int = 5000
     log_level: str = "info"
@@ -407,6 +436,8 @@ def load_config(options: Mapping[str, Any], environ: Mapping[str, str]) -> Confi
     load_zone(config.timezone)
     if config.password_hash:
         check_password_hash(config.password_hash)
+    if config.ipv6_prefix > 128:
+        raise ConfigError(f"ipv6_prefix must be at most 128 bits, not {config.ipv6_prefix}")
     parse_networks(config.trusted_proxies, "trusted_proxies")
     parse_networks(config.ignore_ip, "ignore_ip")
     parse_rate(config.rate_limit)
@@ -1197,25 +1228,18 @@ def enrich(
 ###############################################################################################################################
 # Client and location
 ###############################################################################################################################
-# Who sent a hit and from where. Forwarding headers are believed only from trusted proxies (footfall differs from Umami,
-# which believes them from anyone); the location comes from a trusted CDN's headers, else a MaxMind-format database given
-# with --geoip-db, else the country data embedded with the package. The IP itself is never stored.
+# Who sent a hit, by one rule (README, "Behind a reverse proxy"): forwarding headers only from trusted proxies (Umami
+# believes them from anyone, vendor headers such as True-Client-IP first). X-Forwarded-For is walked from the right, as
+# each proxy appends the address it got the request from and a visitor's own entries sit on the left; X-Real-IP only
+# without it. Vendor headers only when named (--client-ip-header), CDN location headers only with --cdn-geo. The IP
+# itself is never stored.
 
-#: Headers Umami reads the client address from, in its order (src/lib/ip.ts); the first one present wins.
+#: Headers that name a client address. None is believed unless the rule above says so; any of them (or another
+#: forwarding header) on a request means a proxy relayed it.
 CLIENT_IP_HEADERS = (
-    "true-client-ip",
-    "cf-connecting-ip",
-    "fastly-client-ip",
-    "x-nf-client-connection-ip",
-    "do-connecting-ip",
-    "x-real-ip",
-    "x-appengine-user-ip",
-    "x-forwarded-for",
-    "forwarded",
-    "x-client-ip",
-    "x-cluster-client-ip",
-    "x-forwarded",
-)
+    "x-forwarded-for", "x-real-ip", "forwarded", "true-client-ip", "cf-connecting-ip", "fastly-client-ip",
+    "x-nf-client-connection-ip", "do-connecting-ip", "x-appengine-user-ip", "x-client-ip", "x-cluster-client-ip", "x-forwarded"
+)  # fmt: skip
 
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -1224,17 +1248,23 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-_FORWARDED_FOR_RE = re.compile(r'for="?(\[[0-9a-fA-F:.]+\]|[0-9a-fA-F:.]+)', re.IGNORECASE)
+_FORWARDED_FOR_RE = re.compile(r'for="?(\[[^\]"]*\]?|[^;,"\s]*)', re.IGNORECASE)
 
 
-def parse_networks(text: str, setting: str) -> tuple[Network, ...]:
-    """A comma list of IPs and CIDRs (IPv4 and IPv6) as networks; ConfigError naming the bad entry."""
-    networks = []
+def parse_networks(text: str, setting: str, ipv6_prefix: int = 128) -> tuple[Network, ...]:
+    """A comma list of IPs and CIDRs (IPv4 and IPv6) as networks; ConfigError naming the bad entry.
+
+    IPv6 entries narrower than ``ipv6_prefix`` bits are widened to it (for --ignore-ip, where one address stands for its /64).
+    """
+    networks: list[Network] = []
     for item in filter(None, (part.strip() for part in text.split(","))):
         try:
-            networks.append(ipaddress.ip_network(item, strict=False))
+            network = ipaddress.ip_network(item, strict=False)
         except ValueError:
             raise ConfigError(f"{setting}: {item!r} is not an IP address or CIDR range") from None
+        if network.version == 6 and network.prefixlen > ipv6_prefix:
+            network = network.supernet(new_prefix=ipv6_prefix)
+        networks.append(network)
     return tuple(networks)
 
 
@@ -1273,7 +1303,7 @@ class Client(NamedTuple):
     """The resolved sender of a hit."""
 
     address: IPAddress | None
-    trusted_peer: bool  # the socket peer is a trusted proxy, so its forwarding and CDN headers are believed
+    trusted_peer: bool  # the socket peer is a trusted proxy, so its forwarding (and, with --cdn-geo, CDN) headers count
     from_payload: bool  # payload.ip was used (CDN location headers then describe the proxy's client, not this one)
 
     @property
@@ -1281,29 +1311,55 @@ class Client(NamedTuple):
         return "" if self.address is None else str(self.address)
 
 
+def _header_text(headers: Mapping[str, str], name: str) -> str:
+    """Every value of a header, in order, joined by commas (a proxy may add a second X-Forwarded-For line)."""
+    getall = getattr(headers, "getall", None)
+    if getall is not None:
+        return ",".join(getall(name, []))
+    return headers.get(name) or ""
+
+
+def _address_chain(headers: Mapping[str, str], name: str) -> list[str]:
+    """The addresses a forwarding header lists, leftmost (the first hop's claim) first."""
+    text = _header_text(headers, name)
+    if name == "forwarded":
+        return _FORWARDED_FOR_RE.findall(text)
+    return text.split(",") if text else []
+
+
+def _walk_from_right(chain: Sequence[str], peer: IPAddress | None, trusted: tuple[Network, ...]) -> IPAddress | None:
+    """The first address from the right that is not a trusted proxy (all trusted: the leftmost; an entry that is not an
+    address: the last trusted hop, as nobody footfall trusts wrote what lies left of it)."""
+    hop = peer
+    for entry in reversed(chain):
+        address = normalize_ip(entry)
+        if address is None:
+            return hop
+        if not in_any(address, trusted):
+            return address
+        hop = address
+    return hop
+
+
 def resolve_client(peer: str, headers: Mapping[str, str], payload_ip: str | None, policy: ClientPolicy) -> Client:
-    """The client address: payload.ip (if allowed), else a forwarding header from a trusted proxy, else the socket peer."""
+    """The client address: payload.ip (if allowed), else from a trusted proxy's forwarding headers, else the socket peer.
+
+    From a trusted peer: --client-ip-header's header alone when set (a list in it is walked from the right too); otherwise
+    X-Forwarded-For walked from the right past trusted proxies, and X-Real-IP only when there is no X-Forwarded-For.
+    """
     peer_address = normalize_ip(peer)
     trusted = in_any(peer_address, policy.trusted)
     if payload_ip and (trusted or policy.allow_payload_ip):
         address = normalize_ip(payload_ip)
         if address is not None:
             return Client(address, trusted, True)
-    if trusted:
-        for name in (policy.header,) if policy.header else CLIENT_IP_HEADERS:
-            value = headers.get(name)
-            if not value:
-                continue
-            if name == "x-forwarded-for":
-                value = value.partition(",")[0]
-            elif name == "forwarded":
-                match = _FORWARDED_FOR_RE.search(value)
-                value = match.group(1) if match else ""
-            address = normalize_ip(value)
-            if address is not None:
-                return Client(address, True, False)
-            break  # as Umami, only the first header present counts; garbage in it falls back to the peer
-    return Client(peer_address, trusted, False)
+    if not trusted:
+        return Client(peer_address, False, False)
+    if policy.header:
+        chain = _address_chain(headers, policy.header)
+    else:
+        chain = _address_chain(headers, "x-forwarded-for") or _address_chain(headers, "x-real-ip")[:1]
+    return Client(_walk_from_right(chain, peer_address, policy.trusted), True, False)
 
 
 _RATE_RE = re.compile(r"(\d+)\s*/\s*([sm])")
@@ -1319,22 +1375,45 @@ def parse_rate(text: str) -> float | None:
     return int(match.group(1)) / (1 if match.group(2) == "s" else 60)
 
 
-class RateLimiter:
-    """A token bucket per client address: ``rate`` requests a second, bursts up to one second's (or minute's) worth.
+#: Clients a RateLimiter tracks at most; past that the least recently seen are dropped (each costs ~250 bytes).
+MAX_RATE_BUCKETS = 100_000
 
-    Buckets idle long enough to be full again are dropped by ``sweep()``, so memory follows the active clients only.
+
+def limit_key(address: IPAddress | None, ipv6_prefix: int) -> int | None:
+    """Who a limit counts: an IPv4 address, or the /ipv6_prefix network of an IPv6 one (kept above 2**128, so the two
+    never collide). A /64 is one household's, and its addresses cost nothing to rotate."""
+    if address is None:
+        return None
+    if address.version == 4:
+        return int(address)
+    return (1 << 128) | (int(address) >> (128 - ipv6_prefix))
+
+
+class RateLimiter:
+    """A token bucket per client (IPv4 address or IPv6 network): ``rate`` requests a second, bursts up to ``burst``.
+
+    Buckets are kept least recently used first. ``sweep()`` drops those idle long enough to be full again, so memory
+    follows the active clients; at ``max_buckets`` the least recently used one goes (that client starts full again).
     """
 
-    def __init__(self, rate: float, burst: float) -> None:
+    def __init__(self, rate: float, burst: float, ipv6_prefix: int = 64, max_buckets: int = MAX_RATE_BUCKETS) -> None:
         self.rate = rate
         self.burst = max(1.0, burst)
-        self._buckets: dict[IPAddress | None, list[float]] = {}  # address → [tokens, last refill time]
+        self.ipv6_prefix = ipv6_prefix
+        self.max_buckets = max_buckets
+        self._buckets: dict[int | None, list[float]] = {}  # limit_key → [tokens, last refill time]
 
     def check(self, address: IPAddress | None, now: float) -> None:
-        """Take one token for ``address``, or raise 429 saying when the next one is due."""
-        bucket = self._buckets.get(address)
+        """Take one token for ``address``'s bucket, or raise 429 saying when the next one is due."""
+        key = limit_key(address, self.ipv6_prefix)
+        bucket = self._buckets.pop(key, None)
         if bucket is None:
-            bucket = self._buckets[address] = [self.burst, now]
+            if len(self._buckets) >= self.max_buckets:
+                self.sweep(now)
+                while len(self._buckets) >= self.max_buckets:
+                    del self._buckets[next(iter(self._buckets))]
+            bucket = [self.burst, now]
+        self._buckets[key] = bucket  # (re)inserted last: the most recently used
         bucket[0] = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
         bucket[1] = now
         if bucket[0] < 1:
@@ -1342,8 +1421,14 @@ class RateLimiter:
         bucket[0] -= 1
 
     def sweep(self, now: float) -> None:
+        """Forget the buckets that are full again (from the least recently used, so it stops at the first active one)."""
         full_after = self.burst / self.rate
-        self._buckets = {a: b for a, b in self._buckets.items() if now - b[1] < full_after}
+        buckets = self._buckets
+        while buckets:
+            key = next(iter(buckets))
+            if now - buckets[key][1] < full_after:
+                break
+            del buckets[key]
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -1376,7 +1461,7 @@ def client_policy(config: Config) -> ClientPolicy:
         parse_networks(config.trusted_proxies, "trusted_proxies"),
         config.client_ip_header.lower() or None,
         config.allow_payload_ip,
-        parse_networks(config.ignore_ip, "ignore_ip"),
+        parse_networks(config.ignore_ip, "ignore_ip", config.ipv6_prefix),
     )
 
 
@@ -1503,6 +1588,9 @@ class SaltBook:
 class VisitTracker:
     """Which visit each recently active session is in, so visits split after ``timeout`` seconds of silence.
 
+    The rule (schema.sql, ``visit``): an event joins at most ``timeout`` after the visit's last event or at most
+    VISIT_BACKWARD_SECONDS before its first, if the visit then spans at most MAX_VISIT_SECONDS; else it starts its own.
+
     Map: session_id → [visit_id, started_at, last_seen]. Ordered oldest activity first, so eviction looks at the front.
     """
 
@@ -1522,7 +1610,11 @@ class VisitTracker:
     def visit_for(self, session_id: str, at: int) -> tuple[str, int]:
         """The (visit_id, started_at) an event of this session at time ``at`` belongs to; starts a visit when needed."""
         state = self._visits.get(session_id)
-        if state is not None and state[1] - self.timeout <= at <= state[2] + self.timeout:
+        if (
+            state is not None
+            and state[1] - VISIT_BACKWARD_SECONDS <= at <= state[2] + self.timeout
+            and max(state[2], at) - min(state[1], at) <= MAX_VISIT_SECONDS
+        ):
             if at > state[2]:
                 del self._visits[session_id]  # move to the end: most recently active
                 state[2] = at
@@ -1823,6 +1915,10 @@ SESSION_DATA_UPSERT = (
 )
 
 
+#: visit.started_at stays its first event's time when an event up to VISIT_BACKWARD_SECONDS earlier joins the visit.
+_VISIT_START_UPDATE = "UPDATE visit SET started_at = ?1 WHERE visit_key = ?2 AND started_at > ?1"
+
+
 _BOT_UPSERT = (
     "INSERT INTO bot_counter (website_key, day, hits) VALUES (?,?,?) "
     "ON CONFLICT (website_key, day) DO UPDATE SET hits = hits + excluded.hits"
@@ -2051,13 +2147,15 @@ class EventWriter:
                     session_keys[sid] = new_sessions[sid] = next_session
                     session_rows.append((next_session, *r.session))
             visit_keys = self._resolve(conn, "visit", [r.visit_id for r in records], self._visits)
-            visit_rows, event_rows, data_rows, session_data_rows = [], [], [], []
+            visit_rows, event_rows, data_rows, session_data_rows, earlier = [], [], [], [], []
             for r in records:
                 session_key = session_keys[r.session.session_id]
                 if r.visit_id not in visit_keys:
                     next_visit += 1
                     visit_keys[r.visit_id] = new_visits[r.visit_id] = next_visit
                     visit_rows.append((next_visit, r.visit_id, session_key, r.visit_started_at))
+                elif r.event is not None and r.event.created_at == r.visit_started_at:
+                    earlier.append((r.visit_started_at, visit_keys[r.visit_id]))  # it moved the visit's start back
                 if r.event is not None:
                     next_event += 1
                     event_rows.append((next_event, r.session.website_key, session_key, visit_keys[r.visit_id], *r.event))
@@ -2071,6 +2169,7 @@ class EventWriter:
                 (EVENT_DATA_INSERT, data_rows),
                 (SESSION_DATA_UPSERT, session_data_rows),
                 (_BOT_UPSERT, [(w, d, n) for (w, d), n in bots.items()]),
+                (_VISIT_START_UPDATE, earlier),
             ):
                 if rows:
                     conn.executemany(sql, rows)
@@ -2124,7 +2223,7 @@ class Collection:
         self.policy = client_policy(config)
         rate = parse_rate(config.rate_limit)
         unit = 60 if config.rate_limit.strip().lower().endswith("m") else 1
-        self.rate_limiter = RateLimiter(rate, rate * unit) if rate else None
+        self.rate_limiter = RateLimiter(rate, rate * unit, config.ipv6_prefix) if rate else None
         self.prepared: Prepared | None = None
         self._missing_websites: dict[str, float] = {}  # website id → monotonic time until which it counts as missing
 
@@ -2370,7 +2469,7 @@ def load_tracker(collect_path: str = "") -> Asset:
     return make_asset(body, "text/javascript; charset=utf-8")
 
 
-_SCRIPT_HEADERS = {"Cache-Control": f"public, max-age={DAY_SECONDS}", "Access-Control-Allow-Origin": "*"}
+_SCRIPT_HEADERS = {"Cache-Control": f"public, max-age={DAY_SECONDS}"}  # CORS: the app assembly's, for these routes only
 
 
 async def get_script(request: Request) -> Response:

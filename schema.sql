@@ -84,7 +84,11 @@ CREATE TABLE IF NOT EXISTS session (
 );
 
 -- One row per visit: a run of a session's activity with no gap longer than --visit-timeout (30 minutes by default).
--- Written by the collector when a visit starts.
+-- Written by the collector when a visit starts. The rule: an event joins its session's visit if it is at most
+-- --visit-timeout after the visit's last event, or at most 5 minutes before its first (clock skew, batch items out of
+-- order), and the visit then spans at most 24 hours from its first event to its last; otherwise the event starts a visit
+-- of its own. So no visit is longer than 24 h, and events sent ever further back in time are separate visits, not one
+-- chain. started_at follows the visit's earliest event (it moves back when an earlier one joins).
 CREATE TABLE IF NOT EXISTS visit (
     visit_key   INTEGER PRIMARY KEY,               -- small key the events use
     visit_id    TEXT    NOT NULL UNIQUE            -- the UUID returned as visitId
@@ -92,7 +96,8 @@ CREATE TABLE IF NOT EXISTS visit (
     session_key INTEGER NOT NULL REFERENCES session (session_key), -- the visit's session
     started_at  INTEGER NOT NULL                   -- time of the visit's first event, Unix seconds
 );
-CREATE INDEX IF NOT EXISTS idx_visit_session_key ON visit (session_key);
+-- A session's visits in time order (the summary's visitor counts look up each visit's neighbours).
+CREATE INDEX IF NOT EXISTS idx_visit_session_key_started_at ON visit (session_key, started_at);
 
 -----------------------------------------------------------------------------------------------------------------------------
 -- Events

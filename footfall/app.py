@@ -1,13 +1,15 @@
 """The app assembly: ``create_app(config)`` wires the collector's routes, the page, errors and the lifespan.
 
-Owns: start-up and shutdown order (collection, auth, geo, summary reader, upkeep), what goes on ``app.state``, CORS, and
-systemd's sd_notify. Imports collector and every footfall module below it; nothing imports it but the CLI.
+Owns: start-up and shutdown order (collection, auth, geo, summary reader, upkeep), what goes on ``app.state``, CORS for
+the collection routes, the request-body timeout, and systemd's sd_notify. Imports collector and every footfall module
+below it; nothing imports it but the CLI.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -15,11 +17,12 @@ import time
 from collections.abc import Callable, Mapping
 
 import msgspec
-from litestar import Litestar, get
-from litestar.config.cors import CORSConfig
+from litestar import Litestar, Router, get
+from litestar.datastructures import Headers, MutableScopeHeaders
 from litestar.exceptions import HTTPException
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from collector import (
     DAY_SECONDS,
@@ -45,10 +48,10 @@ log = logging.getLogger("footfall")
 
 def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litestar:
     """The Litestar app: the collector's routes, the page, Umami-shaped errors, and the lifespan that runs them."""
-    locator = Locator([])
+    locator = Locator([], config.cdn_geo)
     collection = Collection(config, clock, locate=lambda client, headers: locator(client, headers))
-    summary = SummaryReader(config.db, config.busy_timeout_ms, config.timezone, clock)
-    auth = PageAuth(config.password_hash)
+    summary = SummaryReader(config.db, config.busy_timeout_ms, config.timezone, clock, config.summary_timeout)
+    auth = PageAuth(config.password_hash, config.ipv6_prefix)
     upkeep = Upkeep(collection, summary, auth)
 
     @contextlib.asynccontextmanager
@@ -78,17 +81,15 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
             await summary.close()
             locator.close()
 
-    handlers = [*collection_routes(config), *page_routes(), get("/api/openapi.json", include_in_schema=False)(get_openapi)]
+    handlers = [
+        Router("/", route_handlers=collection_routes(config), middleware=[collection_cors]),
+        *page_routes(),
+        get("/api/openapi.json", include_in_schema=False)(get_openapi),
+    ]
     return Litestar(
         route_handlers=handlers,
         lifespan=[lifespan],
-        # The browser tracker posts JSON with an x-umami-cache header from the site's origin, which needs a preflight.
-        cors_config=CORSConfig(
-            allow_origins=["*"],
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["content-type", "x-umami-cache"],
-            max_age=DAY_SECONDS,
-        ),
+        middleware=[functools.partial(body_guard, timeout=config.body_timeout)],
         exception_handlers={ApiError: handle_api_error, HTTPException: handle_http_exception, Exception: handle_server_error},
         template_config=TemplateConfig(directory=asset_path("templates"), engine=JinjaTemplateEngine),
         request_max_body_size=config.batch_max_bytes,
@@ -96,6 +97,80 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
         logging_config=None,  # footfall configures logging itself (key=value lines, no IPs); Litestar's would add handlers
         debug=False,
     )
+
+
+def body_guard(app: ASGIApp, timeout: float) -> ASGIApp:
+    """Bound how long a request body may take (--body-timeout, counted from the first read), and turn a client that
+    hangs up mid-body into one log line instead of a traceback.
+
+    A stalled body gets 408 and the connection is closed; a client that disconnected gets nothing (it is gone). Both are
+    ApiErrors raised from ``receive``, so the handler stops where it is and the error handler renders them.
+    """
+
+    async def guard(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        deadline: float | None = None
+        complete = False
+
+        async def guarded_receive() -> Message:
+            nonlocal deadline, complete
+            if complete:
+                return await receive()
+            loop = asyncio.get_running_loop()
+            deadline = deadline or loop.time() + timeout
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.001))
+            except asyncio.TimeoutError:
+                log.info("event=body-timeout method=%s path=%s seconds=%g", scope["method"], scope["path"], timeout)
+                raise ApiError(
+                    408, "request-timeout", f"The request body did not arrive within {timeout:g} s.", {"Connection": "close"}
+                ) from None
+            if message["type"] == "http.disconnect":
+                log.info("event=client-disconnected method=%s path=%s", scope["method"], scope["path"])
+                raise ApiError(400, "client-disconnected", "The client disconnected before sending the whole body.")
+            complete = not message.get("more_body", False)
+            return message
+
+        await app(scope, guarded_receive, send)
+
+    return guard
+
+
+#: CORS answers of the collection routes. The browser tracker posts JSON with an x-umami-cache header from the site's
+#: origin, which needs a preflight; any site may send hits and load the tracker, and nothing else is readable cross-origin.
+_CORS_PREFLIGHT = [
+    (b"access-control-allow-origin", b"*"),
+    (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+    (b"access-control-allow-headers", b"content-type, x-umami-cache"),
+    (b"access-control-max-age", str(DAY_SECONDS).encode()),
+    (b"content-length", b"0"),
+]
+
+
+def collection_cors(app: ASGIApp) -> ASGIApp:
+    """CORS for the collection routes only (mounted on their Router): preflights answered, ``*`` on every answer.
+
+    Litestar's cors_config applies to the whole app, the page and its JSON included, so it is not used; the page, its
+    JSON, login and share links send no CORS header and get no CORS preflight.
+    """
+
+    async def cors(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = Headers.from_scope(scope)
+        if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
+            await send({"type": "http.response.start", "status": 204, "headers": _CORS_PREFLIGHT})
+            await send({"type": "http.response.body", "body": b""})
+            return
+
+        async def send_with_origin(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableScopeHeaders.from_message(message)["Access-Control-Allow-Origin"] = "*"
+            await send(message)
+
+        await app(scope, receive, send_with_origin)
+
+    return cors
 
 
 def sd_notify(state: str, environ: Mapping[str, str] = os.environ) -> bool:

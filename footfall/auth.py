@@ -45,8 +45,16 @@ LOGIN_BURST = 5
 LOGIN_REFILL_SECONDS = 12
 
 
-#: Headers a reverse proxy adds: with any of them a loopback peer is not the local user.
-_PROXY_HEADERS = (*CLIENT_IP_HEADERS, "x-forwarded-host", "x-forwarded-proto", "via")
+#: Clients the login limiter tracks at most between sweeps (a client is forgotten once its burst is back, a minute).
+LOGIN_LIMITER_MAX_CLIENTS = 10_000
+
+
+#: Headers a reverse proxy or CDN adds (and any X-Forwarded-*): with one of them a loopback peer is not the local user.
+_PROXY_HEADERS = frozenset((*CLIENT_IP_HEADERS, "via", "cdn-loop", "cf-ray", "cf-visitor", "x-forwarded-host"))
+
+
+#: Host names that are this machine whatever DNS says (a rebinding attack names its own domain, which is not on the list).
+_LOOPBACK_NAMES = frozenset({"localhost"})
 
 
 def hash_password(password: str) -> str:
@@ -85,22 +93,51 @@ def read_session_cookie(value: str | None, key: bytes, password_hash: str, now: 
     return hmac.compare_digest(mac, wanted)
 
 
+def _host_name(host: str) -> str:
+    """The name in a Host header, without its port and brackets ('[::1]:8000' → '::1', 'LocalHost:80' → 'localhost')."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.partition(":")[0] if host.count(":") == 1 else host
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a Host header names this machine: localhost or a loopback address, any port."""
+    name = _host_name(host)
+    if name in _LOOPBACK_NAMES:
+        return True
+    address = normalize_ip(name)
+    return address is not None and address.is_loopback
+
+
 def is_local_browser(request: Request) -> bool:
-    """A request from this very machine, not relayed by a proxy (the only ones served before a password is set)."""
+    """A request from this very machine, for this very machine, not relayed by a proxy (the only ones served before a
+    password is set): a loopback peer, a loopback Host (so DNS rebinding to 127.0.0.1 is refused), and no forwarding
+    header at all (a proxy on this host always adds one; without one, e.g. nginx with no proxy_set_header, the Host
+    header still names the public site)."""
     client = request.scope.get("client")
     address = normalize_ip(client[0] if client else None)
-    return address is not None and address.is_loopback and not any(h in request.headers for h in _PROXY_HEADERS)
+    if address is None or not address.is_loopback or not is_loopback_host(request.headers.get("host", "")):
+        return False
+    return not any(name in _PROXY_HEADERS or name.startswith("x-forwarded-") for name in request.headers.keys())
+
+
+def _origin_host(origin: str) -> str:
+    parts = urlsplit(origin)
+    return parts.netloc.lower() if parts.scheme in ("http", "https") else ""
 
 
 def is_same_origin(request: Request) -> bool:
-    """Whether a form post comes from footfall's own pages (Fetch Metadata, else the Origin header)."""
-    site = request.headers.get("sec-fetch-site")
-    if site is not None:
-        return site in ("same-origin", "none")
+    """Whether a form post comes from footfall's own pages: its Origin names this host (Host, or the X-Forwarded-Host a
+    proxy set) and Fetch Metadata, when sent, says same-origin. A request with neither is not from a browser (curl,
+    scripts) and passes; browser sessions are protected by SameSite=Strict as well."""
     origin = request.headers.get("origin")
-    if origin is None:
-        return True  # not a browser (curl, scripts); browser sessions are protected by SameSite=Strict anyway
-    return origin != "null" and urlsplit(origin).netloc == request.headers.get("host", "")
+    if origin is not None:
+        hosts = {request.headers.get("host", "").lower(), request.headers.get("x-forwarded-host", "").lower()} - {""}
+        if origin == "null" or _origin_host(origin) not in hosts:
+            return False
+    site = request.headers.get("sec-fetch-site")
+    return site is None or site in ("same-origin", "none")
 
 
 def safe_next(target: str | None) -> str:
@@ -118,12 +155,13 @@ def new_share_token() -> str:
 class PageAuth:
     """Who may read the page: the password hash in force, the cookie key, and the login limiter."""
 
-    def __init__(self, configured_hash: str) -> None:
+    def __init__(self, configured_hash: str, ipv6_prefix: int = 64) -> None:
         #: --password-hash / FOOTFALL_PASSWORD_HASH; when set it overrides the hash `footfall password` stores.
         self.configured_hash = configured_hash
         self.password_hash = configured_hash
         self.cookie_key = b""
-        self.login_limiter = RateLimiter(1 / LOGIN_REFILL_SECONDS, LOGIN_BURST)
+        #: Per client (IPv6: per --ipv6-prefix network); swept by upkeep, and bounded in between.
+        self.login_limiter = RateLimiter(1 / LOGIN_REFILL_SECONDS, LOGIN_BURST, ipv6_prefix, LOGIN_LIMITER_MAX_CLIENTS)
         self._checks = asyncio.Semaphore(2)  # scrypt costs 16 MiB and ~50 ms: never many at once
 
     def start(self, install_secret: str) -> None:

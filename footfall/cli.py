@@ -48,6 +48,7 @@ from footfall.ops import (
     site_stats,
 )
 from footfall.rollups import set_setting
+from footfall.server import uvicorn_config
 from footfall.umami import export_umami, import_umami
 
 
@@ -115,20 +116,7 @@ def serve(**options: Any) -> None:
             sd_notify("STOPPING=1\nSTATUS=committing queued events")
             await super().shutdown(sockets)
 
-    # proxy_headers=False: footfall decides itself which forwarding headers to believe (--trusted-proxies); uvicorn's
-    # own rewrite would replace a trusted proxy's address with the client's and so drop the proxy's CDN location headers.
-    server = NotifyingServer(
-        uvicorn.Config(
-            create_app(config),
-            host=config.host,
-            port=config.port,
-            access_log=False,
-            server_header=False,
-            log_level=config.log_level,
-            lifespan="on",
-            proxy_headers=False,
-        )
-    )
+    server = NotifyingServer(uvicorn_config(create_app(config), config))  # limits and timeouts: footfall.server
     # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to the handler that was in place before it started.
     # A drained, committed shutdown is a success, so that handler does nothing and the exit code is 0 (systemd expects it).
     for sig in (signal.SIGTERM, signal.SIGINT):

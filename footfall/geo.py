@@ -1,6 +1,6 @@
-"""Where a client is: trusted CDN headers, a MaxMind-format database, or the country data shipped with geoip2fast.
+"""Where a client is: a named CDN's headers, a MaxMind-format database, or the country data shipped with geoip2fast.
 
-Owns: CDN location headers, the MaxMind reader, the embedded data's compact cache file (built once in a child process,
+Owns: CDN location headers (opt-in, --cdn-geo), the MaxMind reader, the embedded data's compact cache file (built once in a child process,
 ``python -m footfall.geo OUT``), and ``Locator``, the Locate callable the app hands the collector. Imports collector only.
 """
 
@@ -24,13 +24,14 @@ from collector import NOWHERE, Client, ConfigError, IPAddress, Location, clip
 log = logging.getLogger("footfall")
 
 
-#: CDN location headers (country, region, city) per provider, in Umami's order (src/lib/detect.ts).
-CDN_GEO_HEADERS = (
-    ("cf-ipcountry", "cf-region-code", "cf-ipcity"),
-    ("x-vercel-ip-country", "x-vercel-ip-country-region", "x-vercel-ip-city"),
-    ("cloudfront-viewer-country", "cloudfront-viewer-country-region", "cloudfront-viewer-city"),
-    ("eo-ipcountry", "eo-region-code", "eo-ipcity"),
-)
+#: CDN location headers (country, region, city) per provider, as Umami reads them (src/lib/detect.ts). Umami believes the
+#: first present of any provider from anyone; footfall reads only the provider named by --cdn-geo, from trusted proxies.
+CDN_GEO_HEADERS = {
+    "cloudflare": ("cf-ipcountry", "cf-region-code", "cf-ipcity"),
+    "vercel": ("x-vercel-ip-country", "x-vercel-ip-country-region", "x-vercel-ip-city"),
+    "cloudfront": ("cloudfront-viewer-country", "cloudfront-viewer-country-region", "cloudfront-viewer-city"),
+    "edgeone": ("eo-ipcountry", "eo-region-code", "eo-ipcity"),
+}
 
 
 MAX_REGION_CHARS = 20
@@ -83,19 +84,17 @@ def is_local(address: IPAddress) -> bool:
     )
 
 
-def location_from_headers(headers: Mapping[str, str]) -> Location | None:
-    """The location a CDN put in its headers (first provider whose country header is present), or None."""
-    for country_header, region_header, city_header in CDN_GEO_HEADERS:
-        raw = headers.get(country_header)
-        if raw:
-            country = valid_country(_header_text(raw))
-            if country is None:
-                return NOWHERE
-            city = _header_text(headers.get(city_header))
-            return Location(
-                country, _region_code(country, _header_text(headers.get(region_header))), clip(city, MAX_CITY_CHARS)
-            )
-    return None
+def location_from_headers(headers: Mapping[str, str], provider: str) -> Location | None:
+    """The location the CDN ``provider`` (a CDN_GEO_HEADERS key) put in its headers, or None when it sent none."""
+    country_header, region_header, city_header = CDN_GEO_HEADERS[provider]
+    raw = headers.get(country_header)
+    if not raw:
+        return None
+    country = valid_country(_header_text(raw))
+    if country is None:
+        return NOWHERE
+    city = _header_text(headers.get(city_header))
+    return Location(country, _region_code(country, _header_text(headers.get(region_header))), clip(city, MAX_CITY_CHARS))
 
 
 class MaxMindGeo:
@@ -206,7 +205,7 @@ class EmbeddedGeo:
         self.codes: list[str] = [code for code, _ in table]
         #: ISO country code → English name (the summary page shows names).
         self.names: dict[str, str] = {code: name for code, name in table if valid_country(code)}
-        del view
+        view = None  # type: ignore[assignment]  # drop the whole-file view; the casts above are all that is kept
 
     def lookup(self, address: IPAddress) -> Location | None:
         if address.version == 4:
@@ -235,10 +234,11 @@ def load_embedded_geo() -> EmbeddedGeo | None:
         return None
 
 
-def locate(client: Client, headers: Mapping[str, str], geo: Sequence[MaxMindGeo | EmbeddedGeo]) -> Location:
-    """The client's location: trusted CDN headers, else each geo database in turn; nothing for local addresses."""
-    if client.trusted_peer and not client.from_payload:
-        found = location_from_headers(headers)
+def locate(client: Client, headers: Mapping[str, str], geo: Sequence[MaxMindGeo | EmbeddedGeo], cdn: str = "off") -> Location:
+    """The client's location: the named CDN's headers from a trusted proxy, else each geo database in turn; nothing for
+    local addresses."""
+    if cdn != "off" and client.trusted_peer and not client.from_payload:
+        found = location_from_headers(headers, cdn)
         if found is not None:
             return found
     if client.address is None or is_local(client.address):
@@ -251,15 +251,17 @@ def locate(client: Client, headers: Mapping[str, str], geo: Sequence[MaxMindGeo 
 
 
 class Locator:
-    """The collector's Locate: trusted CDN headers, then --geoip-db, then the embedded country data."""
+    """The collector's Locate: the --cdn-geo CDN's headers from trusted proxies, then --geoip-db, then the embedded data."""
 
-    def __init__(self, sources: Sequence[MaxMindGeo | EmbeddedGeo]) -> None:
+    def __init__(self, sources: Sequence[MaxMindGeo | EmbeddedGeo], cdn: str = "off") -> None:
         self.sources = list(sources)
+        #: The CDN whose location headers are believed (a CDN_GEO_HEADERS key), or 'off'.
+        self.cdn = cdn
         #: ISO country code → English name, for the summary page (empty without embedded data).
         self.names: dict[str, str] = next((s.names for s in self.sources if isinstance(s, EmbeddedGeo)), {})
 
     def __call__(self, client: Client, headers: Mapping[str, str]) -> Location:
-        return locate(client, headers, self.sources)
+        return locate(client, headers, self.sources, self.cdn)
 
     def close(self) -> None:
         for source in self.sources:

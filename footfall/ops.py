@@ -12,7 +12,7 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +138,35 @@ ORPHAN_DELETES = (
 )
 
 
+def visits_cut_by_prune(conn: sqlite3.Connection, cutoff: int, website_key: int | None) -> list[int]:
+    """Before deleting events older than ``cutoff``: the visits that may keep later events, whose start then moves.
+
+    A visit spans at most a day (collector.MAX_VISIT_SECONDS), so those are the visits with an event in the day before it.
+    """
+    if website_key is None:
+        sites = [key for (key,) in conn.execute("SELECT website_key FROM website")]
+    else:
+        sites = [website_key]
+    sql = "SELECT DISTINCT visit_key FROM website_event WHERE website_key = ? AND created_at >= ? AND created_at < ?"
+    return [visit for key in sites for (visit,) in conn.execute(sql, (key, cutoff - DAY_SECONDS, cutoff))]
+
+
+def restart_visits(visit_keys: Sequence[int]) -> list[tuple[str, tuple[Any, ...]]]:
+    """Statements that set each visit's started_at back to its first remaining event (after a prune cut through it)."""
+    statements = []
+    for at in range(0, len(visit_keys), 500):
+        chunk = tuple(visit_keys[at : at + 500])
+        statements.append(
+            (
+                "UPDATE visit SET started_at = (SELECT min(e.created_at) FROM website_event e WHERE e.visit_key = "
+                f"visit.visit_key) WHERE visit_key IN ({', '.join('?' * len(chunk))}) "
+                "AND EXISTS (SELECT 1 FROM website_event e WHERE e.visit_key = visit.visit_key)",
+                chunk,
+            )
+        )
+    return statements
+
+
 def prune_chunk(conn: sqlite3.Connection, cutoff: int, website_key: int | None) -> int:
     """Delete up to PRUNE_CHUNK_ROWS events older than ``cutoff`` (Unix seconds) in one transaction; return how many."""
     return execute_statements(conn, [prune_statement(cutoff, website_key)])
@@ -155,6 +184,7 @@ def prune_events(
     with contextlib.closing(connect(db)) as conn:
         website_key = website_key_for(conn, website_id)
         repair = hours_cut_by_prune(conn, cutoff, website_key)
+        cut = visits_cut_by_prune(conn, cutoff, website_key)
         total = 0
         while deleted := prune_chunk(conn, cutoff, website_key):
             total += deleted
@@ -162,6 +192,8 @@ def prune_events(
                 progress(deleted)
         with transaction(conn):
             visits, sessions = (conn.execute(sql).rowcount for sql in ORPHAN_DELETES)
+            for sql, params in restart_visits(cut):
+                conn.execute(sql, params)
         drop_pruned_rollups(conn, cutoff, website_key, repair)
     return {"events": total, "visits": visits, "sessions": sessions}
 

@@ -312,7 +312,15 @@ AGGREGATION_TABLES = (
     "CREATE TEMP TABLE IF NOT EXISTS agg_candidate (visit_key INTEGER PRIMARY KEY)",
     "CREATE TEMP TABLE IF NOT EXISTS agg_visit (visit_key INTEGER PRIMARY KEY, website_key INTEGER, session_key INTEGER, "
     "started_at INTEGER, counted INTEGER)",
-    "CREATE TEMP TABLE IF NOT EXISTS agg_session_visit (visit_key INTEGER PRIMARY KEY, session_key INTEGER, started_at INTEGER)",
+)
+
+
+#: The start of the visit before (op '<', order DESC) or after ('>', ASC) visit ``a`` in its session, among visits with
+#: events (an identify alone makes a visit without any).
+_NEIGHBOUR = (
+    "(SELECT p.started_at FROM visit p WHERE p.session_key = a.session_key AND (p.started_at, p.visit_key) {op} "
+    "(a.started_at, a.visit_key) AND EXISTS (SELECT 1 FROM website_event e WHERE e.visit_key = p.visit_key) "
+    "ORDER BY p.started_at {order}, p.visit_key {order} LIMIT 1)"
 )
 
 
@@ -411,21 +419,20 @@ def aggregate_visits(
         if counts(website_key, created_at):
             out.add_event_key(website_key, created_at, name, data_key)
     follow: dict[int, set[int]] = collections.defaultdict(set)
-    if since_among_all:  # every visit of the sessions concerned, with its start (its first event)
-        conn.execute("DELETE FROM temp.agg_session_visit")
-        conn.execute(
-            "INSERT INTO temp.agg_session_visit SELECT v.visit_key, v.session_key, (SELECT min(e.created_at) "
-            "FROM website_event e WHERE e.visit_key = v.visit_key) FROM visit v WHERE v.session_key IN "
-            "(SELECT session_key FROM temp.agg_visit WHERE counted)"
+    if since_among_all:
+        # Each counted visit's neighbours among all its session's visits, by start: visit.started_at is the visit's first
+        # event's time (the writer keeps it so), and idx_visit_session_key_started_at finds them in a few steps however
+        # many visits the session has (a session with 17,505 visits once made every refresh read all of them).
+        sql = (
+            f"SELECT a.website_key, a.started_at, {_NEIGHBOUR.format(op='<', order='DESC')}, "
+            f"{_NEIGHBOUR.format(op='>', order='ASC')} FROM temp.agg_visit a WHERE a.counted"
         )
-        source = "temp.agg_session_visit WHERE started_at IS NOT NULL"
     else:
-        source = "temp.agg_visit"
-    sql = (
-        f"SELECT a.website_key, a.started_at, w.previous, w.next FROM temp.agg_visit a JOIN "
-        f"(SELECT visit_key, lag(started_at) OVER win AS previous, lead(started_at) OVER win AS next FROM {source} "
-        f"WINDOW win AS (PARTITION BY session_key ORDER BY started_at, visit_key)) w USING (visit_key) WHERE a.counted"
-    )
+        sql = (
+            "SELECT a.website_key, a.started_at, w.previous, w.next FROM temp.agg_visit a JOIN "
+            "(SELECT visit_key, lag(started_at) OVER win AS previous, lead(started_at) OVER win AS next FROM temp.agg_visit "
+            "WINDOW win AS (PARTITION BY session_key ORDER BY started_at, visit_key)) w USING (visit_key) WHERE a.counted"
+        )
     for website_key, started, previous, following in conn.execute(sql):
         out.add_visitor(website_key, started, previous)
         if following is not None and since_among_all and not covered(website_key, following):

@@ -71,6 +71,17 @@ VITAL_THRESHOLDS = {"lcp": (2500, 4000), "inp": (200, 500), "cls": (0.1, 0.25), 
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
+#: The span a summary's start and end must lie in: 1970-01-01 to 2999-12-31 (UTC), far inside what dates, time zones
+#: and the previous period's arithmetic can represent (9999-12-31 or year 1 made them overflow).
+FIRST_SUMMARY_DAY, LAST_SUMMARY_DAY = dt.date(1970, 1, 1), dt.date(2999, 12, 31)
+
+
+_LAST_SUMMARY_SECONDS = int(dt.datetime(3000, 1, 1, tzinfo=dt.timezone.utc).timestamp())
+
+
+_OUT_OF_RANGE = f"start and end must lie between {FIRST_SUMMARY_DAY} and {LAST_SUMMARY_DAY}"
+
+
 class SummaryRange(NamedTuple):
     """The period a summary covers: [start, end) for the chart, [start, until) for the numbers, in Unix seconds."""
 
@@ -97,8 +108,12 @@ def _parse_day_or_time(text: str, zone: dt.tzinfo, inclusive_end: bool) -> int:
             day = dt.date.fromisoformat(text)
         except ValueError:
             raise bad_request(f"{text!r} is not a date") from None
+        if not FIRST_SUMMARY_DAY <= day <= LAST_SUMMARY_DAY:
+            raise bad_request(_OUT_OF_RANGE)
         return day_start(day + dt.timedelta(days=1) if inclusive_end else day, zone)
-    if re.fullmatch(r"[0-9]{1,12}", text):  # ASCII digits only: str.isdigit() also takes '³'
+    if re.fullmatch(r"[0-9]{1,20}", text):  # ASCII digits only: str.isdigit() also takes '³'
+        if int(text) > _LAST_SUMMARY_SECONDS:
+            raise bad_request(_OUT_OF_RANGE)
         return int(text)
     raise bad_request(f"{text[:40]!r} is neither a date (YYYY-MM-DD) nor Unix seconds")
 
@@ -475,16 +490,36 @@ async def shared_site(reader: aiosqlite.Connection, token: str) -> int | None:
     return None if row is None else int(row[0])
 
 
-class SummaryReader:
-    """The summary's own connection: rollup refreshes and summary reads run on it in a worker thread, one at a time."""
+#: A summary waits at most this long for the work running before it on the summary connection, in seconds; then 503.
+SUMMARY_QUEUE_SECONDS = 5.0
 
-    def __init__(self, db: str, busy_timeout_ms: int, timezone: str, clock: Callable[[], float]) -> None:
+
+#: Events a summary request's own rollup refresh takes in at a time (the background refresh takes larger rounds).
+SUMMARY_REFRESH_ROUND_EVENTS = 50_000
+
+
+#: SQLite virtual-machine steps between two looks at a summary's deadline (a look costs ~0.1 µs; 10,000 steps ~1 ms).
+_DEADLINE_CHECK_STEPS = 10_000
+
+
+class SummaryReader:
+    """The summary's own connection: rollup refreshes and summary reads run on it in a worker thread, one at a time.
+
+    A summary never waits behind another for more than SUMMARY_QUEUE_SECONDS, and never computes for more than
+    ``timeout`` seconds (SQLite's progress handler interrupts it); either way it answers 503 with what to do.
+    """
+
+    def __init__(
+        self, db: str, busy_timeout_ms: int, timezone: str, clock: Callable[[], float], timeout: float = 20.0
+    ) -> None:
         self.db = db
         self.busy_timeout_ms = busy_timeout_ms
         self.clock = clock
         #: The summary's time zone and the alignment of its hours (rollup_shift).
         self.zone = load_zone(timezone)
         self.shift = bucket_shift(self.zone, clock())
+        #: Longest a summary may compute (--summary-timeout), in seconds.
+        self.timeout = timeout
         self.lock = asyncio.Lock()
         self._conn: sqlite3.Connection | None = None
 
@@ -499,13 +534,32 @@ class SummaryReader:
                 self._conn.close()
                 self._conn = None
 
-    async def run(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        """``fn(connection)`` in a worker thread, after any other summary work; 503 while shutting down."""
-        async with self.lock:
+    async def run(self, fn: Callable[[sqlite3.Connection], Any], timeout: float | None = None) -> Any:
+        """``fn(connection)`` in a worker thread, after any other summary work; 503 while shutting down.
+
+        With ``timeout`` (a summary request) it waits at most SUMMARY_QUEUE_SECONDS for its turn and runs at most
+        ``timeout`` seconds, else 503; without (upkeep) it waits and runs as long as it takes.
+        """
+        try:
+            await asyncio.wait_for(self.lock.acquire(), None if timeout is None else SUMMARY_QUEUE_SECONDS)
+        except asyncio.TimeoutError:
+            raise unavailable("Another summary is still being computed; try again in a few seconds.") from None
+        try:
             conn = self._conn
             if conn is None:
                 raise unavailable("footfall is shutting down; try again shortly.")
-            return await asyncio.to_thread(fn, conn)
+            if timeout is None:
+                return await asyncio.to_thread(fn, conn)
+            return await asyncio.to_thread(_run_with_deadline, conn, fn, time.monotonic() + timeout)
+        except sqlite3.OperationalError as exc:
+            if timeout is None or "interrupt" not in str(exc):
+                raise
+            raise unavailable(
+                f"This summary took longer than {timeout:g} s to compute; choose a shorter period or fewer filters, "
+                "or try again in a moment."
+            ) from None
+        finally:
+            self.lock.release()
 
     async def refresh(self) -> int:
         """Bring the rollups up to date (the writer goes on meanwhile); the events taken in."""
@@ -516,7 +570,22 @@ class SummaryReader:
         now = self.clock()
 
         def job(conn: sqlite3.Connection) -> dict[str, Any]:
-            refresh_rollups(conn, self.shift, self.zone)
+            # In small rounds, each committed with its watermark: a refresh cut short by the deadline keeps its progress.
+            refresh_rollups(conn, self.shift, self.zone, SUMMARY_REFRESH_ROUND_EVENTS)
             return build_summary(conn, site, period, filters, now, self.shift)
 
-        return await self.run(job)  # type: ignore[no-any-return]
+        return await self.run(job, self.timeout)  # type: ignore[no-any-return]
+
+
+def _run_with_deadline(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any], deadline: float) -> Any:
+    """``fn(conn)``, interrupted (sqlite3.OperationalError 'interrupted') once ``time.monotonic()`` passes ``deadline``.
+
+    Whatever it wrote in transactions it finished stays (a refresh goes on from there next time); the rest rolls back.
+    """
+    conn.set_progress_handler(lambda: time.monotonic() > deadline, _DEADLINE_CHECK_STEPS)
+    try:
+        return fn(conn)
+    finally:
+        conn.set_progress_handler(None, 0)
+        if conn.in_transaction:  # interrupted between statements of a transaction: end it
+            conn.execute("ROLLBACK")

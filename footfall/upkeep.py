@@ -1,7 +1,8 @@
 """Periodic work while footfall serves, as a table of tasks (GoatCounter's cron): name, period, function.
 
-Owns: collection upkeep (websites, salts, idle visits), the page's password reload, rollup refreshes paced by the
-ingest rate, and per-site retention. Imports collector, footfall.auth, footfall.ops, footfall.rollups and footfall.summary.
+Owns: collection upkeep (websites, salts, idle visits, rate buckets), the page's password reload, the login limiter's
+sweep, rollup refreshes paced by the ingest rate, and per-site retention. Imports collector, footfall.auth, footfall.ops,
+footfall.rollups and footfall.summary.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import NamedTuple
 
 from collector import DAY_SECONDS, Collection
 from footfall.auth import PageAuth
-from footfall.ops import ORPHAN_DELETES, prune_statement
+from footfall.ops import ORPHAN_DELETES, prune_statement, restart_visits, visits_cut_by_prune
 from footfall.rollups import ROLLUP_BUSY_EVENTS_PER_SECOND, ROLLUP_REFRESH_SECONDS, drop_pruned_rollups, hours_cut_by_prune
 from footfall.summary import SummaryReader
 
@@ -46,6 +47,7 @@ class Upkeep:
         self.tasks = (
             Task("collection", TICK_SECONDS, collection.upkeep),
             Task("password", TICK_SECONDS, lambda: auth.load(collection.read_setting)),
+            Task("login-limiter", TICK_SECONDS, self.sweep_login_limiter),
             Task("rollups", TICK_SECONDS, self.refresh_rollups_when_quiet),
             Task("retention", RETENTION_INTERVAL_SECONDS, lambda: apply_retention(collection, summary, collection.clock())),
         )
@@ -84,6 +86,10 @@ class Upkeep:
             await asyncio.sleep(TICK_SECONDS)
             await self.run_due()
 
+    async def sweep_login_limiter(self) -> None:
+        """Forget login clients whose attempts are back in full, so the limiter holds only recent ones."""
+        self.auth.login_limiter.sweep(self.collection.clock())
+
     async def refresh_rollups_when_quiet(self) -> None:
         """Refresh the rollups, unless events arrive faster than ROLLUP_BUSY_EVENTS_PER_SECOND.
 
@@ -113,9 +119,12 @@ async def apply_retention(collection: Collection, summary: SummaryReader, now: f
     for website_key, days in sites:
         cutoff = int(now - days * DAY_SECONDS)
         repair = await summary.run(lambda conn: hours_cut_by_prune(conn, cutoff, website_key))  # noqa: B023
+        cut = await summary.run(lambda conn: visits_cut_by_prune(conn, cutoff, website_key))  # noqa: B023
         statement = prune_statement(cutoff, website_key)
         while deleted := await collection.execute([statement]):
             total += deleted
+        if cut:
+            await collection.execute(restart_visits(cut))
         await summary.run(lambda conn: drop_pruned_rollups(conn, cutoff, website_key, repair))  # noqa: B023
     if total:
         await collection.execute([(sql, ()) for sql in ORPHAN_DELETES])

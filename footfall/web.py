@@ -213,9 +213,9 @@ async def _summary_page(request: Request, token: str | None) -> Response[Any] | 
         )
     try:
         site, period, filters = _summary_request(request, viewer, reader)
-    except ApiError as exc:
-        return _page("message.html", {"title": "Cannot show that", "message": exc.message}, exc.status)
-    summary = await reader.summary(site, period, filters)
+        summary = await reader.summary(site, period, filters)
+    except ApiError as exc:  # a bad parameter (400), or a summary too slow to compute (503)
+        return _page("message.html", {"title": "Cannot show that", "message": exc.message}, exc.status, **exc.headers)
     return _page("summary.html", page_context(summary, viewer, site, period, filters, request.app.state.country_names))
 
 

@@ -92,7 +92,8 @@ async def open_client(app: litestar.Litestar, peer: str = "127.0.0.1") -> AsyncI
     """Run the app's lifespan and a client for it (from address ``peer``); leaving drains the writer."""
     async with app.lifespan():
         transport = httpx.ASGITransport(app=app, client=(peer, 50000))
-        async with AppClient(transport=transport, base_url="http://testserver") as test_client:
+        # The Host a browser on this machine sends to `footfall serve` (the page checks it before a password is set).
+        async with AppClient(transport=transport, base_url="http://127.0.0.1:8000") as test_client:
             test_client.app = app
             yield test_client
 

@@ -44,32 +44,64 @@ async def test_spoofed_forwarding_headers_from_untrusted_peers_are_ignored(db_pa
 @pytest.mark.parametrize(
     "headers",
     [
-        {"x-forwarded-for": "198.51.100.7, 10.0.0.1"},
+        {"x-forwarded-for": "198.51.100.7"},
+        {"x-forwarded-for": "203.0.113.66, 198.51.100.7"},  # the visitor's own entry on the left, the proxy's on the right
+        {"x-forwarded-for": "203.0.113.66,198.51.100.7, 127.0.0.1"},  # two trusted hops: the second proxy is skipped
+        {"x-forwarded-for": "198.51.100.7:51234"},
         {"x-real-ip": "198.51.100.7:51234"},
-        {"forwarded": 'for="198.51.100.7:4711";proto=https'},
-        {"cf-connecting-ip": "::ffff:198.51.100.7"},
-        {"cf-connecting-ip": "198.51.100.7", "x-forwarded-for": "192.0.2.1"},  # Umami's order: cf-connecting-ip first
-        {"true-client-ip": "198.51.100.7", "cf-connecting-ip": "192.0.2.1"},
+        {"x-real-ip": "192.0.2.1", "x-forwarded-for": "198.51.100.7"},  # X-Real-IP only when there is no X-Forwarded-For
+        {"x-forwarded-for": "198.51.100.7", "true-client-ip": "192.0.2.1", "cf-connecting-ip": "192.0.2.2"},
+        {"x-forwarded-for": "::ffff:198.51.100.7", "forwarded": "for=192.0.2.3"},
     ],
 )
 async def test_trusted_proxy_headers_name_the_client(
     db_path: Path, clock: Clock, website: str, headers: dict[str, str]
 ) -> None:
-    """Behind a trusted proxy (loopback by default) the first of Umami's headers is the client, ports and mapping removed."""
+    """Behind a trusted proxy (loopback by default) the client is the first untrusted X-Forwarded-For entry from the
+    right, else X-Real-IP; vendor headers and Forwarded are not read unless named; ports and mapping are removed."""
     direct = await session_of(db_path, clock, website, "198.51.100.7")
     assert await session_of(db_path, clock, website, "127.0.0.1", headers) == direct
 
 
+async def test_x_forwarded_for_is_walked_past_trusted_proxies_only(db_path: Path, clock: Clock, website: str) -> None:
+    """An untrusted hop on the way is the client (it may have written anything left of it); trust it and the walk goes on.
+    When every entry is a trusted proxy, the leftmost is the client."""
+    chain = {"x-forwarded-for": "198.51.100.7, 10.0.0.2"}
+    hop = await session_of(db_path, clock, website, "10.0.0.2")
+    assert await session_of(db_path, clock, website, "127.0.0.1", chain) == hop
+    direct = await session_of(db_path, clock, website, "198.51.100.7")
+    wider = "127.0.0.1/32,10.0.0.0/8"
+    assert await session_of(db_path, clock, website, "127.0.0.1", chain, trusted_proxies=wider) == direct
+    inside = await session_of(db_path, clock, website, "10.0.0.9")
+    assert (
+        await session_of(
+            db_path, clock, website, "127.0.0.1", {"x-forwarded-for": "10.0.0.9, 10.0.0.2"}, trusted_proxies=wider
+        )
+        == inside
+    )
+
+
+async def test_named_headers_are_the_only_ones_read(db_path: Path, clock: Clock, website: str) -> None:
+    """--client-ip-header cf-connecting-ip (behind Cloudflare) or forwarded reads that header and nothing else."""
+    direct = await session_of(db_path, clock, website, "198.51.100.7")
+    cloudflare = {"cf-connecting-ip": "::ffff:198.51.100.7", "x-forwarded-for": "192.0.2.1", "true-client-ip": "192.0.2.2"}
+    named = {"client_ip_header": "CF-Connecting-IP"}
+    assert await session_of(db_path, clock, website, "127.0.0.1", cloudflare, **named) == direct
+    forwarded = {"forwarded": 'for=192.0.2.1, for="198.51.100.7:4711";proto=https', "x-forwarded-for": "192.0.2.9"}
+    assert await session_of(db_path, clock, website, "127.0.0.1", forwarded, client_ip_header="forwarded") == direct
+
+
 async def test_forwarded_ipv6_with_port(db_path: Path, clock: Clock, website: str) -> None:
-    """Forwarded: for="[2001:db8::1]:4711" is the IPv6 client 2001:db8::1."""
+    """Forwarded: for="[2001:db8::1]:4711" is the IPv6 client 2001:db8::1 (with --client-ip-header forwarded)."""
     direct = await session_of(db_path, clock, website, "2001:db8::1")
-    assert await session_of(db_path, clock, website, "::1", {"forwarded": 'for="[2001:db8::1]:4711"'}) == direct
+    headers = {"forwarded": 'for="[2001:db8::1]:4711"'}
+    assert await session_of(db_path, clock, website, "::1", headers, client_ip_header="forwarded") == direct
 
 
 async def test_garbage_in_headers_falls_back_to_the_peer(db_path: Path, clock: Clock, website: str) -> None:
     """An unparsable forwarded address never fails the request; the proxy's own address is used."""
     peer_only = await session_of(db_path, clock, website, "127.0.0.1")
-    for value in ("unknown", "<script>", "999.1.1.1", "", "::::", "1.2.3.4.5"):
+    for value in ("unknown", "<script>", "999.1.1.1", "", "::::", "1.2.3.4.5", "198.51.100.7, garbage"):
         assert await session_of(db_path, clock, website, "127.0.0.1", {"x-forwarded-for": value}) == peer_only
 
 
@@ -160,3 +192,48 @@ def test_bad_network_settings_are_explained() -> None:
         ipaddress.ip_network("1.2.3.4/32"),
         ipaddress.ip_network("::1/128"),
     )
+
+
+def through_nginx(visitor: str, sent: dict[str, str]) -> dict[str, str]:
+    """The headers the README's nginx block forwards for a request from ``visitor`` carrying ``sent``: every header as the
+    visitor sent it, Host as is, X-Real-IP set to $remote_addr, and $proxy_add_x_forwarded_for (the visitor's own
+    X-Forwarded-For, then ", $remote_addr")."""
+    forwarded = {k: v for k, v in sent.items() if k.lower() not in ("x-real-ip", "x-forwarded-for", "x-forwarded-proto")}
+    own = sent.get("x-forwarded-for")
+    forwarded["x-real-ip"] = visitor
+    forwarded["x-forwarded-for"] = f"{own}, {visitor}" if own else visitor
+    forwarded["x-forwarded-proto"] = "https"
+    return forwarded
+
+
+@pytest.mark.slow
+def test_forged_headers_through_the_readme_nginx_config_change_nothing(db_path: Path) -> None:
+    """Through the README's nginx config (nginx on 127.0.0.1), a visitor's own True-Client-IP, CF-Connecting-IP, leftmost
+    X-Forwarded-For and CF-IPCountry change neither the address (--ignore-ip, --rate-limit) nor the country."""
+    import httpx
+
+    from conftest import LiveServer
+
+    collector.prepare_database(str(db_path))
+    server = LiveServer(db_path, "--ignore-ip", "9.9.9.9", "--rate-limit", "3/m")
+    website = rows(db_path, "SELECT website_id FROM website")[0][0]
+    forgeries = [
+        {"true-client-ip": "1.1.1.1"},
+        {"cf-connecting-ip": "1.1.1.1", "cf-ipcountry": "DE", "cf-ipcity": "Berlin"},
+        {"x-forwarded-for": "1.1.1.1, 9.9.9.9", "x-real-ip": "1.1.1.1", "cf-ipcountry": "DE"},
+    ]
+    with httpx.Client(base_url=server.url) as http:
+
+        def send(visitor: str, forged: dict[str, str]) -> httpx.Response:
+            headers = through_nginx(visitor, {"user-agent": FIREFOX, **forged})
+            return http.post("/api/send", json=hit(website, url="/"), headers=headers)
+
+        answers = [send("8.8.8.8", forged) for forged in forgeries]
+        assert [a.status_code for a in answers] == [200, 200, 200]
+        assert len({a.json()["sessionId"] for a in answers}) == 1  # one visitor, whatever they claimed
+        limited = send("8.8.8.8", {"x-forwarded-for": "203.0.113.1"})  # a fourth "new" address within the minute
+        assert_api_error(limited, 429, "too-many-requests")
+        for forged in forgeries:
+            assert_api_error(send("9.9.9.9", forged), 403, "forbidden")  # the ignored visitor stays ignored
+    server.stop()
+    assert rows(db_path, "SELECT country, region, city FROM session") == [("US", None, None)]  # 8.8.8.8, not DE/Berlin

@@ -42,15 +42,17 @@ CLOUDFLARE = {"cf-ipcountry": "DE", "cf-region-code": "BE", "cf-ipcity": "Berlin
 
 
 @pytest.mark.parametrize(
-    ("headers", "expected"),
+    ("cdn", "headers", "expected"),
     [
-        (CLOUDFLARE, ("DE", "DE-BE", "Berlin")),
-        ({"cf-ipcountry": "de", "cf-ipcity": "Zurich"}, ("DE", None, "Zurich")),
+        ("cloudflare", CLOUDFLARE, ("DE", "DE-BE", "Berlin")),
+        ("cloudflare", {"cf-ipcountry": "de", "cf-ipcity": "Zurich"}, ("DE", None, "Zurich")),
         (
+            "vercel",
             {"x-vercel-ip-country": "BR", "x-vercel-ip-country-region": "SP", "x-vercel-ip-city": "S%C3%A3o%20Paulo"},
             ("BR", "BR-SP", "São Paulo"),
         ),
         (
+            "cloudfront",
             {
                 "cloudfront-viewer-country": "FR",
                 "cloudfront-viewer-country-region": "FR-IDF",
@@ -58,37 +60,47 @@ CLOUDFLARE = {"cf-ipcountry": "DE", "cf-region-code": "BE", "cf-ipcity": "Berlin
             },
             ("FR", "FR-IDF", "Paris"),
         ),
-        ({"eo-ipcountry": "JP", "eo-region-code": "13"}, ("JP", "JP-13", None)),
-        ({"cf-ipcountry": "XX"}, (None, None, None)),
-        ({"cf-ipcountry": "T1", "cf-ipcity": "Nowhere"}, (None, None, None)),
-        ({"cf-ipcountry": "DE", "x-vercel-ip-country": "US"}, ("DE", None, None)),  # Umami's provider order
+        ("edgeone", {"eo-ipcountry": "JP", "eo-region-code": "13"}, ("JP", "JP-13", None)),
+        ("cloudflare", {"cf-ipcountry": "XX"}, (None, None, None)),
+        ("cloudflare", {"cf-ipcountry": "T1", "cf-ipcity": "Nowhere"}, (None, None, None)),
+        ("cloudflare", {"cf-ipcountry": "DE", "x-vercel-ip-country": "US"}, ("DE", None, None)),  # only the named CDN
+        ("vercel", {"cf-ipcountry": "DE", "x-vercel-ip-country": "US"}, ("US", None, None)),
     ],
 )
 async def test_cdn_headers_from_a_trusted_proxy(
-    db_path: Path, clock: Clock, website: str, headers: dict[str, str], expected: tuple[Any, ...]
+    db_path: Path, clock: Clock, website: str, cdn: str, headers: dict[str, str], expected: tuple[Any, ...]
 ) -> None:
-    """Behind a trusted CDN its location headers are used: region made 'CC-RR', UTF-8 and percent-encoding decoded."""
-    assert await located(db_path, clock, website, "127.0.0.1", headers) == expected
+    """With --cdn-geo naming the CDN, its location headers from a trusted proxy are used: region made 'CC-RR', UTF-8 and
+    percent-encoding decoded; another CDN's headers are not read."""
+    assert await located(db_path, clock, website, "127.0.0.1", headers, cdn_geo=cdn) == expected
+
+
+async def test_cdn_headers_are_not_believed_unless_the_cdn_is_named(db_path: Path, clock: Clock, website: str) -> None:
+    """By default a CDN header from a trusted proxy (which may pass a visitor's own headers on) sets nothing: the address
+    locates the client, here a forwarded 8.8.8.8."""
+    forged = {**CLOUDFLARE, "x-vercel-ip-country": "BR", "x-forwarded-for": "8.8.8.8"}
+    assert await located(db_path, clock, website, "127.0.0.1", forged) == ("US", None, None)
 
 
 async def test_latin1_header_bytes_are_read_as_utf8(db_path: Path, clock: Clock, website: str) -> None:
     """A city sent as raw UTF-8 bytes (which arrive as latin-1 text) is stored as the right characters."""
     city = "München".encode("utf-8")  # type: ignore[assignment]
-    assert await located(db_path, clock, website, "127.0.0.1", {"cf-ipcountry": "DE", "cf-ipcity": city}) == (  # type: ignore[dict-item]
-        "DE",
-        None,
-        "München",
-    )
+    headers = {"cf-ipcountry": "DE", "cf-ipcity": city}  # type: ignore[dict-item]
+    assert await located(db_path, clock, website, "127.0.0.1", headers, cdn_geo="cloudflare") == ("DE", None, "München")
 
 
 async def test_cdn_headers_from_anyone_else_are_ignored(db_path: Path, clock: Clock, website: str) -> None:
     """A client cannot set its own country: from an untrusted peer the embedded data locates the peer instead."""
-    assert await located(db_path, clock, website, "8.8.8.8", CLOUDFLARE) == ("US", None, None)
+    assert await located(db_path, clock, website, "8.8.8.8", CLOUDFLARE, cdn_geo="cloudflare") == ("US", None, None)
 
 
 async def test_payload_ip_skips_cdn_headers(db_path: Path, clock: Clock, website: str) -> None:
     """With payload.ip from a trusted server the CDN headers describe the server's request, so they are skipped."""
-    assert await located(db_path, clock, website, "127.0.0.1", CLOUDFLARE, {"ip": "8.8.8.8"}) == ("US", None, None)
+    assert await located(db_path, clock, website, "127.0.0.1", CLOUDFLARE, {"ip": "8.8.8.8"}, cdn_geo="cloudflare") == (
+        "US",
+        None,
+        None,
+    )
 
 
 @pytest.mark.parametrize(

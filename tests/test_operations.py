@@ -109,6 +109,15 @@ def test_prune_deletes_old_events_in_chunks(db_path: Path, monkeypatch: pytest.M
     assert run("prune", "--older-than", "0d", "--db", str(db_path)).exit_code == 1
 
 
+def test_prune_through_a_visit_moves_its_start(db_path: Path) -> None:
+    """A prune that cuts a visit leaves its started_at at the first event it keeps (visitor counts rely on it)."""
+    sites = populate(db_path, KNOWN)
+    visit = "SELECT v.started_at FROM visit v JOIN website_event e USING (visit_key) WHERE e.url_path = '/b'"
+    assert rows(db_path, visit) == [(int(NOW - 3600),)]
+    assert footfall.ops.prune_events(str(db_path), 3570, sites["blog"], now=NOW)["events"] == 2  # /ancient and /a
+    assert rows(db_path, visit) == [(int(NOW - 3540),)]
+
+
 @pytest.mark.anyio
 async def test_site_retention_is_applied_by_the_server(db_path: Path) -> None:
     """`footfall site retention ID DAYS` makes the running server delete that site's older events; other sites keep theirs."""

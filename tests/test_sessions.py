@@ -174,3 +174,58 @@ def test_visit_tracker_forgets_idle_sessions() -> None:
     assert len(tracker) == 3
     tracker.evict(1000 + 4 + 1801)
     assert len(tracker) == 0
+
+
+async def test_an_event_joins_a_visit_back_by_five_minutes_at_most(
+    client: AppClient, clock: Clock, db_path: Path, website: str
+) -> None:
+    """An event 4 minutes before its visit's first joins it (and becomes its start); 6 minutes before starts its own."""
+    now = int(clock.now)
+    first = await send(client, website, timestamp=now)
+    skewed = await send(client, website, timestamp=now - 4 * 60)
+    early = await send(client, website, timestamp=now - 4 * 60 - 6 * 60)
+    assert first["sessionId"] == skewed["sessionId"] == early["sessionId"]
+    assert first["visitId"] == skewed["visitId"] != early["visitId"]
+    await flush(client)
+    # The stored visit is what the summary counts: started_at moved back to its earliest event, as the view says.
+    assert rows(db_path, "SELECT started_at FROM visit ORDER BY started_at") == [(now - 10 * 60,), (now - 4 * 60,)]
+    assert rows(db_path, "SELECT pageviews, duration_s FROM visits ORDER BY started_at") == [(1, 0), (2, 4 * 60)]
+
+
+async def test_no_visit_spans_more_than_24_hours(client: AppClient, clock: Clock, db_path: Path, website: str) -> None:
+    """A session active every 29 minutes for 30 hours makes a 24-hour visit, then a new one."""
+    start = int(clock.now) - 30 * 3600
+    visits = []
+    for step in range(30 * 60 // 29 + 1):
+        visits.append((await send(client, website, timestamp=start + step * 29 * 60))["visitId"])
+    await flush(client)
+    assert len(set(visits)) == 2
+    spans = rows(db_path, "SELECT duration_s FROM visits ORDER BY started_at")
+    assert [s for (s,) in spans] == [49 * 29 * 60, (62 - 50) * 29 * 60]  # 49 gaps fit in 24 h (49 × 29 min = 23.7 h)
+
+
+async def test_events_sent_backwards_for_a_year_stay_separate_visits(db_path: Path, website: str) -> None:
+    """17,505 events of one session sent with timestamps 30 minutes apart going back a year (an attack that once made one
+    364-day visit and a 39.8 s summary) are 17,505 visits of one pageview, none longer than 24 h, and once upkeep has
+    refreshed the rollups the year's summary computes within a 2-second budget (--summary-timeout 2, past which it would
+    answer 503; bench/hostile.py measures the times)."""
+    now = collector.DAY_SECONDS * 20_600  # 2026-05-26T00:00Z
+    config = collector.Config(db=str(db_path), embedded_geo=False, summary_timeout=2)
+    count = 17_505
+    async with open_client(footfall.app.create_app(config, Clock(now))) as client:
+        for first in range(0, count, 500):
+            batch = [hit(website, url=f"/p{i % 50}", timestamp=now - i * 1800) for i in range(first, min(count, first + 500))]
+            response = await client.post("/api/batch", json=batch, headers={"User-Agent": FIREFOX})
+            assert response.status_code == 200 and response.json()["errors"] == 0, response.text
+        await flush(client)
+        (sessions, visits, longest), *_ = rows(
+            db_path, "SELECT count(DISTINCT session_id), count(*), max(duration_s) FROM visits"
+        )
+        assert (sessions, visits, longest) == (1, count, 0)
+        assert await client.app.state.summary.refresh() == count  # what upkeep does every 10 s
+        params = {"website": website, "start": str(now - 365 * collector.DAY_SECONDS), "end": str(now + 3600)}
+        response = await client.get("/api/summary", params=params)
+        assert response.status_code == 200, response.text
+        totals = response.json()["totals"]
+    assert (totals["visits"]["value"], totals["pageviews"]["value"], totals["visitors"]["value"]) == (count, count, 1)
+    assert totals["bounce_rate"]["value"] == 1.0 and totals["avg_duration_s"]["value"] == 0.0

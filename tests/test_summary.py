@@ -87,7 +87,7 @@ EVENTS: list[tuple[str, str, str, int, str, str, dict[str, Any]]] = [
 
 
 async def load_events(client: AppClient, website: str) -> None:
-    """Send EVENTS through /api/send, as a proxy on 127.0.0.1 relaying each visitor's address and country."""
+    """Send EVENTS through /api/send, as a proxy on 127.0.0.1 relaying each visitor's address and Cloudflare's country."""
     for ip, agent, country, when, kind, url, extra in EVENTS:
         body = {
             "type": kind,
@@ -118,7 +118,7 @@ async def load_events(client: AppClient, website: str) -> None:
 async def summary_client(
     db_path: Path, website: str, timezone: str = "America/New_York", **settings: Any
 ) -> AsyncIterator[AppClient]:
-    config = collector.Config(db=str(db_path), timezone=timezone, **settings)
+    config = collector.Config(db=str(db_path), timezone=timezone, cdn_geo="cloudflare", **settings)
     async with open_client(footfall.app.create_app(config, Clock(NOW))) as client:
         await load_events(client, website)
         yield client

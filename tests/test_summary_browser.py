@@ -25,7 +25,7 @@ PASSWORD = "a long and good password"
 @pytest.fixture
 def server(db_path: Path) -> Iterator[LiveServer]:
     collector.prepare_database(str(db_path))
-    live = LiveServer(db_path, "--timezone", "Europe/Berlin")
+    live = LiveServer(db_path, "--timezone", "Europe/Berlin", "--cdn-geo", "cloudflare")
     yield live
     live.stop()
 

@@ -68,7 +68,7 @@ async def send(client, website: str, path: str, agent: str, ip: str, country: st
 
 async def test_every_list_shows_what_was_sent(db_path: Path, website: str) -> None:
     """Pages, sources, audience and custom events (with their data keys) read as sent, with counts; no repr anywhere."""
-    config = collector.Config(db=str(db_path), embedded_geo=False)
+    config = collector.Config(db=str(db_path), embedded_geo=False, cdn_geo="cloudflare")
     async with open_client(footfall.app.create_app(config, Clock(NOW))) as client:
         at = int(NOW) - 3600
         # Visitor 1 (Firefox, DE, from a newsletter): /pricing twice and a signup with data.

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import collector
 from conftest import ROOT, LiveServer
 
 UNITS = ["footfall.service", "footfall-backup.service", "footfall-backup.timer"]
@@ -67,6 +68,13 @@ def test_service_keys() -> None:
         "TimeoutStopSec=30",
     ):
         assert line in text.splitlines(), line
+
+
+def test_service_has_room_for_its_connections() -> None:
+    """LimitNOFILE leaves room for --max-connections (one descriptor each) plus the database, WAL and listening socket."""
+    text = (ROOT / "systemd" / "footfall.service").read_text()
+    (limit,) = re.findall(r"^LimitNOFILE=(\d+)$", text, flags=re.MULTILINE)
+    assert int(limit) >= 2 * collector.Config().max_connections + 100
 
 
 @pytest.mark.slow
