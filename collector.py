@@ -284,6 +284,12 @@ SETTINGS: tuple[Setting, ...] = (
         "The summary page's password hash (from `footfall password --print-hash`); overrides the "
         "one `footfall password` stores in the database.",
     ),
+    Setting(
+        "login_max_days",
+        30,
+        "Days a login lasts (the page's cookie or an API token); logging out or `footfall password` ends it sooner.",
+    ),
+    Setting("api_username", "admin", "The username POST /api/auth/login takes, with the page's password (Umami's is admin)."),
     Setting("write_queue_max", 20_000, "Events that may wait to be written; beyond that requests get 503."),
     Setting("busy_timeout_ms", 5000, "How long a write waits for a lock held by another program before it gets 503."),
     Setting("log_level", "info", "Log verbosity.", ("debug", "info", "warning", "error")),
@@ -315,6 +321,8 @@ class Config:
     collect_path: str = ""
     timezone: str = "UTC"
     password_hash: str = ""
+    login_max_days: int = 30
+    api_username: str = "admin"
     write_queue_max: int = 20_000
     busy_timeout_ms: int = 5000
     log_level: str = "info"

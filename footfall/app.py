@@ -48,7 +48,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
     locator = Locator([])
     collection = Collection(config, clock, locate=lambda client, headers: locator(client, headers))
     summary = SummaryReader(config.db, config.busy_timeout_ms, config.timezone, clock)
-    auth = PageAuth(config.password_hash)
+    auth = PageAuth(config.password_hash, config.login_max_days * DAY_SECONDS)
     upkeep = Upkeep(collection, summary, auth)
 
     @contextlib.asynccontextmanager
@@ -57,7 +57,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
         await collection.start()
         try:
             assert collection.prepared is not None
-            auth.start(collection.prepared.secret)
+            auth.start(collection)
             await auth.load(collection.read_setting)
             found = await asyncio.to_thread(open_locator, config.geoip_db, config.embedded_geo)
             locator.sources, locator.names = found.sources, found.names
@@ -78,7 +78,11 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
             await summary.close()
             locator.close()
 
-    handlers = [*collection_routes(config), *page_routes(), get("/api/openapi.json", include_in_schema=False)(get_openapi)]
+    handlers = [
+        *collection_routes(config),
+        *page_routes(),
+        get("/api/openapi.json", include_in_schema=False)(get_openapi),
+    ]
     return Litestar(
         route_handlers=handlers,
         lifespan=[lifespan],
