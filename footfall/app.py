@@ -1,7 +1,7 @@
 """The app assembly: ``create_app(config)`` wires the collector's routes, the page, errors and the lifespan.
 
 Owns: start-up and shutdown order (collection, auth, geo, summary reader, upkeep), what goes on ``app.state``, CORS, and
-systemd's sd_notify. Imports collector and every footfall module below it; nothing imports it but the CLI.
+systemd's sd_notify; mounts the collector's routes, the page's and the read API's (footfall.readapi). Imports collector and every footfall module below it; nothing imports it but the CLI.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from collector import (
 from footfall.auth import PageAuth
 from footfall.geo import Locator, open_locator
 from footfall.openapi import get_openapi, openapi_document
+from footfall.readapi import readapi_routes
 from footfall.summary import SummaryReader
 from footfall.upkeep import Upkeep
 from footfall.web import load_static_files, page_routes
@@ -81,6 +82,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
     handlers = [
         *collection_routes(config),
         *page_routes(),
+        *readapi_routes(),
         get("/api/openapi.json", include_in_schema=False)(get_openapi),
     ]
     return Litestar(

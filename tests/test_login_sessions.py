@@ -134,7 +134,7 @@ async def test_a_copy_of_the_database_mints_no_cookie(db_path: Path, website: st
 async def test_every_login_path_runs_the_same_password_check(
     db_path: Path, website: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Urlencoded and multipart forms (also with the password sent as a file) each cost one scrypt check."""
+    """Urlencoded, multipart (also with the password sent as a file) and the API login each cost one scrypt check."""
     set_password(db_path)
     stored = rows(db_path, "SELECT value FROM setting WHERE name = 'password_hash'")[0][0]
     checked: list[tuple[str, str]] = []
@@ -151,9 +151,10 @@ async def test_every_login_path_runs_the_same_password_check(
         as_file = await client.post(
             "/login", files={"password": ("p.txt", PASSWORD.encode()), "next": ("n", b"/x")}, headers=SAME_ORIGIN
         )
-    assert [r.status_code for r in (urlencoded, multipart, as_file)] == [303, 303, 403]
+        api = await client.post("/api/auth/login", json={"username": "admin", "password": PASSWORD})
+    assert [r.status_code for r in (urlencoded, multipart, as_file, api)] == [303, 303, 403, 200]
     assert multipart.headers["location"] == "/" and "Wrong password" in as_file.text
-    assert checked == [(PASSWORD, stored), (PASSWORD, stored), ("", stored)]
+    assert checked == [(PASSWORD, stored), (PASSWORD, stored), ("", stored), (PASSWORD, stored)]
 
 
 @pytest.mark.parametrize(
