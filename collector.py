@@ -307,6 +307,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("body_timeout", 10, "Seconds a client may take to send a request body; a slower one gets 408 and is dropped."),
     Setting("header_timeout", 10, "Seconds a connection may take to send a request's headers before it is closed."),
     Setting("max_connections", 1000, "Connections and requests in flight at once; more get 503 (keep under LimitNOFILE)."),
+    Setting(
+        "login_max_days",
+        30,
+        "Days a login lasts (the page's cookie or an API token); logging out or `footfall password` ends it sooner.",
+    ),
+    Setting("api_username", "admin", "The username POST /api/auth/login takes, with the page's password (Umami's is admin)."),
     Setting("write_queue_max", 20_000, "Events that may wait to be written; beyond that requests get 503."),
     Setting("busy_timeout_ms", 5000, "How long a write waits for a lock held by another program before it gets 503."),
     Setting("log_level", "info", "Log verbosity.", ("debug", "info", "warning", "error")),
@@ -344,6 +350,8 @@ class Config:
     body_timeout: int = 10
     header_timeout: int = 10
     max_connections: int = 1000
+    login_max_days: int = 30
+    api_username: str = "admin"
     write_queue_max: int = 20_000
     busy_timeout_ms: int = 5000
     log_level: str = "info"

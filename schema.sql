@@ -272,6 +272,36 @@ CREATE TABLE IF NOT EXISTS share_link (
 ) WITHOUT ROWID;
 
 -----------------------------------------------------------------------------------------------------------------------------
+-- Logins and API keys
+-----------------------------------------------------------------------------------------------------------------------------
+-- Who may read the numbers, besides share links: a correct password makes a login (the page's /login form, or
+-- POST /api/auth/login for Umami API clients); `footfall api-key create` makes a key for scripts. Only a SHA-256 of each
+-- token or key is stored, so a copy of this file gives nobody a working cookie, token or key.
+
+-- One row per login. Written by /login and POST /api/auth/login; deleted by logout, by `footfall password` (all of them),
+-- and once expired or made under another password (at the next login). The cookie or Bearer token carries the token.
+CREATE TABLE IF NOT EXISTS login_session (
+    token_hash   TEXT    PRIMARY KEY CHECK (length(token_hash) = 64),    -- SHA-256 of the token, lower-case hex
+    kind         TEXT    NOT NULL CHECK (kind IN ('page', 'api')),      -- 'page': the login cookie; 'api': an API token
+    password_tag TEXT    NOT NULL CHECK (length(password_tag) = 16),    -- first 16 hex digits of SHA-256 of the password
+                                                                        -- hash it was made under; another password voids it
+    created_at   INTEGER NOT NULL,                 -- login time, Unix seconds
+    expires_at   INTEGER NOT NULL,                 -- end of the login (created_at + --login-max-days), Unix seconds
+    last_used_at INTEGER NOT NULL                  -- last request made with it, Unix seconds (written at most once a minute)
+) WITHOUT ROWID;
+
+-- One row per API key. Written by `footfall api-key create NAME` (which prints the key once), deleted by
+-- `footfall api-key revoke NAME`. A key is sent as `Authorization: Bearer KEY` or `x-umami-api-key: KEY`; it lasts until
+-- revoked (a new password does not end it).
+CREATE TABLE IF NOT EXISTS api_key (
+    name         TEXT    PRIMARY KEY CHECK (length(name) BETWEEN 1 AND 50), -- the operator's name for the key
+    key_hash     TEXT    NOT NULL UNIQUE CHECK (length(key_hash) = 64),     -- SHA-256 of the key, lower-case hex
+    created_at   INTEGER NOT NULL,                 -- Unix seconds
+    last_used_at INTEGER                           -- last request made with it, Unix seconds (at most once a minute); NULL:
+                                                   -- never used
+) WITHOUT ROWID;
+
+-----------------------------------------------------------------------------------------------------------------------------
 -- Views: the stable surface for people querying by hand
 -----------------------------------------------------------------------------------------------------------------------------
 

@@ -1,8 +1,8 @@
 """The app assembly: ``create_app(config)`` wires the collector's routes, the page, errors and the lifespan.
 
 Owns: start-up and shutdown order (collection, auth, geo, summary reader, upkeep), what goes on ``app.state``, CORS for
-the collection routes, the request-body timeout, and systemd's sd_notify. Imports collector and every footfall module
-below it; nothing imports it but the CLI.
+the collection routes, the request-body timeout, and systemd's sd_notify; mounts the collector's routes, the page's and
+the read API's (footfall.readapi). Imports collector and every footfall module below it; nothing imports it but the CLI.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from collector import (
 from footfall.auth import PageAuth
 from footfall.geo import Locator, open_locator
 from footfall.openapi import get_openapi, openapi_document
+from footfall.readapi import readapi_routes
 from footfall.summary import SummaryReader
 from footfall.upkeep import Upkeep
 from footfall.web import load_static_files, page_routes
@@ -51,7 +52,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
     locator = Locator([], config.cdn_geo)
     collection = Collection(config, clock, locate=lambda client, headers: locator(client, headers))
     summary = SummaryReader(config.db, config.busy_timeout_ms, config.timezone, clock, config.summary_timeout)
-    auth = PageAuth(config.password_hash, config.ipv6_prefix)
+    auth = PageAuth(config.password_hash, config.login_max_days * DAY_SECONDS, config.ipv6_prefix)
     upkeep = Upkeep(collection, summary, auth)
 
     @contextlib.asynccontextmanager
@@ -60,7 +61,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
         await collection.start()
         try:
             assert collection.prepared is not None
-            auth.start(collection.prepared.secret)
+            auth.start(collection)
             await auth.load(collection.read_setting)
             found = await asyncio.to_thread(open_locator, config.geoip_db, config.embedded_geo)
             locator.sources, locator.names = found.sources, found.names
@@ -84,6 +85,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
     handlers = [
         Router("/", route_handlers=collection_routes(config), middleware=[collection_cors]),
         *page_routes(),
+        *readapi_routes(),
         get("/api/openapi.json", include_in_schema=False)(get_openapi),
     ]
     return Litestar(

@@ -1,4 +1,4 @@
-"""The ``footfall`` command (click): serve, site, password, backup, check, prune, forget, export, stats, import.
+"""The ``footfall`` command (click): serve, site, password, api-key, backup, check, prune, forget, export, stats, import.
 
 Owns: options and their help, one-line error messages, exit codes. Each command calls a plain function of the module
 that owns the work. Imports collector and any footfall module; nothing imports it (the console script points here).
@@ -33,9 +33,18 @@ from collector import (
     env_name,
     load_config,
     prepare_database,
+    transaction,
 )
 from footfall.app import create_app, sd_notify
-from footfall.auth import MIN_PASSWORD_CHARS, hash_password, new_share_token
+from footfall.auth import (
+    MIN_PASSWORD_CHARS,
+    create_api_key,
+    hash_password,
+    list_api_keys,
+    new_share_token,
+    revoke_api_key,
+    revoke_sessions,
+)
 from footfall.geo import MaxMindGeo
 from footfall.ops import (
     backup_database,
@@ -288,7 +297,7 @@ def site_share(website_id: str, revoke: bool, base_url: str, db: str) -> None:
 @click.option("--stdin", "from_stdin", is_flag=True, help="Read the password from standard input instead of prompting.")
 @_db_option
 def password(print_hash: bool, from_stdin: bool, db: str) -> None:
-    """Set the summary page's password (stored as a salted scrypt hash; logs every browser out).
+    """Set the summary page's password (stored as a salted scrypt hash); ends every login, page and API tokens alike.
 
     Until a password is set, the summary page answers only browsers on this machine. Example: footfall password
     """
@@ -304,10 +313,70 @@ def password(print_hash: bool, from_stdin: bool, db: str) -> None:
         return
     conn = _open_for_cli(db)
     try:
-        set_setting(conn, "password_hash", hashed)
+        with transaction(conn):
+            set_setting(conn, "password_hash", hashed)
+            ended = revoke_sessions(conn)
     finally:
         conn.close()
-    click.echo("Password set. Log in at /login (a running footfall picks it up within seconds).")
+    click.echo(f"Password set; {ended} login(s) ended. Log in at /login (a running footfall picks it up within seconds).")
+
+
+@cli.group("api-key")
+def api_key() -> None:
+    """API keys for scripts reading Umami's API (`Authorization: Bearer KEY` or `x-umami-api-key: KEY`)."""
+
+
+@api_key.command("create")
+@click.argument("name")
+@_db_option
+def api_key_create(name: str, db: str) -> None:
+    """Make an API key called NAME and print it: only this once (footfall keeps a hash of it).
+
+    Example: footfall api-key create dashboard
+    """
+    conn = _open_for_cli(db)
+    try:
+        key = create_api_key(conn, name, time.time())
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        conn.close()
+    click.echo(key)
+
+
+@api_key.command("list")
+@_db_option
+def api_key_list(db: str) -> None:
+    """List API keys: name, when made and when last used (UTC); never the keys themselves.
+
+    Example: footfall api-key list
+    """
+    conn = _open_for_cli(db)
+    try:
+        keys = list_api_keys(conn)
+    finally:
+        conn.close()
+    stamp = lambda t: "never" if t is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(t))  # noqa: E731
+    for key in keys:
+        click.echo(f"{key.name}\tcreated {stamp(key.created_at)}\tlast used {stamp(key.last_used_at)}")
+
+
+@api_key.command("revoke")
+@click.argument("name")
+@_db_option
+def api_key_revoke(name: str, db: str) -> None:
+    """Delete the API key called NAME; requests with it are refused from then on.
+
+    Example: footfall api-key revoke dashboard
+    """
+    conn = _open_for_cli(db)
+    try:
+        gone = revoke_api_key(conn, name)
+    finally:
+        conn.close()
+    if not gone:
+        raise click.ClickException(f"no API key named {name!r}; `footfall api-key list` shows them")
+    click.echo(f"revoked {name}")
 
 
 def _console() -> Any:

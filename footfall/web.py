@@ -28,16 +28,7 @@ from collector import (
     origin_of,
     serve_asset,
 )
-from footfall.auth import (
-    SESSION_COOKIE,
-    SESSION_MAX_AGE_SECONDS,
-    PageAuth,
-    is_local_browser,
-    is_same_origin,
-    issue_session_cookie,
-    read_session_cookie,
-    safe_next,
-)
+from footfall.auth import SESSION_COOKIE, PageAuth, is_https, is_local_browser, is_same_origin, safe_next
 from footfall.rollups import VITALS
 from footfall.summary import FILTERS, PERIODS, Site, SummaryRange, SummaryReader, list_sites, resolve_range, shared_site
 
@@ -134,8 +125,7 @@ async def _viewer(request: Request, token: str | None) -> Viewer:
         return Viewer([s for s in sites if s.key == website_key], f"/share/{token}", False)
     auth = _auth(request)
     if auth.password_hash:
-        cookie = request.cookies.get(SESSION_COOKIE)
-        if read_session_cookie(cookie, auth.cookie_key, auth.password_hash, _summary(request).clock()):
+        if await auth.session(request.cookies.get(SESSION_COOKIE), "page", _summary(request).clock()) is not None:
             return Viewer(sites, "/", True)
         raise Denied("login")
     if is_local_browser(request):
@@ -244,47 +234,44 @@ async def get_login(request: Request) -> Response[Any] | Template:
 
 
 async def post_login(request: Request) -> Response[Any] | Template:
-    """POST /login: check the password; on success set the session cookie and go to ``next``."""
+    """POST /login (urlencoded or multipart form): check the password; on success start a session and go to ``next``."""
     auth, collection = _auth(request), _collection(request)
     if not is_same_origin(request):
         return _page("message.html", {"title": "Refused", "message": "Log in from footfall's own login page."}, 403)
     form = await request.form()
     target = safe_next(form.get("next"))
-    now = collection.clock()
+    address = origin_of(request).client(None, collection.policy).address
     try:
-        auth.login_limiter.check(origin_of(request).client(None, collection.policy).address, now)
+        token = await auth.log_in(form.get("password"), address, collection.clock(), "page")
     except ApiError as exc:
+        if exc.status != 429:
+            raise
         return _page(
             "login.html", {"next": target, "error": "Too many attempts. Wait a minute and try again."}, 429, **exc.headers
         )
-    password = form.get("password") or ""
-    stored = auth.password_hash
-    if not stored or not isinstance(password, str) or not await auth.check_password(password):
+    if token is None:
         return _page("login.html", {"next": target, "error": "Wrong password."}, 403)
     response = Redirect(path=target, status_code=303, headers=PAGE_HEADERS)
     response.set_cookie(
         SESSION_COOKIE,
-        issue_session_cookie(auth.cookie_key, stored, now),
-        max_age=SESSION_MAX_AGE_SECONDS,
+        token,
+        max_age=auth.max_age_seconds,
         path="/",
         httponly=True,
         samesite="strict",
-        secure=_is_https(request),
+        secure=is_https(request, collection.policy),
     )
     return response
 
 
 async def post_logout(request: Request) -> Response[Any] | Template:
-    """POST /logout: drop the session cookie."""
+    """POST /logout: end the session (its cookie is refused from now on, copies included) and drop the cookie."""
     if not is_same_origin(request):
         return _page("message.html", {"title": "Refused", "message": "Log out from footfall's own pages."}, 403)
+    await _auth(request).close_session(request.cookies.get(SESSION_COOKIE))
     response = Redirect(path="/login", status_code=303, headers=PAGE_HEADERS)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
-
-
-def _is_https(request: Request) -> bool:
-    return request.url.scheme == "https" or request.headers.get("x-forwarded-proto", "").lower() == "https"
 
 
 #: The summary's static files: name → media type.

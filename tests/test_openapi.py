@@ -25,8 +25,10 @@ from conftest import LiveServer, rows
 
 pytestmark = pytest.mark.slow
 
-#: Generated requests per operation (heartbeat's space is tiny: hypothesis stops early there).
+#: Generated requests per operation (heartbeat's space is tiny: hypothesis stops early there); the read API's operations,
+#: asked without a token here (test_readapi_fuzz.py asks them with one), get fewer.
 EXAMPLES = 3500
+READ_API_EXAMPLES = 300
 #: Requests every run must have made in all (issue 8 asks for at least 10,000).
 MINIMUM_REQUESTS = 10_000
 SENT: collections.Counter[str] = collections.Counter()
@@ -59,9 +61,10 @@ CONFIG = SchemathesisConfig.from_dict(
 )
 #: The document the server serves (test_openapi_document_is_served checks they are the same).
 schema = schemathesis.openapi.from_dict(footfall.openapi.openapi_document(collector.Config()), config=CONFIG)
+READ_API = "Umami read API"
 
 
-@schema.parametrize()
+@schema.exclude(tag=READ_API).parametrize()
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -77,12 +80,37 @@ def test_api_answers_as_documented(case: Any, server: LiveServer) -> None:
     assert response.status_code < 500, response.text
 
 
+@schema.include(tag=READ_API).parametrize()
+@settings(
+    max_examples=READ_API_EXAMPLES,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
+def test_read_api_answers_as_documented(case: Any, server: LiveServer) -> None:
+    """Generated requests to Umami's read API without a token: 400 for bad parameters, else 401, as documented."""
+    response = case.call_and_validate(base_url=server.url)
+    SENT[case.operation.label] += 1
+    assert response.status_code in (400, 401, 404, 405, 413), response.text
+
+
 def test_openapi_document_is_served(server: LiveServer) -> None:
     """The document names every route of the JSON API with the Structs' schemas."""
     document = httpx.get(server.url + "/api/openapi.json").json()
     assert document == footfall.openapi.openapi_document(collector.Config())
     assert document["openapi"] == "3.1.0"
-    assert set(document["paths"]) == {"/api/send", "/api/batch", "/api/heartbeat", "/api/summary"}
+    assert set(document["paths"]) == {"/api/send", "/api/batch", "/api/heartbeat", "/api/summary"} | {
+        "/api/auth/login",
+        "/api/auth/verify",
+        "/api/auth/logout",
+        "/api/me",
+        "/api/websites",
+        "/api/me/websites",
+        *(f"/api/websites/{{website_id}}{route}" for route in ("", "/active", "/stats", "/pageviews", "/metrics")),
+        *(f"/api/websites/{{website_id}}{route}" for route in ("/daterange", "/events/series")),
+    }
     assert (
         document["paths"]["/api/batch"]["post"]["requestBody"]["content"]["application/json"]["schema"]["maxItems"]
         == collector.MAX_BATCH_ITEMS
