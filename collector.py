@@ -1682,8 +1682,13 @@ def prepare_database(
     rotation: str = "month",
     now: float | None = None,
     migrations: Mapping[int, Callable[[sqlite3.Connection], None]] = MIGRATIONS,
+    default_site: bool = True,
 ) -> Prepared:
-    """Create or upgrade the database: schema, migrations, install secret, salts, and a 'default' site if there is none."""
+    """Create or upgrade the database: schema, migrations, install secret, salts, and a 'default' site if there is none.
+
+    ``default_site``: make that 'default' site when the database has no website at all, removed ones included (`serve`
+    does; `site add` and `import`, which bring their own sites, do not).
+    """
     now = time.time() if now is None else now
     try:
         conn = connect(path)
@@ -1699,7 +1704,7 @@ def prepare_database(
             )
             secret = conn.execute("SELECT value FROM setting WHERE name = 'install_secret'").fetchone()[0]
             default_id = None
-            if conn.execute("SELECT count(*) FROM website").fetchone()[0] == 0:
+            if default_site and conn.execute("SELECT count(*) FROM website").fetchone()[0] == 0:
                 default_id = str(uuid.uuid4())
                 conn.execute(
                     "INSERT INTO website (website_id, name, created_at) VALUES (?, 'default', ?)", (default_id, int(now))
