@@ -515,7 +515,7 @@ def password(print_hash: bool, from_stdin: bool, db: str) -> None:
         existing_database(db, write=True)  # before asking for anything
     if from_stdin:
         secret = sys.stdin.readline().rstrip("\r\n")
-    elif not click.get_text_stream("stdin").isatty():
+    elif not sys.stdin.isatty():
         raise click.UsageError(
             "no terminal to type the password in — give it on standard input: footfall password --stdin <<< 'PASSWORD'"
         )
@@ -567,18 +567,24 @@ def backup(dest: Path, keep_days: int | None, db: str) -> None:
 @cli.command()
 @_db_option
 def check(db: str) -> None:
-    """Check the database: integrity, schema version, row counts and salt ages; exit 1 if it is damaged.
+    """Check the database: integrity, schema version, row counts and salts; exit 1 if it is damaged.
 
     Example: footfall check --db footfall.db
     """
     existing_database(db, write=False)
     report = _checked(check_database, db)
     click.echo(f"integrity: {report['integrity']}")
-    click.echo(f"schema version: {report['schema_version']} (this footfall: {SCHEMA_VERSION})")
+    version = report["schema_version"]
+    if version == SCHEMA_VERSION:
+        click.echo(f"schema version: {version}, as this footfall expects")
+    elif version < SCHEMA_VERSION:
+        click.echo(f"schema version: {version}, older than this footfall's {SCHEMA_VERSION} — `footfall serve` upgrades it")
+    else:
+        click.echo(f"schema version: {version}, newer than this footfall's {SCHEMA_VERSION} — upgrade footfall")
     for table, count in report["rows"].items():
         click.echo(f"rows {table}: {count}")
-    for salt in report["salts"]:
-        click.echo(f"salt {salt['period']}: {salt['age_days']} days old")
+    for line in report["salts"]:
+        click.echo(line)
     if report["integrity"] != "ok":
         raise Failure(f"the database {db} is damaged — restore a backup (see README, Backups)")
 

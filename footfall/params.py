@@ -150,10 +150,10 @@ class Domain(_Type):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         text = str(value).strip().lower().rstrip(".")
         host, colon, port = text.rpartition(":") if ":" in text else (text, "", "")
+        if "://" in text or "/" in text:
+            self.fail(f"{value!r} is a URL — give only its host name, e.g. blog.example.com", param, ctx)
         if colon and not (port.isdigit() and 1 <= int(port) <= 65535):
             self.fail(f"{value!r} has no valid port after ':' (1 to 65535)", param, ctx)
-        if "://" in str(value) or "/" in text:
-            self.fail(f"{value!r} is a URL — give only its host name, e.g. blog.example.com", param, ctx)
         if _ascii_host(host) is None:
             self.fail(
                 f"{value!r} is not a host name like blog.example.com (letters, digits and hyphens between dots, "

@@ -232,7 +232,7 @@ def test_check_reports_and_detects_damage(db_path: Path, tmp_path: Path) -> None
     result = run("check", "--db", str(db_path))
     assert result.exit_code == 0, result.output
     assert "integrity: ok" in result.output and f"schema version: {collector.SCHEMA_VERSION}" in result.output
-    assert "rows website_event: 9" in result.output and "salt month:" in result.output
+    assert "rows website_event: 9" in result.output and "\ncurrent salt: month " in result.output
     damaged = tmp_path / "damaged.db"
     data = bytearray(db_path.read_bytes())
     page = 4096
