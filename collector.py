@@ -2350,10 +2350,15 @@ class Asset(NamedTuple):
 
 
 def make_asset(body: bytes, media_type: str) -> Asset:
-    """An Asset of ``body``: gzipped once (level 9, no timestamp) and tagged with a hash of its bytes."""
+    """An Asset of ``body``: gzipped once (level 9, no timestamp) and tagged with a hash of its bytes.
+
+    ``media_type`` is kept without parameters: Litestar adds ``; charset=utf-8`` to every text/* type itself (a charset
+    given here would be sent twice), and footfall's text assets are UTF-8.
+    """
     import gzip
 
-    return Asset(body, gzip.compress(body, 9, mtime=0), media_type, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+    bare = media_type.partition(";")[0].strip()
+    return Asset(body, gzip.compress(body, 9, mtime=0), bare, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
 
 
 def serve_asset(request: Request, asset: Asset, headers: Mapping[str, str]) -> Response:
@@ -2372,7 +2377,7 @@ def load_tracker(collect_path: str = "") -> Asset:
     body = asset_path("script.js").read_bytes()
     if collect_path:
         body = body.replace(b'"/api/send"', msgspec.json.encode(collect_path))
-    return make_asset(body, "text/javascript; charset=utf-8")
+    return make_asset(body, "text/javascript")
 
 
 _SCRIPT_HEADERS = {"Cache-Control": f"public, max-age={DAY_SECONDS}", "Access-Control-Allow-Origin": "*"}

@@ -164,7 +164,7 @@ def _page(name: str, context: dict[str, Any], status: int = 200, **headers: str)
         context=context,
         status_code=status,
         headers={**PAGE_HEADERS, **headers},
-        media_type="text/html; charset=utf-8",
+        media_type="text/html",  # Litestar adds "; charset=utf-8"
     )
 
 
@@ -288,7 +288,7 @@ def _is_https(request: Request) -> bool:
 
 
 #: The summary's static files: name → media type.
-STATIC_FILES = {"footfall.css": "text/css; charset=utf-8", "favicon.svg": "image/svg+xml"}
+STATIC_FILES = {"footfall.css": "text/css", "favicon.svg": "image/svg+xml"}
 
 
 def load_static_files() -> dict[str, Asset]:
