@@ -302,6 +302,7 @@ def _listen(host: str, port: int) -> socket.socket:
         if exc.errno == errno.EADDRNOTAVAIL:
             raise Failure(f"cannot listen on {where}: not an address of this machine — use --host 127.0.0.1") from None
         raise Failure(f"cannot listen on {where}: {exc.strerror}") from None
+    sock.listen(2048)  # uvicorn's backlog: from here connections wait for the server instead of being refused
     return sock
 
 
