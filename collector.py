@@ -1782,8 +1782,13 @@ def prepare_database(
     rotation: str = "month",
     now: float | None = None,
     migrations: Mapping[int, Callable[[sqlite3.Connection], None]] = MIGRATIONS,
+    default_site: bool = True,
 ) -> Prepared:
-    """Create or upgrade the database: schema, migrations, install secret, salts, and a 'default' site if there is none."""
+    """Create or upgrade the database: schema, migrations, install secret, salts, and a 'default' site if there is none.
+
+    ``default_site``: make that 'default' site when the database has no website at all, removed ones included (`serve`
+    does; `site add` and `import`, which bring their own sites, do not).
+    """
     now = time.time() if now is None else now
     try:
         conn = connect(path)
@@ -1799,7 +1804,7 @@ def prepare_database(
             )
             secret = conn.execute("SELECT value FROM setting WHERE name = 'install_secret'").fetchone()[0]
             default_id = None
-            if conn.execute("SELECT count(*) FROM website").fetchone()[0] == 0:
+            if default_site and conn.execute("SELECT count(*) FROM website").fetchone()[0] == 0:
                 default_id = str(uuid.uuid4())
                 conn.execute(
                     "INSERT INTO website (website_id, name, created_at) VALUES (?, 'default', ?)", (default_id, int(now))
@@ -2452,10 +2457,15 @@ class Asset(NamedTuple):
 
 
 def make_asset(body: bytes, media_type: str) -> Asset:
-    """An Asset of ``body``: gzipped once (level 9, no timestamp) and tagged with a hash of its bytes."""
+    """An Asset of ``body``: gzipped once (level 9, no timestamp) and tagged with a hash of its bytes.
+
+    ``media_type`` is kept without parameters: Litestar adds ``; charset=utf-8`` to every text/* type itself (a charset
+    given here would be sent twice), and footfall's text assets are UTF-8.
+    """
     import gzip
 
-    return Asset(body, gzip.compress(body, 9, mtime=0), media_type, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+    bare = media_type.partition(";")[0].strip()
+    return Asset(body, gzip.compress(body, 9, mtime=0), bare, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
 
 
 def serve_asset(request: Request, asset: Asset, headers: Mapping[str, str]) -> Response:
@@ -2474,7 +2484,7 @@ def load_tracker(collect_path: str = "") -> Asset:
     body = asset_path("script.js").read_bytes()
     if collect_path:
         body = body.replace(b'"/api/send"', msgspec.json.encode(collect_path))
-    return make_asset(body, "text/javascript; charset=utf-8")
+    return make_asset(body, "text/javascript")
 
 
 _SCRIPT_HEADERS = {"Cache-Control": f"public, max-age={DAY_SECONDS}"}  # CORS: the app assembly's, for these routes only

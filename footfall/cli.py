@@ -2,11 +2,18 @@
 
 Owns: options and their help, one-line error messages, exit codes. Each command calls a plain function of the module
 that owns the work. Imports collector and any footfall module; nothing imports it (the console script points here).
+
+Errors follow one convention: a single line ``footfall: error: …`` on stderr naming the path or value and what to do;
+exit status 2 for a wrong command line (click's usage errors and bad values, bad settings), 1 for a failure (no database,
+no permission, a busy port, a damaged file). A traceback is shown only with ``footfall --debug …``. Commands that read or
+change a database never create one: only ``serve``, ``site add`` and ``import`` do.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import errno
 import logging
 import os
 import shutil
@@ -15,19 +22,23 @@ import socket
 import sqlite3
 import sys
 import time
+import traceback
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from collector import (
+    MIGRATIONS,
     SCHEMA_VERSION,
     SETTINGS,
-    UUID_RE,
     ConfigError,
+    Setting,
     __version__,
+    apply_migrations,
     asset_path,
     connect,
     env_name,
@@ -52,25 +63,213 @@ from footfall.ops import (
     expire_backups,
     export_events,
     forget_person,
-    parse_age,
     prune_events,
     site_stats,
+)
+from footfall.params import (
+    Age,
+    CidrList,
+    DatabasePath,
+    Domain,
+    Duration,
+    Failure,
+    Rate,
+    Retention,
+    SiteName,
+    Switch,
+    TimeZone,
+    WebsiteId,
+    WholeNumber,
+    database_uri,
+    existing_database,
+    new_file,
+    new_folder,
 )
 from footfall.rollups import set_setting
 from footfall.server import uvicorn_config
 from footfall.umami import export_umami, import_umami
 
 
+###############################################################################################################################
+# Errors: one line, the right exit status
+###############################################################################################################################
+#: Set by ``footfall --debug``: unexpected errors then show their traceback.
+_debug = False
+
+
+def error_line(exc: click.ClickException) -> str:
+    """The one line a ClickException prints: ``footfall: error: …``, with where to read more for a usage error."""
+    if isinstance(exc, click.BadParameter) and exc.ctx is not None and exc.param is not None and exc.param.envvar:
+        if exc.ctx.get_parameter_source(exc.param.name or "") is ParameterSource.ENVIRONMENT:
+            exc.param_hint = f"{exc.param.envvar} (the environment's {exc.param.opts[0]})"
+    message = " ".join(exc.format_message().split()).replace(". Did you mean", " — did you mean")
+    if message[:1].isupper() and message[1:2].islower():
+        message = message[0].lower() + message[1:]
+    if isinstance(exc, click.UsageError) and exc.ctx is not None and " — " not in message:
+        message = f"{message.rstrip('.')} — see `{exc.ctx.command_path} --help`"
+    return f"footfall: error: {message}"
+
+
+def _unexpected_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename:
+        return f"footfall: error: {exc.filename}: {(exc.strerror or str(exc)).lower()} — `footfall --debug …` shows where"
+    return (
+        f"footfall: error: unexpected {type(exc).__name__}: {exc} — `footfall --debug …` shows the traceback; please report it"
+    )
+
+
+class FootfallGroup(click.Group):
+    """click's group, reporting every error as one line (see the module docstring) instead of click's usage text."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> int:
+        global _debug
+        _debug = False
+        try:
+            result = super().main(args, prog_name or "footfall", complete_var, standalone_mode=False, **extra)
+            code = result if isinstance(result, int) else 0
+        except click.ClickException as exc:
+            click.echo(error_line(exc), err=True)
+            code = exc.exit_code
+        except click.exceptions.Abort:
+            click.echo("footfall: error: stopped before finishing — nothing more was done", err=True)
+            code = 1
+        except Exception as exc:
+            if _debug:
+                traceback.print_exc()
+            click.echo(_unexpected_line(exc), err=True)
+            code = 1
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def _checked(fn: Callable[..., Any], db: str, *args: Any, **kwargs: Any) -> Any:
+    """Run an operation on the database ``db``; its ConfigError or database error becomes a one-line failure."""
+    try:
+        return fn(db, *args, **kwargs)
+    except ConfigError as exc:
+        raise Failure(str(exc)) from None
+    except sqlite3.Error as exc:
+        raise Failure(f"database error in {db}: {exc}") from None
+
+
+###############################################################################################################################
+# Databases the commands open
+###############################################################################################################################
+def _open_for_cli(db: str) -> sqlite3.Connection:
+    """A connection to ``db``, created with its schema if missing (for `site add` and `import`): no 'default' site."""
+    new_file(db, f"--db {db}", "database file")
+    try:
+        prepare_database(db, default_site=False)
+        return connect(db)
+    except ConfigError as exc:
+        raise Failure(str(exc)) from None
+
+
+@contextlib.contextmanager
+def _existing(db: str, write: bool = True) -> Iterator[sqlite3.Connection]:
+    """A connection to the footfall database at ``db``, which must exist (nothing is created), brought up to date."""
+    existing_database(db, write)
+    try:
+        conn = connect(db) if write else sqlite3.connect(database_uri(db, write=False), uri=True)
+    except sqlite3.Error as exc:
+        raise Failure(f"cannot open the database {db}: {exc}") from None
+    try:
+        if write:
+            apply_migrations(conn, MIGRATIONS)
+        yield conn
+    except ConfigError as exc:
+        raise Failure(str(exc)) from None
+    except sqlite3.Error as exc:
+        raise Failure(f"database error in {db}: {exc}") from None
+    finally:
+        conn.close()
+
+
+_db_option = click.option(
+    "--db",
+    type=DatabasePath(),
+    default=lambda: os.environ.get("FOOTFALL_DB", "footfall.db"),
+    show_default="footfall.db",
+    help="Database file [env FOOTFALL_DB].",
+)
+
+
+###############################################################################################################################
+# footfall and footfall serve
+###############################################################################################################################
+#: Click types of the settings whose text has a syntax of its own; the others follow the type of their default.
+_SETTING_TYPES: dict[str, click.ParamType] = {
+    "db": DatabasePath(),
+    "trusted_proxies": CidrList(),
+    "ignore_ip": CidrList(),
+    "rate_limit": Rate(),
+    "timezone": TimeZone(),
+    "geoip_db": click.Path(exists=True, dir_okay=False),
+}
+
+
+#: Metavars of free-text settings, so --help says what goes there.
+_SETTING_METAVARS = {
+    "host": "ADDRESS",
+    "client_ip_header": "HEADER",
+    "tracker_path": "URL-PATH",
+    "collect_path": "URL-PATH",
+    "password_hash": "HASH",
+}
+
+
+def _setting_type(setting: Setting) -> click.ParamType:
+    """The click type of a setting: a choice, a syntax of its own, a whole number (the same bounds as load_config)."""
+    if setting.choices:
+        return click.Choice(setting.choices)
+    if setting.name in _SETTING_TYPES:
+        return _SETTING_TYPES[setting.name]
+    if isinstance(setting.default, int):
+        return WholeNumber(0, 65535) if setting.name == "port" else WholeNumber(min=1)
+    return click.STRING
+
+
+class _SwitchOption(click.Option):
+    """An on/off flag whose environment variable is read by Switch, so a wrong word gets footfall's sentence."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.type = Switch()
+
+
 def _setting_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Add one ``--name`` option per SETTINGS entry (None when not given, so the environment can fill it in)."""
+    """Add one ``--name`` option per SETTINGS entry, typed, with its FOOTFALL_* variable (None when neither is given)."""
     for setting in reversed(SETTINGS):
         flag = "--" + setting.name.replace("_", "-")
         help_text = f"{setting.help} [env {env_name(setting)}; default {setting.default!r}]"
         if isinstance(setting.default, bool):
-            fn = click.option(f"{flag}/--no-{flag[2:]}", setting.name, default=None, help=help_text)(fn)
+            option = click.option(
+                f"{flag}/--no-{flag[2:]}",
+                setting.name,
+                cls=_SwitchOption,
+                default=None,
+                envvar=env_name(setting),
+                help=help_text,
+            )
         else:
-            kind = click.Choice(setting.choices) if setting.choices else None
-            fn = click.option(flag, setting.name, default=None, type=kind, help=help_text)(fn)
+            option = click.option(
+                flag,
+                setting.name,
+                default=None,
+                type=_setting_type(setting),
+                metavar=_SETTING_METAVARS.get(setting.name),
+                envvar=env_name(setting),
+                help=help_text,
+            )
+        fn = option(fn)
     return fn
 
 
@@ -78,16 +277,43 @@ def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(asctime)s level=%(levelname)s %(message)s")
 
 
-@click.group(invoke_without_command=True)
+@click.group("footfall", cls=FootfallGroup, invoke_without_command=True)
 @click.version_option(__version__, prog_name="footfall")
+@click.option("--debug", is_flag=True, help="Show the traceback of an unexpected error (to report it).")
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, debug: bool) -> None:
     """footfall: Umami-compatible web analytics in one SQLite file.
 
     Run without a command to serve with the defaults (same as `footfall serve`).
     """
-    if ctx.invoked_subcommand is None:
-        ctx.invoke(serve)
+    global _debug
+    _debug = debug
+    if ctx.invoked_subcommand is None:  # read options from the environment exactly as `footfall serve` does
+        serve.main(args=[], prog_name=f"{ctx.command_path} serve", standalone_mode=False)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port, so a busy port is reported before anything is announced or created."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror:
+        raise Failure(f"cannot listen on {where}: no such address on this machine — use --host 127.0.0.1") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise Failure(f"address already in use: {where} — is footfall already running? use --port") from None
+        if exc.errno == errno.EACCES:
+            raise Failure(f"no permission to listen on {where} (ports below 1024 need root) — use --port 8000") from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise Failure(f"cannot listen on {where}: not an address of this machine — use --host 127.0.0.1") from None
+        raise Failure(f"cannot listen on {where}: {exc.strerror}") from None
+    sock.listen(2048)  # uvicorn's backlog: from here connections wait for the server instead of being refused
+    return sock
 
 
 @cli.command()
@@ -101,13 +327,20 @@ def serve(**options: Any) -> None:
 
     try:
         config = load_config(options, os.environ)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    new_file(config.db, f"--db {config.db}", "database file")
+    sock = _listen(config.host, config.port)
+    try:
         prepared = prepare_database(config.db, config.salt_rotation)
         if config.geoip_db:
             MaxMindGeo(config.geoip_db).close()  # fail now, with a clear message, rather than inside the server
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        sock.close()
+        raise Failure(str(exc)) from None
     _configure_logging(config.log_level)
-    base = f"http://{config.host}:{config.port}"
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    base = f"http://{host}:{sock.getsockname()[1]}"
     click.echo(f"footfall {__version__} listening on {base}, database {os.path.abspath(config.db)}")
     if prepared.default_website_id:
         click.echo(f"Created website 'default' with id {prepared.default_website_id}. Paste this into your pages:")
@@ -130,63 +363,48 @@ def serve(**options: Any) -> None:
     # A drained, committed shutdown is a success, so that handler does nothing and the exit code is 0 (systemd expects it).
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: None)
-    server.run()
+    with sock:
+        server.run(sockets=[sock])
     if not server.started:
-        raise click.ClickException(f"could not serve on {base}; is the port free?")
+        raise Failure(f"could not serve on {base} — the lines above say why")
 
 
-def _require_database(db: str) -> None:
-    """Commands that only read or copy a database refuse a path with none, rather than creating an empty one."""
-    if not Path(db).exists():
-        raise click.ClickException(f"no database at {db}; pass --db or set FOOTFALL_DB")
-
-
-def _open_for_cli(db: str) -> sqlite3.Connection:
-    try:
-        prepare_database(db)
-        return connect(db)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-_db_option = click.option(
-    "--db",
-    default=lambda: os.environ.get("FOOTFALL_DB", "footfall.db"),
-    show_default="footfall.db",
-    help="Database file [env FOOTFALL_DB].",
-)
-
-
+###############################################################################################################################
+# footfall site …
+###############################################################################################################################
 @cli.group()
 def site() -> None:
     """Add, list and remove websites."""
 
 
+def _no_such_site(website_id: str) -> Failure:
+    return Failure(f"no website with id {website_id} — `footfall site list` shows the ids")
+
+
 @site.command("add")
-@click.argument("name")
-@click.option("--domain", help="The site's main domain, e.g. example.com.")
-@click.option("--id", "website_id", help="Keep this website UUID (e.g. your Umami website id, so snippets stay the same).")
+@click.argument("name", type=SiteName())
+@click.option("--domain", type=Domain(), help="The site's main domain, e.g. example.com (an IDN or HOST:PORT is fine).")
+@click.option(
+    "--id", "website_id", type=WebsiteId(), help="Keep this website UUID (e.g. your Umami website id, so snippets stay)."
+)
 @_db_option
 def site_add(name: str, domain: str | None, website_id: str | None, db: str) -> None:
-    """Add a website and print its UUID (only the UUID, so scripts can capture it).
+    """Add a website and print its UUID (only the UUID, so scripts can capture it); names are unique, in any case.
 
     Example: footfall site add blog --domain blog.example.com
     """
-    if not 1 <= len(name) <= 100:
-        raise click.ClickException("NAME must be 1 to 100 characters")
-    if website_id is not None:
-        if not UUID_RE.fullmatch(website_id):
-            raise click.ClickException(f"--id must be a UUID like {uuid.uuid4()}, not {website_id!r}")
-        website_id = website_id.lower()
     website_id = website_id or str(uuid.uuid4())
     conn = _open_for_cli(db)
     try:
+        for other_id, other_name in conn.execute("SELECT website_id, name FROM website WHERE deleted_at IS NULL"):
+            if other_name.casefold() == name.casefold():
+                raise Failure(f"a website named {other_name!r} already exists ({other_id}) — choose another name")
         conn.execute(
             "INSERT INTO website (website_id, name, domain, created_at) VALUES (?, ?, ?, ?)",
             (website_id, name, domain, int(time.time())),
         )
     except sqlite3.IntegrityError:
-        raise click.ClickException(f"a website with id {website_id} already exists; `footfall site list` shows it") from None
+        raise Failure(f"a website with id {website_id} already exists — `footfall site list` shows it") from None
     finally:
         conn.close()
     click.echo(website_id)
@@ -195,73 +413,62 @@ def site_add(name: str, domain: str | None, website_id: str | None, db: str) -> 
 @site.command("list")
 @_db_option
 def site_list(db: str) -> None:
-    """List websites: id, name, domain, and whether removed.
+    """List websites, tab-separated: id, name, domain, and whether removed.
 
     Example: footfall site list --db footfall.db
     """
-    conn = _open_for_cli(db)
-    try:
+    with _existing(db, write=False) as conn:
         rows = conn.execute(
             "SELECT website_id, name, ifnull(domain, ''), deleted_at FROM website ORDER BY website_key"
         ).fetchall()
-    finally:
-        conn.close()
     for website_id, name, domain, deleted_at in rows:
         click.echo("\t".join((website_id, name, domain, "removed" if deleted_at else "active")))
+    if not rows:
+        click.echo(f"no websites in {db} yet — add one with `footfall site add NAME`", err=True)
 
 
 @site.command("remove")
-@click.argument("website_id")
+@click.argument("website_id", type=WebsiteId())
 @_db_option
 def site_remove(website_id: str, db: str) -> None:
     """Remove a website: its data stays, further events for it get 'Website not found.'.
 
     Example: footfall site remove 6f1c0b8e-2f5a-4c1e-9d3b-7a8e9f0a1b2c
     """
-    conn = _open_for_cli(db)
-    try:
-        changed = conn.execute(
-            "UPDATE website SET deleted_at = ? WHERE website_id = ? AND deleted_at IS NULL",
-            (int(time.time()), website_id.lower()),
-        ).rowcount
-    finally:
-        conn.close()
-    if not changed:
-        raise click.ClickException(f"no active website with id {website_id}; `footfall site list` shows the ids")
-    click.echo(f"removed {website_id.lower()}")
+    with _existing(db) as conn:
+        found = conn.execute("SELECT deleted_at FROM website WHERE website_id = ?", (website_id,)).fetchone()
+        if found is None:
+            raise _no_such_site(website_id)
+        if found[0] is not None:
+            raise Failure(f"website {website_id} is already removed")
+        conn.execute("UPDATE website SET deleted_at = ? WHERE website_id = ?", (int(time.time()), website_id))
+    click.echo(f"removed {website_id}")
 
 
 @site.command("retention")
-@click.argument("website_id")
-@click.argument("days")
+@click.argument("website_id", type=WebsiteId())
+@click.argument("days", type=Retention())
 @_db_option
-def site_retention(website_id: str, days: str, db: str) -> None:
+def site_retention(website_id: str, days: int | None, db: str) -> None:
     """Keep a site's events for DAYS days (deleted daily by the running server), or 'off' to keep everything.
 
     Example: footfall site retention 6f1c0b8e-2f5a-4c1e-9d3b-7a8e9f0a1b2c 400
     """
-    value = None if days.lower() == "off" else int(days) if days.isdigit() and int(days) > 0 else None
-    if value is None and days.lower() != "off":
-        raise click.ClickException(f"DAYS must be a positive number of days or 'off', not {days!r}")
-    conn = _open_for_cli(db)
-    try:
-        changed = conn.execute(
-            "UPDATE website SET retention_days = ? WHERE website_id = ?", (value, website_id.lower())
-        ).rowcount
-    finally:
-        conn.close()
+    with _existing(db) as conn:
+        changed = conn.execute("UPDATE website SET retention_days = ? WHERE website_id = ?", (days, website_id)).rowcount
     if not changed:
-        raise click.ClickException(f"no website with id {website_id}; `footfall site list` shows the ids")
-    click.echo(f"{website_id.lower()}: events kept {'forever' if value is None else f'{value} days'}")
+        raise _no_such_site(website_id)
+    click.echo(f"{website_id}: events kept {'forever' if days is None else f'{days} days'}")
 
 
 @site.command("share")
-@click.argument("website_id")
+@click.argument("website_id", type=WebsiteId())
 @click.option("--revoke", is_flag=True, help="Delete the site's share link; its URL stops working at once.")
 @click.option(
     "--base-url",
     default=lambda: os.environ.get("FOOTFALL_PUBLIC_URL", "http://127.0.0.1:8000"),
     show_default="http://127.0.0.1:8000",
+    metavar="URL",
     help="Where footfall is reached [env FOOTFALL_PUBLIC_URL].",
 )
 @_db_option
@@ -271,27 +478,28 @@ def site_share(website_id: str, revoke: bool, base_url: str, db: str) -> None:
     Anyone with the link sees that site's summary, nothing else. Example:
     footfall site share 6f1c0b8e-2f5a-4c1e-9d3b-7a8e9f0a1b2c --base-url https://stats.example.org
     """
-    conn = _open_for_cli(db)
-    try:
-        row = conn.execute(
-            "SELECT website_key FROM website WHERE website_id = ? AND deleted_at IS NULL", (website_id.lower(),)
-        ).fetchone()
+    with _existing(db) as conn:
+        row = conn.execute("SELECT website_key, name, deleted_at FROM website WHERE website_id = ?", (website_id,)).fetchone()
         if row is None:
-            raise click.ClickException(f"no website with id {website_id}; `footfall site list` shows the ids")
+            raise _no_such_site(website_id)
+        key, name, deleted_at = row
         if revoke:
-            gone = conn.execute("DELETE FROM share_link WHERE website_key = ?", row).rowcount
-            click.echo(f"{website_id.lower()}: share link revoked" if gone else f"{website_id.lower()}: had no share link")
+            gone = conn.execute("DELETE FROM share_link WHERE website_key = ?", (key,)).rowcount
+            click.echo(f"{website_id}: share link revoked" if gone else f"{website_id}: had no share link")
             return
+        if deleted_at is not None:
+            raise Failure(f"website {website_id} ({name}) is removed — only active websites can be shared")
         conn.execute(
             "INSERT OR IGNORE INTO share_link (token, website_key, created_at) VALUES (?, ?, ?)",
-            (new_share_token(), row[0], int(time.time())),
+            (new_share_token(), key, int(time.time())),
         )
-        token = conn.execute("SELECT token FROM share_link WHERE website_key = ?", row).fetchone()[0]
-    finally:
-        conn.close()
+        token = conn.execute("SELECT token FROM share_link WHERE website_key = ?", (key,)).fetchone()[0]
     click.echo(f"{base_url.rstrip('/')}/share/{token}")
 
 
+###############################################################################################################################
+# footfall password
+###############################################################################################################################
 @cli.command()
 @click.option("--print-hash", is_flag=True, help="Print the hash (for FOOTFALL_PASSWORD_HASH) instead of storing it.")
 @click.option("--stdin", "from_stdin", is_flag=True, help="Read the password from standard input instead of prompting.")
@@ -301,23 +509,26 @@ def password(print_hash: bool, from_stdin: bool, db: str) -> None:
 
     Until a password is set, the summary page answers only browsers on this machine. Example: footfall password
     """
+    if not print_hash:
+        existing_database(db, write=True)  # before asking for anything
     if from_stdin:
         secret = sys.stdin.readline().rstrip("\r\n")
+    elif not sys.stdin.isatty():
+        raise click.UsageError(
+            "no terminal to type the password in — give it on standard input: footfall password --stdin <<< 'PASSWORD'"
+        )
     else:
         secret = click.prompt("New password", hide_input=True, confirmation_prompt=True)
     if len(secret) < MIN_PASSWORD_CHARS:
-        raise click.ClickException(f"a password needs at least {MIN_PASSWORD_CHARS} characters")
+        raise Failure(f"a password needs at least {MIN_PASSWORD_CHARS} characters; this one has {len(secret)}")
     hashed = hash_password(secret)
     if print_hash:
         click.echo(hashed)
         return
-    conn = _open_for_cli(db)
-    try:
+    with _existing(db) as conn:
         with transaction(conn):
             set_setting(conn, "password_hash", hashed)
             ended = revoke_sessions(conn)
-    finally:
-        conn.close()
     click.echo(f"Password set; {ended} login(s) ended. Log in at /login (a running footfall picks it up within seconds).")
 
 
@@ -334,13 +545,11 @@ def api_key_create(name: str, db: str) -> None:
 
     Example: footfall api-key create dashboard
     """
-    conn = _open_for_cli(db)
-    try:
-        key = create_api_key(conn, name, time.time())
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        conn.close()
+    with _existing(db) as conn:
+        try:
+            key = create_api_key(conn, name, time.time())
+        except ValueError as exc:
+            raise Failure(str(exc)) from None
     click.echo(key)
 
 
@@ -351,11 +560,8 @@ def api_key_list(db: str) -> None:
 
     Example: footfall api-key list
     """
-    conn = _open_for_cli(db)
-    try:
+    with _existing(db, write=False) as conn:
         keys = list_api_keys(conn)
-    finally:
-        conn.close()
     stamp = lambda t: "never" if t is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(t))  # noqa: E731
     for key in keys:
         click.echo(f"{key.name}\tcreated {stamp(key.created_at)}\tlast used {stamp(key.last_used_at)}")
@@ -369,44 +575,37 @@ def api_key_revoke(name: str, db: str) -> None:
 
     Example: footfall api-key revoke dashboard
     """
-    conn = _open_for_cli(db)
-    try:
+    with _existing(db) as conn:
         gone = revoke_api_key(conn, name)
-    finally:
-        conn.close()
     if not gone:
-        raise click.ClickException(f"no API key named {name!r}; `footfall api-key list` shows them")
+        raise Failure(f"no API key named {name!r}; `footfall api-key list` shows them")
     click.echo(f"revoked {name}")
 
 
+###############################################################################################################################
+# Operating commands: backup, check, prune, forget, export, import, stats, install-service
+###############################################################################################################################
 def _console() -> Any:
     from rich.console import Console
 
     return Console(stderr=True)
 
 
-def _checked(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run an operation; its ConfigError or database error becomes a one-line CLI error."""
-    try:
-        return fn(*args, **kwargs)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    except sqlite3.Error as exc:
-        raise click.ClickException(f"database error: {exc}") from None
-
-
 @cli.command()
 @click.argument("dest", type=click.Path(path_type=Path))
-@click.option("--keep-days", type=click.IntRange(min=1), help="Then delete footfall-*.db backups in DEST older than this.")
+@click.option("--keep-days", type=WholeNumber(min=1), help="Then delete footfall-*.db backups in DEST older than this.")
 @_db_option
 def backup(dest: Path, keep_days: int | None, db: str) -> None:
     """Copy the database consistently while footfall keeps running (into DEST, a new file or a directory).
 
     Example: footfall backup --db /var/lib/footfall/footfall.db --keep-days 14 /var/lib/footfall/backups
     """
-    _require_database(db)
-    if keep_days is not None or str(dest).endswith("/"):
+    existing_database(db, write=False)
+    if keep_days is not None or str(dest).endswith("/") or dest.is_dir():
+        new_folder(str(dest), f"DEST {dest}")
         dest.mkdir(parents=True, exist_ok=True)
+    else:
+        new_file(str(dest), f"DEST {dest}", "backup file")
     with _console().status(f"Backing up {db}…"):
         target = _checked(backup_database, db, dest)
     click.echo(f"{target}\t{target.stat().st_size} bytes")
@@ -418,49 +617,56 @@ def backup(dest: Path, keep_days: int | None, db: str) -> None:
 @cli.command()
 @_db_option
 def check(db: str) -> None:
-    """Check the database: integrity, schema version, row counts and salt ages; exit 1 if it is damaged.
+    """Check the database: integrity, schema version, row counts and salts; exit 1 if it is damaged.
 
     Example: footfall check --db footfall.db
     """
-    _require_database(db)
+    existing_database(db, write=False)
     report = _checked(check_database, db)
     click.echo(f"integrity: {report['integrity']}")
-    click.echo(f"schema version: {report['schema_version']} (this footfall: {SCHEMA_VERSION})")
+    version = report["schema_version"]
+    if version == SCHEMA_VERSION:
+        click.echo(f"schema version: {version}, as this footfall expects")
+    elif version < SCHEMA_VERSION:
+        click.echo(f"schema version: {version}, older than this footfall's {SCHEMA_VERSION} — `footfall serve` upgrades it")
+    else:
+        click.echo(f"schema version: {version}, newer than this footfall's {SCHEMA_VERSION} — upgrade footfall")
     for table, count in report["rows"].items():
         click.echo(f"rows {table}: {count}")
-    for salt in report["salts"]:
-        click.echo(f"salt {salt['period']}: {salt['age_days']} days old")
+    for line in report["salts"]:
+        click.echo(line)
     if report["integrity"] != "ok":
-        raise click.ClickException("the database is damaged; restore a backup (see README, Backups)")
+        raise Failure(f"the database {db} is damaged — restore a backup (see README, Backups)")
 
 
 @cli.command()
-@click.option("--older-than", "older_than", required=True, help="Age of events to delete, e.g. 400d, 12w, 36h.")
-@click.option("--site", "website_id", help="Only this website's events.")
+@click.option("--older-than", "older_than", type=Duration(), required=True, help="Age of events to delete: 400d, 12w, 36h.")
+@click.option("--site", "website_id", type=WebsiteId(), help="Only this website's events.")
 @_db_option
-def prune(older_than: str, website_id: str | None, db: str) -> None:
+def prune(older_than: Age, website_id: str | None, db: str) -> None:
     """Delete events older than an age, in small transactions so a running footfall never stalls.
 
     Example: footfall prune --older-than 400d --site 6f1c0b8e-2f5a-4c1e-9d3b-7a8e9f0a1b2c
     """
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
-    seconds = _checked(parse_age, older_than)
+    existing_database(db, write=True)
     with Progress(SpinnerColumn(), TextColumn("{task.description} {task.completed} events"), console=_console()) as bar:
         task = bar.add_task("Deleting", total=None)
-        counts = _checked(prune_events, db, seconds, website_id, progress=lambda n: bar.advance(task, n))
+        counts = _checked(prune_events, db, older_than.seconds, website_id, progress=lambda n: bar.advance(task, n))
     click.echo(f"deleted {counts['events']} events, {counts['visits']} visits, {counts['sessions']} sessions")
 
 
 @cli.command()
-@click.option("--distinct-id", required=True, help="The id the site passed to umami.identify() / payload.id.")
-@click.option("--site", "website_id", help="Only on this website.")
+@click.option("--distinct-id", required=True, metavar="ID", help="The id the site passed to umami.identify() / payload.id.")
+@click.option("--site", "website_id", type=WebsiteId(), help="Only on this website.")
 @_db_option
 def forget(distinct_id: str, website_id: str | None, db: str) -> None:
     """Delete a person's sessions, visits, events and data (for privacy requests).
 
     Example: footfall forget --distinct-id user-42
     """
+    existing_database(db, write=True)
     counts = _checked(forget_person, db, distinct_id, website_id)
     click.echo(", ".join(f"deleted {n} {what}" for what, n in counts.items()))
 
@@ -470,7 +676,7 @@ def _unix(value: dt.datetime | None) -> int | None:
 
 
 @cli.command()
-@click.option("--site", "website_id", help="Only this website's events.")
+@click.option("--site", "website_id", type=WebsiteId(), help="Only this website's events.")
 @click.option("--since", type=click.DateTime(), help="From this UTC date or time (e.g. 2026-01-01), inclusive.")
 @click.option("--until", type=click.DateTime(), help="Before this UTC date or time, exclusive.")
 @click.option(
@@ -481,7 +687,9 @@ def _unix(value: dt.datetime | None) -> int | None:
     show_default=True,
     help="umami-csv writes Umami's four tables as CSV files into the -o folder.",
 )
-@click.option("-o", "--output", default="-", help="File (default stdout); a folder for umami-csv.")
+@click.option(
+    "-o", "--output", default="-", type=click.Path(allow_dash=True), help="File (default stdout); a folder for umami-csv."
+)
 @_db_option
 def export(
     website_id: str | None, since: dt.datetime | None, until: dt.datetime | None, fmt: str, output: str, db: str
@@ -491,14 +699,17 @@ def export(
 
     Example: footfall export --since 2026-01-01 --format jsonl -o events.jsonl
     """
-    _require_database(db)
+    if fmt == "umami-csv" and (output == "-" or since or until):
+        raise click.UsageError("umami-csv needs -o FOLDER and exports whole tables (no --since/--until)")
+    existing_database(db, write=False)
     if fmt == "umami-csv":
-        if output == "-" or since or until:
-            raise click.ClickException("umami-csv needs -o FOLDER and exports whole tables (no --since/--until)")
+        new_folder(output, f"-o {output}")
         counts = _checked(export_umami, db, Path(output), website_id)
         click.echo(", ".join(f"{n} {table}" for table, n in counts.items()) + f" written to {output}", err=True)
         click.echo(f"load them with: \\copy TABLE FROM '{output}/TABLE.csv' WITH CSV HEADER (session first)", err=True)
         return
+    if output != "-":
+        new_file(output, f"-o {output}", "file")
     with click.open_file(output, "w", encoding="utf-8") as out:
         count = _checked(export_events, db, out, fmt, website_id, _unix(since), _unix(until))
     click.echo(f"exported {count} events", err=True)
@@ -527,17 +738,19 @@ def import_umami_command(files: tuple[Path, ...], db: str) -> None:
 
 
 @cli.command()
-@click.option("--site", "website_id", help="Only this website (default: all).")
-@click.option("--period", default="7d", show_default=True, help="How far back, e.g. 24h, 7d, 4w.")
+@click.option("--site", "website_id", type=WebsiteId(), help="Only this website (default: all).")
+@click.option("--period", type=Duration(), default="7d", show_default=True, help="How far back: 24h, 7d, 4w.")
 @_db_option
-def stats(website_id: str | None, period: str, db: str) -> None:
+def stats(website_id: str | None, period: Age, db: str) -> None:
     """Print the headline numbers and top pages of a period.
 
     Example: footfall stats --period 30d
     """
-    _require_database(db)
-    numbers = _checked(site_stats, db, website_id, _checked(parse_age, period))
-    click.echo(f"last {period}: {numbers['visitors']} visitors, {numbers['visits']} visits, {numbers['pageviews']} pageviews")
+    existing_database(db, write=True)
+    numbers = _checked(site_stats, db, website_id, period.seconds)
+    click.echo(
+        f"last {period.text}: {numbers['visitors']} visitors, {numbers['visits']} visits, {numbers['pageviews']} pageviews"
+    )
     click.echo(
         f"views per visit {numbers['views_per_visit']}, bounce rate {numbers['bounce_rate']}%, "
         f"average visit {numbers['avg_visit_s']} s"
@@ -561,6 +774,7 @@ def install_service(unit_dir: Path) -> None:
     Example: sudo footfall install-service
     """
     executable = shutil.which("footfall") or str(Path(sys.executable).with_name("footfall"))
+    new_folder(str(unit_dir), f"--unit-dir {unit_dir}")
     unit_dir.mkdir(parents=True, exist_ok=True)
     for name in ("footfall.service", "footfall-backup.service", "footfall-backup.timer"):
         text = asset_path(name).read_text(encoding="utf-8").replace("/usr/local/bin/footfall", executable)
@@ -571,14 +785,4 @@ def install_service(unit_dir: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point (``footfall``); returns the exit code."""
-    try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="footfall", standalone_mode=False)
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("Aborted!", err=True)
-        return 1
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    return 0
+    return cli.main(args=list(argv) if argv is not None else None, prog_name="footfall", standalone_mode=False)

@@ -12,7 +12,7 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from collector import (
     CAMPAIGN_PARAMS,
     DAY_SECONDS,
     HOUR_SECONDS,
+    SALT_GRACE_SECONDS,
     ConfigError,
     connect,
     execute_statements,
@@ -104,11 +105,37 @@ def check_database(db: str, now: float | None = None) -> dict[str, Any]:
             "integrity": "ok" if integrity == ["ok"] else "; ".join(integrity[:20]),
             "schema_version": conn.execute("PRAGMA user_version").fetchone()[0],
             "rows": {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables},
-            "salts": [
-                {"period": period, "age_days": round((now - starts_at) / DAY_SECONDS, 1)}
-                for period, starts_at in conn.execute("SELECT period, starts_at FROM salt ORDER BY starts_at")
-            ],
+            "salts": describe_salts(conn.execute("SELECT period, starts_at, ends_at FROM salt ORDER BY starts_at"), now),
         }
+
+
+def in_words(seconds: float) -> str:
+    """A length of time as a person says it: '30 days', '45 hours', '5 minutes', 'less than a minute'."""
+    s = max(0, int(seconds))
+    for unit, size in (("day", DAY_SECONDS), ("hour", HOUR_SECONDS), ("minute", 60)):
+        if s >= 2 * size or (size == 60 and s >= 60):
+            return f"{s // size} {unit}{'s' if s // size != 1 else ''}"
+    return "less than a minute"
+
+
+def describe_salts(salts: Iterable[tuple[str, int, int]], now: float) -> list[str]:
+    """`footfall check`'s lines about the session salts (period key, start, end): which is in use and for how long."""
+    lines, current = [], False
+    for key, starts_at, ends_at in salts:
+        rotation, _, first_day = key.partition(":")
+        label = {"month": f"month {first_day[:7]}", "week": f"week of {first_day}"}.get(rotation, f"{rotation} {first_day}")
+        if starts_at <= now < ends_at:
+            current = True
+            lines.append(f"current salt: {label}, rotates in {in_words(ends_at - now)}")
+        elif now < starts_at:
+            lines.append(f"next salt: {label}, ready")
+        elif now < ends_at + SALT_GRACE_SECONDS:
+            lines.append(f"previous salt: {label}, ended {in_words(now - ends_at)} ago, deleted within the hour")
+        else:
+            lines.append(f"old salt: {label}, ended {in_words(now - ends_at)} ago, deleted when footfall next runs")
+    if not current:
+        lines.insert(0, "current salt: none yet — `footfall serve` makes one when it starts")
+    return lines
 
 
 def website_key_for(conn: sqlite3.Connection, website_id: str | None) -> int | None:

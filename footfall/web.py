@@ -148,13 +148,29 @@ def _summary_request(request: Request, viewer: Viewer, reader: SummaryReader) ->
     return site, period, filters
 
 
+async def _busiest_site(reader: SummaryReader, sites: list[Site], period: SummaryRange) -> Site:
+    """The site with the most visitors in ``period``: the one `/` opens on (ties: 'default', then the first by name)."""
+    from collector import transaction
+    from footfall.rollups import refresh_rollups
+    from footfall.summary import RollupSource, panel_totals
+
+    def visitors(conn: Any) -> list[int]:
+        refresh_rollups(conn, reader.shift, reader.zone)
+        with transaction(conn, immediate=False):
+            src = RollupSource(reader.zone)
+            return [int(panel_totals(conn, src, s.key, period.start, period.until)["visitors"]) for s in sites]
+
+    counts = await reader.run(visitors)
+    return max(zip(counts, sites), key=lambda pair: (pair[0], pair[1].name == "default"))[1]
+
+
 def _page(name: str, context: dict[str, Any], status: int = 200, **headers: str) -> Template:
     return Template(
         template_name=name,
         context=context,
         status_code=status,
         headers={**PAGE_HEADERS, **headers},
-        media_type="text/html; charset=utf-8",
+        media_type="text/html",  # Litestar adds "; charset=utf-8"
     )
 
 
@@ -203,8 +219,13 @@ async def _summary_page(request: Request, token: str | None) -> Response[Any] | 
         )
     try:
         site, period, filters = _summary_request(request, viewer, reader)
+    except ApiError as exc:
+        return _page("message.html", {"title": "Cannot show that", "message": exc.message}, exc.status)
+    if token is None and len(viewer.sites) > 1 and not request.query_params.get("website"):
+        site = await _busiest_site(reader, viewer.sites, period)  # every link on the page then keeps it (website=…)
+    try:
         summary = await reader.summary(site, period, filters)
-    except ApiError as exc:  # a bad parameter (400), or a summary too slow to compute (503)
+    except ApiError as exc:  # a summary too slow to compute (503)
         return _page("message.html", {"title": "Cannot show that", "message": exc.message}, exc.status, **exc.headers)
     return _page("summary.html", page_context(summary, viewer, site, period, filters, request.app.state.country_names))
 
@@ -275,7 +296,7 @@ async def post_logout(request: Request) -> Response[Any] | Template:
 
 
 #: The summary's static files: name → media type.
-STATIC_FILES = {"footfall.css": "text/css; charset=utf-8", "favicon.svg": "image/svg+xml"}
+STATIC_FILES = {"footfall.css": "text/css", "favicon.svg": "image/svg+xml"}
 
 
 def load_static_files() -> dict[str, Asset]:

@@ -107,20 +107,28 @@ def test_site_commands(tmp_path: Path) -> None:
     kept = runner.invoke(footfall.cli.cli, ["site", "add", "shop", "--id", "67FDAFF4-97d0-4e97-b367-29bd0e201c2d", "--db", db])
     assert kept.output.strip() == "67fdaff4-97d0-4e97-b367-29bd0e201c2d"
     again = runner.invoke(
-        footfall.cli.cli, ["site", "add", "shop", "--id", "67fdaff4-97d0-4e97-b367-29bd0e201c2d", "--db", db]
+        footfall.cli.cli, ["site", "add", "store", "--id", "67fdaff4-97d0-4e97-b367-29bd0e201c2d", "--db", db]
     )
-    assert again.exit_code == 1 and "already exists" in again.output and "Traceback" not in again.output
+    assert (again.exit_code, again.stderr) == (
+        1,
+        "footfall: error: a website with id 67fdaff4-97d0-4e97-b367-29bd0e201c2d already exists — "
+        "`footfall site list` shows it\n",
+    )
     bad = runner.invoke(footfall.cli.cli, ["site", "add", "x", "--id", "nope", "--db", db])
-    assert bad.exit_code == 1 and "--id must be a UUID" in bad.output
+    assert (bad.exit_code, bad.stderr) == (
+        2,
+        "footfall: error: invalid value for '--id': 'nope' is not a website id (a UUID like "
+        "67fdaff4-97d0-4e97-b367-29bd0e201c2d; `footfall site list` shows them) — see `footfall site add --help`\n",
+    )
     listing = runner.invoke(footfall.cli.cli, ["site", "list", "--db", db]).output.splitlines()
-    assert [line.split("\t")[1:] for line in listing] == [
-        ["default", "", "active"],
+    assert [line.split("\t")[1:] for line in listing] == [  # site add makes no 'default' site
         ["blog", "blog.example.com", "active"],
         ["shop", "", "active"],
     ]
     removed = runner.invoke(footfall.cli.cli, ["site", "remove", new_id, "--db", db])
     assert removed.exit_code == 0 and new_id in removed.output
-    assert runner.invoke(footfall.cli.cli, ["site", "remove", new_id, "--db", db]).exit_code == 1
+    twice = runner.invoke(footfall.cli.cli, ["site", "remove", new_id, "--db", db])
+    assert (twice.exit_code, twice.stderr) == (1, f"footfall: error: website {new_id} is already removed\n")
     assert rows(tmp_path / "f.db", "SELECT name FROM website WHERE deleted_at IS NOT NULL") == [("blog",)]
 
 
@@ -133,11 +141,18 @@ def test_site_db_from_environment(tmp_path: Path) -> None:
 
 
 def test_main_returns_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """main() returns 0 on success and 1 with a one-line message on failure, never a traceback."""
-    assert footfall.cli.main(["site", "list", "--db", str(tmp_path / "m.db")]) == 0
-    assert footfall.cli.main(["site", "remove", "b59e9c65-ae32-47f1-8400-119fcf4861c4", "--db", str(tmp_path / "m.db")]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("Error: no active website") and "Traceback" not in err
+    """main() returns 0 on success, 1 with a one-line message on failure and 2 on a usage error, never a traceback."""
+    db = str(tmp_path / "m.db")
+    assert footfall.cli.main(["site", "add", "blog", "--db", db]) == 0
+    capsys.readouterr()
+    assert footfall.cli.main(["site", "remove", "b59e9c65-ae32-47f1-8400-119fcf4861c4", "--db", db]) == 1
+    assert capsys.readouterr().err == (
+        "footfall: error: no website with id b59e9c65-ae32-47f1-8400-119fcf4861c4 — `footfall site list` shows the ids\n"
+    )
+    assert footfall.cli.main(["site", "lsit"]) == 2
+    assert capsys.readouterr().err == "footfall: error: no such command 'lsit' — did you mean 'list'?\n"
+    assert footfall.cli.main(["--version"]) == 0
+    assert capsys.readouterr().out == f"footfall, version {collector.__version__}\n"
 
 
 @pytest.mark.slow
@@ -197,8 +212,25 @@ def test_serve_reads_environment_and_sees_site_changes(db_path: Path) -> None:
 
 
 def test_serve_refuses_bad_options(tmp_path: Path) -> None:
-    """A bad setting stops serve before it starts, with a one-line error."""
+    """A bad setting stops serve before it starts, with a one-line error naming the option or variable (exit 2)."""
     result = CliRunner().invoke(footfall.cli.cli, ["serve", "--db", str(tmp_path / "x.db"), "--port", "70000"])
-    assert result.exit_code == 1 and "port must be at most 65535" in result.output
-    result = CliRunner().invoke(footfall.cli.cli, ["serve", "--db", str(tmp_path / "no" / "such" / "dir.db")])
-    assert result.exit_code == 1 and "cannot open database" in result.output
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "footfall: error: invalid value for '--port': 70000 is not in the range 0<=x<=65535 — see `footfall serve --help`\n",
+    )
+    from_env = CliRunner().invoke(
+        footfall.cli.cli, [], env={"FOOTFALL_BOT_CHECK": "maybe", "FOOTFALL_DB": str(tmp_path / "x.db")}
+    )
+    assert (from_env.exit_code, from_env.stderr) == (
+        2,
+        "footfall: error: invalid value for FOOTFALL_BOT_CHECK (the environment's --bot-check): 'maybe' is neither "
+        "true nor false (1/0, yes/no, on/off) — see `footfall serve --help`\n",
+    )
+    missing = tmp_path / "no" / "such" / "dir.db"
+    result = CliRunner().invoke(footfall.cli.cli, ["serve", "--db", str(missing)])
+    assert (result.exit_code, result.stderr) == (
+        1,
+        f"footfall: error: no directory {missing.parent} for --db {missing} — create it first "
+        f"(mkdir -p {missing.parent}) or pass another path\n",
+    )
+    assert not (tmp_path / "x.db").exists()

@@ -52,16 +52,46 @@ def test_readme_sql_examples_run(tmp_path: Path) -> None:
                     conn.execute(body).fetchall()
 
 
+#: A README shell line that is meant to fail ends with this comment: `# exits N` or `# exits N: what it prints`.
+EXPECTED_EXIT = re.compile(r"^(?P<command>.*?)\s+# exits (?P<status>\d+)(?::\s*(?P<says>.*))?$")
+
+
 def shell_blocks() -> list[str]:
-    """The README's shell examples after the two set-up commands, in order."""
-    return re.findall(r"```sh\n(.*?)\n```", README, flags=re.DOTALL)[2:]
+    """The README's shell examples, in order (the first two are the set-up commands)."""
+    return re.findall(r"```sh\n(.*?)\n```", README, flags=re.DOTALL)
+
+
+def expect_exits(block: str) -> tuple[str, list[tuple[int, str]]]:
+    """``block`` with each line marked ``# exits N`` wrapped so that it must exit N (any other status stops the block
+    with 97); also what the marked lines say they print."""
+    lines, says = [], []
+    for line in block.splitlines():
+        marked = EXPECTED_EXIT.match(line)
+        if marked is None:
+            lines.append(line)
+            continue
+        command, status = marked["command"], int(marked["status"])
+        assert not command.rstrip().endswith("\\"), f"a line marked '# exits' must be one whole command: {line}"
+        quoted = command.replace("'", "")
+        lines.append(f"if {command}; then code=0; else code=$?; fi")
+        lines.append(f"if [ $code -ne {status} ]; then echo 'README: exit '$code', not {status}: {quoted}' >&2; exit 97; fi")
+        says.append((status, marked["says"] or ""))
+    return "\n".join(lines), says
 
 
 def test_readme_shell_examples_run(tmp_path: Path) -> None:
-    """Every shell example in the README runs, in order, against a live footfall (docs that can't rot).
+    """Every shell example in the README runs as a newcomer would paste it: in order, in one fresh directory, with the
+    venv's bin first on PATH, against a live footfall started there (docs that can't rot).
 
-    Stand-ins keep the machine untouched: `sudo` runs its command as is, `systemctl` and `pipx` only record their
-    arguments, install-service writes into a temporary folder, and 127.0.0.1:8000 / WEBSITE-ID become the live server's.
+    The directory starts empty but for `.venv`, a link to this test's venv (what the first set-up command makes), and
+    the footfall that the first set-up command starts, serving `footfall.db` there. The two set-up commands themselves run
+    elsewhere: test_install.py runs the first one verbatim in a copy of the checkout, and .ci/run is the second.
+
+    A block fails on any non-zero exit (bash -euo pipefail) unless its line ends with the marker `# exits N` (for an
+    example of a mistake): that line must then exit with status N, and the text after `# exits N:`, if any, must be on
+    stderr. Stand-ins keep the machine untouched: `sudo` runs its command as is, `systemctl` and `pipx` only record
+    their arguments, install-service writes into a temporary folder, and 127.0.0.1:8000 / WEBSITE-ID become the live
+    server's.
     """
     import os
     import subprocess
@@ -76,23 +106,34 @@ def test_readme_shell_examples_run(tmp_path: Path) -> None:
         (stubs / name).write_text(f'#!/bin/sh\necho "{name} $*" >> "{tmp_path}/calls.log"\n')
     for stub in stubs.iterdir():
         stub.chmod(0o755)
-    db = tmp_path / "footfall.db"
+    fresh = tmp_path / "reader"
+    fresh.mkdir()
+    (fresh / ".venv").symlink_to(sys.prefix, target_is_directory=True)
+    venv_bin = Path(sys.prefix) / "bin"
+    assert shell_blocks()[0].endswith(".venv/bin/footfall serve"), "the live server below stands for this command"
+    db = fresh / "footfall.db"
     server = LiveServer(db)
+    says_checked = 0
     try:
         website = rows(db, "SELECT website_id FROM website")[0][0]
         env = {
             **os.environ,
-            "PATH": f"{stubs}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+            "PATH": f"{stubs}:{venv_bin}:{os.environ['PATH']}",
             "FOOTFALL_UNIT_DIR": str(tmp_path / "units"),
         }
-        for block in shell_blocks():
-            script = block.replace("http://127.0.0.1:8000", server.url).replace("WEBSITE-ID", website)
+        env.pop("VIRTUAL_ENV", None)
+        for block in shell_blocks()[2:]:
+            script, says = expect_exits(block.replace("http://127.0.0.1:8000", server.url).replace("WEBSITE-ID", website))
             result = subprocess.run(
-                ["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+                ["bash", "-euo", "pipefail", "-c", script], cwd=fresh, env=env, capture_output=True, text=True, timeout=120
             )
             assert result.returncode == 0, f"{block}\n{result.stdout}\n{result.stderr}"
+            for _, text in says:
+                assert text in result.stderr, f"{block}\nexpected on stderr: {text}\ngot: {result.stderr}"
+                says_checked += bool(text)
     finally:
         assert server.stop() == 0
+    assert says_checked, "the README shows no mistake with what footfall says"
     calls = (tmp_path / "calls.log").read_text()
     assert "pipx install ." in calls and "systemctl enable --now footfall.service footfall-backup.timer" in calls
     assert sorted(p.name for p in (tmp_path / "units").iterdir()) == [
@@ -100,6 +141,22 @@ def test_readme_shell_examples_run(tmp_path: Path) -> None:
         "footfall-backup.timer",
         "footfall.service",
     ]
-    assert list((tmp_path / "backups").glob("footfall-*.db"))
-    assert (tmp_path / "events.jsonl").read_text().count("/hello") == 1
-    assert rows(tmp_path / "imported.db", "SELECT count(*) FROM events") == [(1,)]
+    assert list((fresh / "backups").glob("footfall-*.db"))
+    assert (fresh / "events.jsonl").read_text().count("/hello") == 1
+    assert rows(fresh / "imported.db", "SELECT count(*) FROM events") == [(1,)]
+    assert not (fresh / "nowhere.db").exists()
+
+
+def test_marked_lines_must_exit_as_marked(tmp_path: Path) -> None:
+    """The `# exits N` marker holds a line to that status: another status, or success, fails the block."""
+    import subprocess
+
+    def run(block: str) -> int:
+        script, _ = expect_exits(block)
+        return subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, capture_output=True).returncode
+
+    assert run("false   # exits 1\necho after") == 0
+    assert run("sh -c 'exit 2'   # exits 2: anything") == 0
+    assert run("sh -c 'exit 2'   # exits 1") == 97
+    assert run("true   # exits 1") == 97
+    assert run("false\necho never") == 1

@@ -86,7 +86,7 @@ def test_stats_match_a_known_month(db_path: Path) -> None:
     result = run("stats", "--site", sites["blog"], "--period", "30d", "--db", str(db_path))
     assert result.exit_code == 0, result.output
     assert "2 visitors, 3 visits, 4 pageviews" in result.output and "bounce rate 33.3%" in result.output
-    assert run("stats", "--period", "soon", "--db", str(db_path)).exit_code == 1
+    assert run("stats", "--period", "soon", "--db", str(db_path)).exit_code == 2  # a usage error
 
 
 def test_prune_deletes_old_events_in_chunks(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,7 +106,7 @@ def test_prune_deletes_old_events_in_chunks(db_path: Path, monkeypatch: pytest.M
         "SELECT count(*) FROM visit v WHERE NOT EXISTS (SELECT 1 FROM website_event e WHERE e.visit_key = v.visit_key)",
     ) == [(0,)]
     assert rows(db_path, "SELECT count(*) FROM website_event") == [(7,)]
-    assert run("prune", "--older-than", "0d", "--db", str(db_path)).exit_code == 1
+    assert run("prune", "--older-than", "0d", "--db", str(db_path)).exit_code == 2  # a usage error
 
 
 def test_prune_through_a_visit_moves_its_start(db_path: Path) -> None:
@@ -133,7 +133,7 @@ async def test_site_retention_is_applied_by_the_server(db_path: Path) -> None:
     ]
     assert (await asyncio.to_thread(run, "site", "retention", sites["blog"], "off", "--db", str(db_path))).exit_code == 0
     assert rows(db_path, "SELECT retention_days FROM website WHERE website_id = ?", (sites["blog"],)) == [(None,)]
-    assert (await asyncio.to_thread(run, "site", "retention", sites["blog"], "soon", "--db", str(db_path))).exit_code == 1
+    assert (await asyncio.to_thread(run, "site", "retention", sites["blog"], "soon", "--db", str(db_path))).exit_code == 2
 
 
 def test_forget_deletes_one_person(db_path: Path) -> None:
@@ -241,7 +241,7 @@ def test_check_reports_and_detects_damage(db_path: Path, tmp_path: Path) -> None
     result = run("check", "--db", str(db_path))
     assert result.exit_code == 0, result.output
     assert "integrity: ok" in result.output and f"schema version: {collector.SCHEMA_VERSION}" in result.output
-    assert "rows website_event: 9" in result.output and "salt month:" in result.output
+    assert "rows website_event: 9" in result.output and "\ncurrent salt: month " in result.output
     damaged = tmp_path / "damaged.db"
     data = bytearray(db_path.read_bytes())
     page = 4096
@@ -361,4 +361,4 @@ def test_umami_csv_round_trip(db_path: Path, tmp_path: Path) -> None:
         db_path, f"SELECT {columns} FROM events ORDER BY created_unix, url_path"
     )
     assert rows(fresh, "SELECT data_key, string_value FROM custom_events WHERE data_key IS NOT NULL") == [("sku", "x")]
-    assert run("export", "--format", "umami-csv", "--db", str(db_path)).exit_code == 1  # needs -o FOLDER
+    assert run("export", "--format", "umami-csv", "--db", str(db_path)).exit_code == 2  # needs -o FOLDER
