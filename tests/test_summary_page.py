@@ -90,20 +90,28 @@ async def test_every_list_shows_what_was_sent(db_path: Path, website: str) -> No
     parser.feed(page)
     panels = {name: rows for name, rows in parser.panels.items()}
 
-    def rows(panel: str) -> list[tuple[str, str]]:
-        return [(row[0], row[-1]) for row in panels[panel] if len(row) >= 2 and row[0] and row[-1] and row[-1][0].isdigit()]
+    def rows(panel: str) -> list[tuple[str, ...]]:
+        """(label, count, share) of each data row: the header row and empty rows left out."""
+        return [tuple(row) for row in panels[panel] if len(row) >= 3 and row[1][:1].isdigit()]
 
-    assert rows("page") == [("/pricing", "2"), ("/", "1")]  # the signup is a custom event, not a pageview
-    assert rows("entry") == [("/", "1"), ("/pricing", "1")]
-    assert rows("exit") == [("/", "1"), ("/pricing", "1")]
-    assert rows("referrer") == [("news.example", "1")]
-    assert rows("utm_source") == [("newsletter", "1")]
-    assert rows("utm_medium") == [("email", "1")]
-    assert rows("utm_campaign") == [("may", "1")]
-    assert rows("country") == [("DE", "1"), ("FR", "1")]  # no geo data: codes, not names
-    assert rows("browser") == [("Chrome", "1"), ("Firefox", "1")]
-    assert rows("language") == [("de-DE", "1"), ("fr-FR", "1")]
-    assert rows("screen") == [("1920x1080", "1"), ("2560x1440", "1")]
-    (signup,) = rows("events")
-    assert signup[1] == "1"
-    assert signup[0].startswith("signup") and "plan" in signup[0] and "seats" in signup[0], signup
+    # Every count is shown with its share: of all pageviews for pages, of all visits (2) for the rest.
+    assert rows("page") == [("/pricing", "2", "67%"), ("/", "1", "33%")]  # the signup is a custom event, not a pageview
+    assert rows("entry") == [("/", "1", "50%"), ("/pricing", "1", "50%")]
+    assert rows("exit") == [("/", "1", "50%"), ("/pricing", "1", "50%")]
+    assert rows("referrer") == [("news.example", "1", "50%"), ("Direct / none", "1", "50%")]  # visitor 2 came direct
+    assert rows("utm_source") == [("newsletter", "1", "50%")]
+    assert rows("utm_medium") == [("email", "1", "50%")]
+    assert rows("utm_campaign") == [("may", "1", "50%")]
+    assert rows("country") == [("DE", "1", "50%"), ("FR", "1", "50%")]  # no geo data: codes, not names
+    assert rows("browser") == [("Chrome", "1", "50%"), ("Firefox", "1", "50%")]
+    assert rows("language") == [("de-DE", "1", "50%"), ("fr-FR", "1", "50%")]
+    assert rows("screen") == [("1920x1080", "1", "50%"), ("2560x1440", "1", "50%")]
+    # The goal: count, unique visitors, conversion (1 of 2 visitors); its data keys with their values.
+    ((signup, count, visitors, conversion),) = rows("events")
+    assert (count, visitors, conversion) == ("1", "1", "50%")
+    assert signup.startswith("signup") and "plan (1): pro 1" in signup and "seats (1): " in signup, signup
+    assert rows("realtime") == []  # an hour ago: nobody is on the site now
+    text = " ".join(re.sub(r"<[^>]+>", "", page).split())
+    assert "0 visitors in the last 5 minutes" in text
+    assert not re.search(r"\b1 (visitors|pageviews|bot requests)\b", text)  # plural forms
+    assert re.search(r"19:00–20:00: 3 pageviews, 2 visitors\b", page)  # the chart bar of the hour they came in
