@@ -241,7 +241,7 @@ async def _summary_page(request: Request, token: str | None) -> Response[Any] | 
         filename = f"footfall-{re.sub(r'[^a-z0-9]+', '-', site.name.lower()).strip('-') or 'site'}-{export}-{day:%Y-%m-%d}.csv"
         return Response(
             content=summary_csv(summary, export, names),
-            media_type="text/csv; charset=utf-8",
+            media_type="text/csv",
             headers={**PAGE_HEADERS, "Content-Disposition": f'attachment; filename="{filename}"'},
         )
     context = page_context(summary, viewer, site, period, filters, names, reader.clock(), show)

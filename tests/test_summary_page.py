@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -115,3 +117,68 @@ async def test_every_list_shows_what_was_sent(db_path: Path, website: str) -> No
     assert "0 visitors in the last 5 minutes" in text
     assert not re.search(r"\b1 (visitors|pageviews|bot requests)\b", text)  # plural forms
     assert re.search(r"19:00–20:00: 3 pageviews, 2 visitors\b", page)  # the chart bar of the hour they came in
+
+
+async def test_show_all_csv_and_compression(db_path: Path, website: str) -> None:
+    """A list of 12 pages shows 10 and a 'Show all' link to all 12; CSV links give the page's numbers; pages, JSON and CSV
+    come gzipped when asked (and the collection routes never are)."""
+    config = collector.Config(db=str(db_path), embedded_geo=False)
+    async with open_client(footfall.app.create_app(config, Clock(NOW))) as client:
+        at = int(NOW) - 3600
+        for i in range(12):
+            for n in range(12 - i):  # page i gets 12 - i pageviews, from visitor i
+                await send(client, website, f"/page-{i:02d}", FIREFOX, f"203.0.113.{i + 1}", "DE", timestamp=at + n)
+        await flush(client)
+        response = await client.get("/", params={"period": "24h", "website": website})
+        parser = PanelText()
+        parser.feed(response.text)
+        shown = [tuple(row) for row in parser.panels["page"] if row[1][:1].isdigit()]
+        total = sum(range(1, 13))
+        assert shown == [(f"/page-{i:02d}", str(12 - i), f"{(12 - i) / total * 100:.0f}%") for i in range(10)]
+        more = re.search(r'<a href="([^"]+)">Show all pages</a>', response.text)
+        assert more and "show=page" in more.group(1)
+        full = await client.get(more.group(1).replace("&amp;", "&"))
+        parser = PanelText()
+        parser.feed(full.text)
+        assert [row[0] for row in parser.panels["page"] if row[1][:1].isdigit()] == [f"/page-{i:02d}" for i in range(12)]
+        assert "panel-country" not in full.text and "Back to the whole summary" in full.text
+
+        csv_link = re.search(r'<a class="csv" href="([^"]+)" aria-label="Pages as CSV">', response.text)
+        assert csv_link
+        exported = await client.get(csv_link.group(1).replace("&amp;", "&"))
+        assert exported.headers["content-type"] == "text/csv; charset=utf-8"
+        assert exported.headers["content-disposition"].startswith('attachment; filename="footfall-test-page-')
+        lines = list(csv.reader(io.StringIO(exported.text)))
+        assert lines[0] == ["page", "pageviews", "share"]
+        assert [(v, c, f"{float(s) * 100:.0f}%") for v, c, s in lines[1:11]] == shown and len(lines) == 13
+        whole = list(
+            csv.reader(
+                io.StringIO((await client.get("/", params={"period": "24h", "website": website, "export": "all"})).text)
+            )
+        )
+        assert ["totals", "pageviews", "", str(total), "", "", ""] in whole
+        assert ["page", "/page-00", "", "12", str(round(12 / total, 4)), "", ""] in whole
+        assert (await client.get("/", params={"period": "24h", "website": website, "export": "nope"})).status_code == 400
+
+        for path, params in (
+            ("/", {"period": "24h", "website": website}),
+            ("/api/summary", {"period": "24h", "website": website}),
+            ("/", {"website": website, "export": "all"}),
+        ):
+            plain = await client.get(path, params=params, headers={"accept-encoding": "identity"})
+            packed = await client.get(path, params=params, headers={"accept-encoding": "gzip"})
+            assert "content-encoding" not in plain.headers
+            assert packed.headers["content-encoding"] == "gzip" and "Accept-Encoding" in packed.headers["vary"]
+            assert int(packed.headers["content-length"]) < len(plain.content) / 3  # httpx has decoded it: the same body
+            assert packed.content == plain.content or path == "/"  # the page shows the time of day; the rest is equal
+        css = await client.get("/static/footfall.css", headers={"accept-encoding": "gzip"})
+        assert css.headers["content-encoding"] == "gzip" and css.headers["etag"]
+        again = await client.get(
+            "/static/footfall.css", headers={"accept-encoding": "gzip", "if-none-match": css.headers["etag"]}
+        )
+        assert again.status_code == 304
+        tracker = await client.get("/script.js", headers={"accept-encoding": "gzip"})
+        assert tracker.headers["content-encoding"] == "gzip" and tracker.text.startswith(("(", "/", "!", '"'))  # decoded once
+        sent = await client.post("/api/send", json={"type": "event", "payload": {"website": website, "url": "/x"}},
+                                 headers={"user-agent": FIREFOX, "accept-encoding": "gzip"})  # fmt: skip
+        assert sent.status_code == 200 and "content-encoding" not in sent.headers
