@@ -14,7 +14,13 @@ import pytest
 
 from conftest import ROOT, LiveServer
 
-UNITS = ["footfall.service", "footfall-backup.service", "footfall-backup.timer"]
+UNITS = [
+    "footfall.service",
+    "footfall-backup.service",
+    "footfall-backup.timer",
+    "footfall-report.service",
+    "footfall-report.timer",
+]
 
 
 def systemd_analyze() -> str:
