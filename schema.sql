@@ -93,6 +93,8 @@ CREATE TABLE IF NOT EXISTS visit (
     started_at  INTEGER NOT NULL                   -- time of the visit's first event, Unix seconds
 );
 CREATE INDEX IF NOT EXISTS idx_visit_session_key ON visit (session_key);
+-- A country's sessions, for a summary filtered by country (one entry per session: cheap to keep).
+CREATE INDEX IF NOT EXISTS idx_session_website_key_country ON session (website_key, country) WHERE country IS NOT NULL;
 
 -----------------------------------------------------------------------------------------------------------------------------
 -- Events
@@ -141,6 +143,19 @@ CREATE INDEX IF NOT EXISTS idx_website_event_website_key_created_at ON website_e
 -- A visit's events in time order, for the `visits` view and the summary rollups (visit keys grow with time, so this is
 -- appended to as well).
 CREATE INDEX IF NOT EXISTS idx_website_event_visit_key_created_at ON website_event (visit_key, created_at);
+-- The visits of a filtered summary, found by key instead of by reading every event of the period: pageviews by page,
+-- custom events by name, and the few events that carry a referrer or UTM value (partial indexes: they cost only for those
+-- events; bench/summary.py measures what they cost on insert).
+CREATE INDEX IF NOT EXISTS idx_website_event_page ON website_event (website_key, url_path, created_at) WHERE event_type = 1;
+CREATE INDEX IF NOT EXISTS idx_website_event_name ON website_event (website_key, event_name, created_at) WHERE event_type = 2;
+CREATE INDEX IF NOT EXISTS idx_website_event_referrer ON website_event (website_key, referrer_domain, created_at)
+    WHERE referrer_domain IS NOT NULL;
+CREATE INDEX IF NOT EXISTS idx_website_event_utm_source ON website_event (website_key, utm_source, created_at)
+    WHERE utm_source IS NOT NULL;
+CREATE INDEX IF NOT EXISTS idx_website_event_utm_medium ON website_event (website_key, utm_medium, created_at)
+    WHERE utm_medium IS NOT NULL;
+CREATE INDEX IF NOT EXISTS idx_website_event_utm_campaign ON website_event (website_key, utm_campaign, created_at)
+    WHERE utm_campaign IS NOT NULL;
 
 -- One row per flattened key of a custom event's `data` ({"a": {"b": 1}} gives key 'a.b'). Written with its event.
 CREATE TABLE IF NOT EXISTS event_data (

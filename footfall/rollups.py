@@ -377,6 +377,7 @@ def aggregate_visits(
     filters: Mapping[str, str],
     since_among_all: bool,
     covered: Callable[[int, int], bool] | None = None,
+    side: tuple[Callable[[int, int], bool], Rollups] | None = None,
 ) -> tuple[Rollups, dict[int, set[int]]]:
     """Rollup rows from the visits in temp.agg_candidate (streamed: memory holds counts, not events).
 
@@ -384,7 +385,10 @@ def aggregate_visits(
     matching all of them count. A visit's previous visit (for the visitor count) is the session's previous visit of all
     (``since_among_all``: the rollups) or of the matching ones (a filtered page). Returns the rows and the hours outside
     ``covered`` (default: the counted ones) whose visitor count depends on the counted visits (see collect_rollups).
+    ``side`` is (predicate, rollups): events and visits counted where that predicate holds also go there, with their
+    visitor rows (totals of a part-hour from the same pass); the predicate implies ``counts``.
     """
+    side_counts, side_out = side if side is not None else (None, None)
     covered = covered or counts
     out = Rollups(shift)
     conn.execute("DELETE FROM temp.agg_visit")
@@ -404,10 +408,14 @@ def aggregate_visits(
                 return
             for e in held:
                 out.add_event(e)
+                if side_counts is not None and side_counts(e.website_key, e.created_at):
+                    side_out.add_event(e)  # type: ignore[union-attr]
             held.clear()
         counted = counts(fact.website_key, fact.started_at)
         if counted:
             out.add_visit(fact)
+            if side_counts is not None and side_counts(fact.website_key, fact.started_at):
+                side_out.add_visit(fact)  # type: ignore[union-attr]
         pending.append((fact.visit_key, fact.website_key, fact.session_key, fact.started_at, counted))
         named.extend((fact.visit_key, fact.session_key, fact.started_at, name) for name in visit.names)
         if len(pending) >= 5000:
@@ -434,6 +442,8 @@ def aggregate_visits(
                 held.append(e)
             else:
                 out.add_event(e)
+                if side_counts is not None and side_counts(e.website_key, e.created_at):
+                    side_out.add_event(e)  # type: ignore[union-attr]
     if builder is not None:
         finish(builder)
     conn.executemany("INSERT INTO temp.agg_visit VALUES (?,?,?,?,?)", pending)
@@ -471,6 +481,8 @@ def aggregate_visits(
     )
     for website_key, started, previous, following in conn.execute(sql):
         out.add_visitor(website_key, started, previous)
+        if side_counts is not None and side_counts(website_key, started):
+            side_out.add_visitor(website_key, started, previous)  # type: ignore[union-attr]
         if following is not None and since_among_all and not covered(website_key, following):
             follow[website_key].add(bucket_of(following, shift))
     sql = (

@@ -275,6 +275,7 @@ def panel_previous_totals(
     end: int,
     filters: Mapping[str, str],
     shift: int,
+    part: Rollups | None = None,
 ) -> dict[str, float]:
     """panel_totals of [start, end) where ``end`` may fall inside an hour (yesterday until this time of day).
 
@@ -285,9 +286,9 @@ def panel_previous_totals(
     if hour == end or hour < start:
         return panel_totals(conn, src, website_key, start, end)
     sums = _sums(conn, src, website_key, start, hour)
-    if filters:
+    if part is None and filters:  # (a filtered page computes ``part`` in its own pass: see build_summary)
         part = collect_filtered(conn, website_key, start, end, filters, shift, count_from=hour)
-    else:
+    elif part is None:
         for sql in AGGREGATION_TABLES:
             conn.execute(sql)
         conn.execute("DELETE FROM temp.agg_candidate")
@@ -513,6 +514,19 @@ def panel_bots(conn: sqlite3.Connection, website_key: int, start: int, end: int)
     return int(conn.execute(sql, (website_key, first, last)).fetchone()[0])
 
 
+#: Filter → (website_event column, extra condition) of the index that finds its candidate visits (schema.sql).
+_NARROWING = {
+    "page": ("url_path", f" AND event_type = {EVENT_PAGEVIEW}"),
+    "entry": ("url_path", f" AND event_type = {EVENT_PAGEVIEW}"),
+    "exit": ("url_path", f" AND event_type = {EVENT_PAGEVIEW}"),
+    "event": ("event_name", f" AND event_type = {EVENT_CUSTOM}"),
+    "referrer": ("referrer_domain", ""),
+    "utm_source": ("utm_source", ""),
+    "utm_medium": ("utm_medium", ""),
+    "utm_campaign": ("utm_campaign", ""),
+}
+
+
 def collect_filtered(
     conn: sqlite3.Connection,
     website_key: int,
@@ -521,50 +535,63 @@ def collect_filtered(
     filters: Mapping[str, str],
     shift: int,
     count_from: int | None = None,
+    side: tuple[Callable[[int, int], bool], Rollups] | None = None,
 ) -> Rollups:
     """Rollup rows of [start, end) for the visits that match every filter (a segment: all numbers are about them).
 
-    Candidates are the visits with an event in the range, or, with a filter on a session attribute, the matching sessions'
-    visits that started in the range or the day before it (visits are never that long); a page or event filter narrows
-    them to visits with such an event in the same span. The rest is decided visit by visit, and only events and visit
-    starts inside the range (from ``count_from``, if given) are counted.
+    Candidates come through an index: a filter on a page, event, referrer or UTM value gives the visits with such an
+    event in the range or the day before it (visits are never that long); a session filter alone gives the matching
+    sessions' visits that started then; with neither, every visit with an event in the range. The rest is decided visit
+    by visit, and only events and visit starts inside the range (from ``count_from``, if given) are counted.
     """
     counted_from = start if count_from is None else count_from
     for sql in AGGREGATION_TABLES:
         conn.execute(sql)
     conn.execute("DELETE FROM temp.agg_candidate")
     narrow, params = [], []
-    for name, column, kind in (("page", "url_path", EVENT_PAGEVIEW), ("event", "ifnull(event_name, '')", EVENT_CUSTOM)):
-        if name in filters:
-            narrow.append(
-                f" AND {{visit}} IN (SELECT visit_key FROM website_event WHERE website_key = ? AND created_at >= ? "
-                f"AND created_at < ? AND event_type = {kind} AND {column} = ?)"
-            )
-            params += [website_key, start - DAY_SECONDS, end, filters[name]]
+    # Each event-level or visit-level filter keeps the visits with a matching event in the span (found through its
+    # index); whether the visit really matches (its landing referrer, its last page …) is decided visit by visit.
+    keyed = [name for name in filters if name in _NARROWING]
+    for name in keyed:
+        column, condition = _NARROWING[name]
+        narrow.append(
+            f"SELECT visit_key FROM website_event WHERE website_key = ? AND {column} = ?{condition} "
+            f"AND created_at >= ? AND created_at < ?"
+        )
+        params += [website_key, filters[name], start - DAY_SECONDS, end]
     sessions = [(name, value) for name, value in filters.items() if name in SESSION_FILTERS]
-    if sessions:  # few sessions match: go from them to their visits, not through every event of the range
+    if narrow:  # the visits the indexes give (all of them, for several filters), then the session filters
+        matching = "".join(f" AND s.{name} = ?" for name, _ in sessions)
+        sql = (
+            f"INSERT OR IGNORE INTO temp.agg_candidate SELECT c.visit_key FROM ({' INTERSECT '.join(narrow)}) c "
+            + (f"CROSS JOIN visit v ON v.visit_key = c.visit_key CROSS JOIN session s ON s.session_key = v.session_key "
+               f"WHERE 1{matching}" if sessions else "")
+        )  # fmt: skip
+        conn.execute(sql, [*params, *(value for _, value in sessions)])
+    elif sessions:  # few sessions match: go from them to their visits, not through every event of the range
         matching = " AND ".join(f"s.{name} = ?" for name, _ in sessions)
         sql = (
             f"INSERT OR IGNORE INTO temp.agg_candidate SELECT v.visit_key FROM session s CROSS JOIN visit v "
             f"ON v.session_key = s.session_key WHERE s.website_key = ? AND {matching} AND v.started_at >= ? "
-            f"AND v.started_at < ?" + "".join(n.format(visit="v.visit_key") for n in narrow)
+            f"AND v.started_at < ?"
         )
-        conn.execute(sql, [website_key, *(value for _, value in sessions), start - DAY_SECONDS, end, *params])
+        conn.execute(sql, [website_key, *(value for _, value in sessions), start - DAY_SECONDS, end])
     else:
         sql = (
             "INSERT OR IGNORE INTO temp.agg_candidate SELECT e.visit_key FROM website_event e WHERE e.website_key = ? "
-            "AND e.created_at >= ? AND e.created_at < ?" + "".join(n.format(visit="e.visit_key") for n in narrow)
+            "AND e.created_at >= ? AND e.created_at < ?"
         )
-        conn.execute(sql, [website_key, start, end, *params])
-    rollups, _ = aggregate_visits(conn, shift, lambda key, at: counted_from <= at < end, filters, False)
+        conn.execute(sql, [website_key, start, end])
+    rollups, _ = aggregate_visits(conn, shift, lambda key, at: counted_from <= at < end, filters, False, side=side)
     return rollups
 
 
 def load_filtered(conn: sqlite3.Connection, rollups: Rollups) -> None:
-    """Put a filtered page's rollup rows into the temporary tables filtered_source() names."""
+    """Put a filtered page's rollup rows into the temporary tables filtered_source() names (keyed like the rollups)."""
     for like in HOURLY_TABLES:
         table = FILTERED_PREFIX + like
-        conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} AS SELECT * FROM main.{like} WHERE 0")
+        (sql,) = conn.execute("SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = ?", (like,)).fetchone()
+        conn.execute(re.sub(r"^CREATE TABLE \"?\w+\"?", f"CREATE TEMP TABLE IF NOT EXISTS {table}", sql))
         conn.execute(f"DELETE FROM temp.{table}")
     insert_rollups(conn, rollups, "temp", FILTERED_PREFIX)
 
@@ -607,13 +634,18 @@ def build_summary(
     src = RollupSource(period.zone)
     previous_start, previous_end = period.previous
     with transaction(conn, immediate=False):  # one snapshot for every panel
+        part = None
         if filters:  # the same rollup rows for the matching visits, in this connection's own temporary tables
-            load_filtered(
-                conn, collect_filtered(conn, site.key, min(previous_start, period.start), period.end, filters, shift)
-            )
+            cut = bucket_of(previous_end, shift)  # and, in the same pass, the previous period's last part-hour
+            side = None
+            if cut != previous_end and cut >= previous_start:
+                part = Rollups(shift)
+                side = (lambda key, at: cut <= at < previous_end, part)
+            first = min(previous_start, period.start)
+            load_filtered(conn, collect_filtered(conn, site.key, first, period.end, filters, shift, side=side))
             src = filtered_source(period.zone)
         totals = panel_totals(conn, src, site.key, period.start, period.until)
-        before = panel_previous_totals(conn, src, site.key, previous_start, previous_end, filters, shift)
+        before = panel_previous_totals(conn, src, site.key, previous_start, previous_end, filters, shift, part)
 
         def limit(name: str) -> int:
             return FULL_LIST_LIMIT if full in (name, "all") else SUMMARY_LIST_LIMIT

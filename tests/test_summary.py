@@ -348,6 +348,22 @@ async def test_filters_make_a_segment(db_path: Path, website: str) -> None:
     assert totals(nobody)["visits"] == 0 and nobody["chart"] and all(p["pageviews"] == 0 for p in nobody["chart"])
 
 
+async def test_keyed_filters_decide_on_the_whole_visit(db_path: Path, website: str) -> None:
+    """Filters found through an index still mean what the lists mean: a referrer is the landing page's, an exit page the
+    last one, an event any in the visit; combined with a session filter, both must hold."""
+    async with summary_client(db_path, website) as client:
+        news = await summary(client, website=website, period="today", referrer="news.example")
+        self_referred = await summary(client, website=website, period="today", referrer="site.example")
+        exits = await summary(client, website=website, period="today", exit="/pricing")
+        signup = await summary(client, website=website, period="today", event="signup")
+        both = await summary(client, website=website, period="today", event="signup", country="US")
+    assert totals(news)["visits"] == 1 and top(news, "page") == [("/", 1), ("/pricing", 1)]  # A's first visit
+    assert totals(self_referred)["visits"] == 0  # the self-referral on /pricing is not a visit's referrer
+    assert top(exits, "exit") == [("/pricing", 1)] and totals(exits)["pageviews"] == 2
+    assert totals(signup)["custom_events"] == 1 and totals(signup)["visits"] == 1 and top(signup, "entry") == [("/", 1)]
+    assert totals(both)["visits"] == 0
+
+
 async def test_filtered_numbers_match_unfiltered_for_a_filter_everyone_matches(db_path: Path, website: str) -> None:
     """The filtered path (computed on the fly) and the rollups agree when the filter keeps every visit."""
     async with summary_client(db_path, website) as client:
