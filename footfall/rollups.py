@@ -345,16 +345,24 @@ AGGREGATION_TABLES = (
 )
 
 
-#: Every event of the candidate visits with its session's attributes, visit by visit (the visit_key index gives the order).
+#: Every event of the candidate visits, visit by visit (the visit_key index gives the order).
 _CANDIDATE_EVENTS = (
-    f"SELECT {_FACT_COLUMNS}, s.country, s.browser, s.os, s.device, s.language, s.screen "
-    f"FROM temp.agg_candidate c CROSS JOIN website_event e ON e.visit_key = c.visit_key "
-    f"CROSS JOIN session s ON s.session_key = e.session_key ORDER BY c.visit_key, e.created_at, e.event_key"
+    f"SELECT {_FACT_COLUMNS} FROM temp.agg_candidate c CROSS JOIN website_event e ON e.visit_key = c.visit_key "
+    f"ORDER BY c.visit_key, e.created_at, e.event_key"
 )
 
 
+#: The session attributes of each candidate visit (read once per visit, not once per event).
+_CANDIDATE_SESSIONS = (
+    "SELECT v.visit_key, s.country, s.browser, s.os, s.device, s.language, s.screen FROM temp.agg_candidate c "
+    "CROSS JOIN visit v ON v.visit_key = c.visit_key CROSS JOIN session s ON s.session_key = v.session_key"
+)
+
+
+_NO_SESSION = (None,) * 6
+
+
 # (CROSS JOIN fixes the join order: SQLite knows nothing of the temporary table's size and would rather scan every event.)
-_FACT_WIDTH = len(EventFact._fields)
 
 
 def _visit_matches(fact: VisitFact, visit: VisitBuilder, filters: Mapping[str, str]) -> bool:
@@ -425,14 +433,15 @@ def aggregate_visits(
             named.clear()
 
     skipping = -1  # a visit already known not to match
+    sessions = {row[0]: row[1:] for row in conn.execute(_CANDIDATE_SESSIONS)}
     for row in conn.execute(_CANDIDATE_EVENTS):
-        e = EventFact(*row[:_FACT_WIDTH])
+        e = EventFact(*row)
         if e.visit_key == skipping:
             continue
         if builder is None or e.visit_key != builder.first.visit_key:
             if builder is not None:
                 finish(builder)
-            builder = VisitBuilder(e, row[_FACT_WIDTH:], page, event)
+            builder = VisitBuilder(e, sessions.get(e.visit_key, _NO_SESSION), page, event)
             if filters and decided_early and not _visit_matches(builder.fact(), builder, filters):
                 builder, skipping = None, e.visit_key
                 continue
