@@ -232,7 +232,7 @@ async def _summary_page(request: Request, token: str | None) -> Response[Any] | 
     export = request.query_params.get("export")
     show = request.query_params.get("show")
     for name, value in (("export", export), ("show", show)):
-        if value is not None and value not in EXPORTS[:-1] + ((name == "export") * ("all",)):
+        if value is not None and value not in (EXPORTS if name == "export" else EXPORTS[:-1]):
             return _page("message.html", {"title": "Cannot show that", "message": f"There is no list called {value!r}."}, 400)
     summary = await reader.summary(site, period, filters, export or show)
     names = request.app.state.country_names
@@ -388,21 +388,18 @@ def percent(share: float) -> str:
     return f"{share * 100:.0f}%"
 
 
-def nice_ticks(peak: float) -> list[float]:
-    """Round y-axis ticks from 0 to just above ``peak``: steps of 1, 2 or 5 × a power of ten, three to five of them."""
+def nice_ticks(peak: int) -> list[int]:
+    """Round y-axis ticks from 0 to just above ``peak``: a step of 1, 2 or 5 × a power of ten, at most five intervals."""
     if peak <= 0:
         return [0, 1]
-    raw = peak / 4
-    magnitude = 10 ** math.floor(math.log10(raw))
-    for factor in (1, 2, 2.5, 5, 10):
-        step = factor * magnitude
-        if step >= raw and (step >= 1 or magnitude < 1) and (step == int(step) or peak < 4):
-            break
-    step = max(step, 1) if peak >= 1 else step
-    top = step * math.ceil(peak / step)
-    if top == peak:
-        top += step  # the tallest bar stays below the top line
-    return [round(step * k, 6) for k in range(int(round(top / step)) + 1)]
+    magnitude = 1
+    while True:
+        for factor in (1, 2, 5):
+            step = factor * magnitude
+            intervals = -(-(peak + 1) // step)  # the top line is above the tallest bar
+            if intervals <= 5:
+                return [step * k for k in range(intervals + 1)]
+        magnitude *= 10
 
 
 #: How the chart names an interval, by step: (title format, axis label format).
@@ -700,7 +697,7 @@ def page_context(
         "vital_names": [n.upper() for n in VITALS],
         "realtime": {
             "visitors": realtime["visitors"],
-            "text": plural(realtime["visitors"], "visitor"),
+            "noun": "visitor" if realtime["visitors"] == 1 else "visitors",
             "pages": [
                 {"label": p["value"], "href": link(page=p["value"]), "count": f"{p['count']:,}"} for p in realtime["pages"]
             ],

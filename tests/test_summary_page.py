@@ -182,3 +182,28 @@ async def test_show_all_csv_and_compression(db_path: Path, website: str) -> None
         sent = await client.post("/api/send", json={"type": "event", "payload": {"website": website, "url": "/x"}},
                                  headers={"user-agent": FIREFOX, "accept-encoding": "gzip"})  # fmt: skip
         assert sent.status_code == 200 and "content-encoding" not in sent.headers
+
+
+def test_chart_ticks_and_bins() -> None:
+    """Ticks are round and end just above the tallest bar; intervals follow the range so a bar is never a hairline."""
+    from footfall.summary import resolve_range
+    from footfall.web import chart_geometry, nice_ticks
+
+    assert nice_ticks(0) == [0, 1]
+    assert nice_ticks(3) == [0, 1, 2, 3, 4]
+    assert nice_ticks(20) == [0, 5, 10, 15, 20, 25]
+    assert nice_ticks(58) == [0, 20, 40, 60]
+    assert nice_ticks(12_345) == [0, 5000, 10000, 15000]
+    zone, now = dt.timezone.utc, NOW
+    expected = {"today": ("hour", 24), "24h": ("hour", 24), "7d": ("day", 7), "90d": ("day", 90), "12m": ("week", 51)}
+    for name, (step, bars) in expected.items():
+        period = resolve_range(name, None, None, zone, now, 0)
+        assert (period.step, len(period.bounds) - 1) == (step, bars), name
+        points = [{"start": a, "end": b, "pageviews": 1, "visitors": 1} for a, b in zip(period.bounds, period.bounds[1:])]
+        bar = chart_geometry(points, points, period)["bars"][0]
+        assert bar["slot_w"] >= 9.5, (name, bar)  # at least ~10 px at 1280 px, ~4 px on a 390 px phone's narrow chart
+    two_years = resolve_range(None, "2024-05-01", "2026-04-30", zone, now, 0)
+    assert two_years.step == "month" and len(two_years.bounds) - 1 == 24
+    weeks = resolve_range("12m", None, None, zone, now, 0)
+    mondays = {dt.datetime.fromtimestamp(t, zone).weekday() for t in weeks.bounds[1:-1]}
+    assert mondays == {0}  # weeks start on Monday (the first one starts with the range)
