@@ -27,8 +27,8 @@
 -- Kept for the life of the database.
 CREATE TABLE IF NOT EXISTS setting (
     name       TEXT    PRIMARY KEY,                -- 'install_secret'; 'password_hash' (the summary page's, scrypt);
-                                                   -- 'rollup_event_key', 'rollup_shift', 'rollup_zone', 'rollup_epoch'
-                                                   -- (rollup upkeep)
+                                                   -- 'rollup_event_key', 'rollup_shift', 'rollup_zone', 'rollup_epoch',
+                                                   -- 'rollup_version' (rollup upkeep; another version rebuilds them)
     value      TEXT    NOT NULL,                   -- its value (the install secret is 64 random hex digits)
     updated_at INTEGER NOT NULL                    -- when it was last written, Unix seconds
 ) WITHOUT ROWID;
@@ -98,6 +98,8 @@ CREATE TABLE IF NOT EXISTS visit (
 );
 -- A session's visits in time order (the summary's visitor counts look up each visit's neighbours).
 CREATE INDEX IF NOT EXISTS idx_visit_session_key_started_at ON visit (session_key, started_at);
+-- A country's sessions, for a summary filtered by country (one entry per session: cheap to keep).
+CREATE INDEX IF NOT EXISTS idx_session_website_key_country ON session (website_key, country) WHERE country IS NOT NULL;
 
 -----------------------------------------------------------------------------------------------------------------------------
 -- Events
@@ -146,6 +148,19 @@ CREATE INDEX IF NOT EXISTS idx_website_event_website_key_created_at ON website_e
 -- A visit's events in time order, for the `visits` view and the summary rollups (visit keys grow with time, so this is
 -- appended to as well).
 CREATE INDEX IF NOT EXISTS idx_website_event_visit_key_created_at ON website_event (visit_key, created_at);
+-- The visits of a filtered summary, found by key instead of by reading every event of the period: pageviews by page,
+-- custom events by name, and the few events that carry a referrer or UTM value (partial indexes: they cost only for those
+-- events; bench/summary.py measures what they cost on insert).
+CREATE INDEX IF NOT EXISTS idx_website_event_page ON website_event (website_key, url_path, created_at) WHERE event_type = 1;
+CREATE INDEX IF NOT EXISTS idx_website_event_name ON website_event (website_key, event_name, created_at) WHERE event_type = 2;
+CREATE INDEX IF NOT EXISTS idx_website_event_referrer ON website_event (website_key, referrer_domain, created_at)
+    WHERE referrer_domain IS NOT NULL;
+CREATE INDEX IF NOT EXISTS idx_website_event_utm_source ON website_event (website_key, utm_source, created_at)
+    WHERE utm_source IS NOT NULL;
+CREATE INDEX IF NOT EXISTS idx_website_event_utm_medium ON website_event (website_key, utm_medium, created_at)
+    WHERE utm_medium IS NOT NULL;
+CREATE INDEX IF NOT EXISTS idx_website_event_utm_campaign ON website_event (website_key, utm_campaign, created_at)
+    WHERE utm_campaign IS NOT NULL;
 
 -- One row per flattened key of a custom event's `data` ({"a": {"b": 1}} gives key 'a.b'). Written with its event.
 CREATE TABLE IF NOT EXISTS event_data (
@@ -197,7 +212,8 @@ CREATE TABLE IF NOT EXISTS bot_counter (
 -- One row per website, hour, metric and value. Totals use value ''. Metrics (what `n` counts):
 --   'pageviews', 'events' (custom events), 'visits', 'bounces', 'duration' (sum of the hour's visits' duration_s) — totals;
 --   'page' (pageviews per url_path), 'event' (custom events per event_name), 'event_key' (custom events per
---   JSON '["event name","data key"]'), 'reports' (performance events per url_path);
+--   JSON '["event name","data key"]'), 'event_value' (custom events per JSON '["event name","data key","value"]', the
+--   value being event_data.string_value cut to 100 characters), 'reports' (performance events per url_path);
 --   'entry', 'exit', 'referrer', 'utm_source', 'utm_medium', 'utm_campaign', 'country', 'browser', 'os', 'device',
 --   'language', 'screen' — visits per value (visits without the value are not counted).
 CREATE TABLE IF NOT EXISTS rollup (
@@ -233,7 +249,21 @@ CREATE TABLE IF NOT EXISTS rollup_vitals (
     PRIMARY KEY (website_key, hour, metric, url_path, bin)
 ) WITHOUT ROWID;
 
--- The same three rollups summed per local day of the summary time zone (`day` is that day's midnight, Unix seconds), kept
+-- Visits with a custom event, per event name, counted like rollup_visitors: one row per website, hour the visit started,
+-- event name and the hour of the session's previous visit with that event (0 when none). Visitors who had event E in a
+-- visit starting between hour boundaries A and B (the summary's "unique visitors" of a goal) are then
+--   SELECT sum(n) FROM rollup_event_visitors WHERE website_key = ? AND event_name = 'E' AND hour >= A AND hour < B
+--   AND since < A
+CREATE TABLE IF NOT EXISTS rollup_event_visitors (
+    website_key INTEGER NOT NULL,                  -- the website
+    hour        INTEGER NOT NULL,                  -- start of the hour the visits started in, Unix seconds
+    event_name  TEXT    NOT NULL,                  -- the custom event's name ('' when it had none)
+    since       INTEGER NOT NULL,                  -- start of the hour of the session's previous visit with that event; 0
+    n           INTEGER NOT NULL,                  -- how many such visits
+    PRIMARY KEY (website_key, hour, event_name, since)
+) WITHOUT ROWID;
+
+-- The same four rollups summed per local day of the summary time zone (`day` is that day's midnight, Unix seconds), kept
 -- in step with the hourly ones, so a month is read as 30 rows per value instead of 720. In rollup_daily_visitors, `since`
 -- is still an hour (the session's previous visit's), so the visitor formula above works for any range start.
 CREATE TABLE IF NOT EXISTS rollup_daily (
@@ -263,6 +293,15 @@ CREATE TABLE IF NOT EXISTS rollup_daily_vitals (
     PRIMARY KEY (website_key, url_path, metric, day, bin) -- a page's histograms over many days are one range
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS idx_rollup_daily_vitals_day ON rollup_daily_vitals (website_key, day);
+-- rollup_event_visitors per local day.
+CREATE TABLE IF NOT EXISTS rollup_daily_event_visitors (
+    website_key INTEGER NOT NULL,                  -- the website
+    day         INTEGER NOT NULL,                  -- local midnight starting the day the visits started in
+    event_name  TEXT    NOT NULL,                  -- as rollup_event_visitors.event_name
+    since       INTEGER NOT NULL,                  -- as rollup_event_visitors.since (an hour; 0 for none)
+    n           INTEGER NOT NULL,                  -- how many such visits
+    PRIMARY KEY (website_key, day, event_name, since)
+) WITHOUT ROWID;
 
 -- Public, read-only share links of the summary page: one per website at most. Written by `footfall site share`.
 CREATE TABLE IF NOT EXISTS share_link (

@@ -42,7 +42,7 @@ from footfall.openapi import get_openapi, openapi_document
 from footfall.readapi import readapi_routes
 from footfall.summary import SummaryReader
 from footfall.upkeep import Upkeep
-from footfall.web import load_static_files, page_routes
+from footfall.web import compression_config, load_static_files, page_routes
 
 log = logging.getLogger("footfall")
 
@@ -93,6 +93,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
         lifespan=[lifespan],
         middleware=[functools.partial(body_guard, timeout=config.body_timeout)],
         exception_handlers={ApiError: handle_api_error, HTTPException: handle_http_exception, Exception: handle_server_error},
+        compression_config=compression_config(config),
         template_config=TemplateConfig(directory=asset_path("templates"), engine=JinjaTemplateEngine),
         request_max_body_size=config.batch_max_bytes,
         openapi_config=None,

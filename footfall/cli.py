@@ -1,4 +1,5 @@
-"""The ``footfall`` command (click): serve, site, password, api-key, backup, check, prune, forget, export, stats, import.
+"""The ``footfall`` command (click): serve, site, password, api-key, backup, check, prune, forget, export, stats, import,
+report.
 
 Owns: options and their help, one-line error messages, exit codes. Each command calls a plain function of the module
 that owns the work. Imports collector and any footfall module; nothing imports it (the console script points here).
@@ -776,13 +777,67 @@ def install_service(unit_dir: Path) -> None:
     executable = shutil.which("footfall") or str(Path(sys.executable).with_name("footfall"))
     new_folder(str(unit_dir), f"--unit-dir {unit_dir}")
     unit_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("footfall.service", "footfall-backup.service", "footfall-backup.timer"):
+    units = ("footfall.service", "footfall-backup.service", "footfall-backup.timer")
+    for name in (*units, "footfall-report.service", "footfall-report.timer"):
         text = asset_path(name).read_text(encoding="utf-8").replace("/usr/local/bin/footfall", executable)
         (unit_dir / name).write_text(text, encoding="utf-8")
         click.echo(f"wrote {unit_dir / name}")
     click.echo("now: systemctl daemon-reload && systemctl enable --now footfall.service footfall-backup.timer")
+    click.echo("weekly e-mail: set FOOTFALL_REPORT_TO and FOOTFALL_SMTP_* in /etc/footfall/footfall.env, then "
+               "systemctl enable --now footfall-report.timer")  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point (``footfall``); returns the exit code."""
     return cli.main(args=list(argv) if argv is not None else None, prog_name="footfall", standalone_mode=False)
+
+
+@cli.command()
+@click.option("--site", "website_id", help="Only this website (default: every website, one section each).")
+@click.option("--email", "emails", multiple=True, envvar="FOOTFALL_REPORT_TO",
+              help="Send the report to this address (repeat for more) [env FOOTFALL_REPORT_TO, space-separated].")  # fmt: skip
+@click.option(
+    "--smtp-host", envvar="FOOTFALL_SMTP_HOST", help="SMTP server [env FOOTFALL_SMTP_HOST]; without it the report is printed."
+)
+@click.option("--smtp-port", envvar="FOOTFALL_SMTP_PORT", type=click.IntRange(1, 65535), default=587, show_default=True,
+              help="SMTP port [env FOOTFALL_SMTP_PORT].")  # fmt: skip
+@click.option("--smtp-user", envvar="FOOTFALL_SMTP_USER", help="SMTP login [env FOOTFALL_SMTP_USER]; the password is read "
+              "from FOOTFALL_SMTP_PASSWORD.")  # fmt: skip
+@click.option("--starttls/--no-starttls", default=True, show_default=True, help="Encrypt with STARTTLS before logging in.")
+@click.option("--from", "sender", envvar="FOOTFALL_SMTP_FROM", default="footfall@localhost", show_default=True,
+              help="Sender address [env FOOTFALL_SMTP_FROM].")  # fmt: skip
+@_db_option
+def report(
+    website_id: str | None,
+    emails: tuple[str, ...],
+    smtp_host: str | None,
+    smtp_port: int,
+    smtp_user: str | None,
+    starttls: bool,
+    sender: str,
+    db: str,
+) -> None:
+    """Last week's summary (Monday to Sunday): e-mail it, or print it without SMTP settings.
+
+    The numbers are the summary page's for that week, each compared with the week before.
+
+    Example: FOOTFALL_SMTP_PASSWORD=… footfall report --email me@example.com --smtp-host smtp.example.com --smtp-user me
+    """
+    from footfall.report import SmtpSettings, build_report, send_report
+
+    existing_database(db, write=True)
+    built = _checked(build_report, db, website_id, timezone=os.environ.get("FOOTFALL_TIMEZONE"))
+    if not smtp_host or not emails:
+        if emails:
+            click.echo("no --smtp-host given: printing the report instead of sending it", err=True)
+        click.echo(f"Subject: {built.subject}\n")
+        click.echo(built.text, nl=False)
+        return
+    if smtp_user and not os.environ.get("FOOTFALL_SMTP_PASSWORD"):
+        raise Failure("--smtp-user needs the password in FOOTFALL_SMTP_PASSWORD")
+    settings = SmtpSettings(smtp_host, smtp_port, smtp_user, os.environ.get("FOOTFALL_SMTP_PASSWORD"), starttls, sender)
+    try:
+        send_report(built, list(emails), settings)
+    except ConfigError as exc:
+        raise Failure(str(exc)) from None
+    click.echo(f"sent {built.subject!r} to {', '.join(emails)}")

@@ -80,6 +80,7 @@ ROLLUP_METRICS = (
     "page",
     "event",
     "event_key",
+    "event_value",
     "reports",
     *VISIT_DIMENSIONS,
 )
@@ -90,8 +91,19 @@ def bucket_of(at: int, shift: int) -> int:
     return at - (at - shift) % ROLLUP_BUCKET_SECONDS
 
 
-#: The hourly rollup tables and their daily sums.
-ROLLUP_TABLES = ("rollup", "rollup_visitors", "rollup_vitals", "rollup_daily", "rollup_daily_visitors", "rollup_daily_vitals")
+#: The hourly rollup tables and their daily sums (in this order: see summary.RollupSource).
+HOURLY_TABLES = ("rollup", "rollup_visitors", "rollup_vitals", "rollup_event_visitors")
+DAILY_TABLES = ("rollup_daily", "rollup_daily_visitors", "rollup_daily_vitals", "rollup_daily_event_visitors")
+ROLLUP_TABLES = (*HOURLY_TABLES, *DAILY_TABLES)
+
+
+#: What the rollups hold; a database whose rollups were made by another version is rebuilt (2: event data values and
+#: visitors per custom event).
+ROLLUP_VERSION = 2
+
+
+#: A custom event's data value is counted by its first this many characters (keeps a free-text value's rows bounded).
+EVENT_VALUE_CHARS = 100
 
 
 def day_of(at: int, zone: dt.tzinfo) -> int:
@@ -194,6 +206,7 @@ class VisitBuilder:
         "event",
         "saw_page",
         "saw_event",
+        "names",
     )
 
     def __init__(
@@ -206,6 +219,7 @@ class VisitBuilder:
         self.pageviews = self.custom_events = self.reported_ms = 0
         self.page, self.event = page, event  # filter values to look out for
         self.saw_page = self.saw_event = False
+        self.names: set[str] = set()  # the custom events' names
 
     def add(self, e: EventFact) -> None:
         self.last_at = e.created_at
@@ -218,6 +232,7 @@ class VisitBuilder:
             self.saw_page = self.saw_page or e.url_path == self.page
         elif e.event_type == EVENT_CUSTOM:
             self.custom_events += 1
+            self.names.add(e.event_name or "")
             self.saw_event = self.saw_event or (e.event_name or "") == self.event
 
     def fact(self) -> VisitFact:
@@ -248,6 +263,7 @@ class Rollups:
         self.counts: collections.Counter[tuple[int, str, int, str]] = collections.Counter()
         self.visitors: collections.Counter[tuple[int, int, int]] = collections.Counter()
         self.vitals: collections.Counter[tuple[int, int, str, str, float]] = collections.Counter()
+        self.event_visitors: collections.Counter[tuple[int, int, str, int]] = collections.Counter()
 
     def add_event(self, e: EventFact) -> None:
         """Count one event in its hour: pageviews and pages, custom events, web vitals."""
@@ -265,10 +281,20 @@ class Rollups:
                 if value is not None:
                     self.vitals[(e.website_key, hour, name, e.url_path, vital_bin(value))] += 1
 
-    def add_event_key(self, website_key: int, created_at: int, event_name: str | None, data_key: str) -> None:
-        """Count one data key of a custom event."""
-        value = msgspec.json.encode([event_name or "", data_key]).decode()
-        self.counts[(website_key, "event_key", bucket_of(created_at, self.shift), value)] += 1
+    def add_event_key(
+        self, website_key: int, created_at: int, event_name: str | None, data_key: str, value: str | None = None
+    ) -> None:
+        """Count one data key of a custom event, and its value (as text, cut to EVENT_VALUE_CHARS)."""
+        hour = bucket_of(created_at, self.shift)
+        name = event_name or ""
+        self.counts[(website_key, "event_key", hour, msgspec.json.encode([name, data_key]).decode())] += 1
+        text = (value or "")[:EVENT_VALUE_CHARS]
+        self.counts[(website_key, "event_value", hour, msgspec.json.encode([name, data_key, text]).decode())] += 1
+
+    def add_event_visitor(self, website_key: int, started_at: int, event_name: str, previous: int | None) -> None:
+        """Count a visit with custom event ``event_name`` by its hour and the hour of the session's previous visit with it."""
+        since = 0 if previous is None else bucket_of(previous, self.shift)
+        self.event_visitors[(website_key, bucket_of(started_at, self.shift), event_name, since)] += 1
 
     def add_visit(self, visit: VisitFact) -> None:
         """Count one visit in the hour it started: totals, bounce, duration and its attributes."""
@@ -287,12 +313,13 @@ class Rollups:
         since = 0 if previous is None else bucket_of(previous, self.shift)
         self.visitors[(website_key, bucket_of(started_at, self.shift), since)] += 1
 
-    def rows(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-        """Rows for rollup, rollup_visitors and rollup_vitals (zero counts left out)."""
+    def rows(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """Rows for rollup, rollup_visitors, rollup_vitals and rollup_event_visitors (zero counts left out)."""
         return (
             [(*k, n) for k, n in self.counts.items() if n],
             [(*k, n) for k, n in self.visitors.items()],
             [(*k, n) for k, n in self.vitals.items()],
+            [(*k, n) for k, n in self.event_visitors.items()],
         )
 
 
@@ -312,6 +339,9 @@ AGGREGATION_TABLES = (
     "CREATE TEMP TABLE IF NOT EXISTS agg_candidate (visit_key INTEGER PRIMARY KEY)",
     "CREATE TEMP TABLE IF NOT EXISTS agg_visit (visit_key INTEGER PRIMARY KEY, website_key INTEGER, session_key INTEGER, "
     "started_at INTEGER, counted INTEGER)",
+    "CREATE TEMP TABLE IF NOT EXISTS agg_session_visit (visit_key INTEGER PRIMARY KEY, session_key INTEGER, started_at INTEGER)",
+    "CREATE TEMP TABLE IF NOT EXISTS agg_visit_event (visit_key INTEGER, session_key INTEGER, started_at INTEGER, "
+    "event_name TEXT, PRIMARY KEY (visit_key, event_name))",
 )
 
 
@@ -324,16 +354,24 @@ _NEIGHBOUR = (
 )
 
 
-#: Every event of the candidate visits with its session's attributes, visit by visit (the visit_key index gives the order).
+#: Every event of the candidate visits, visit by visit (the visit_key index gives the order).
 _CANDIDATE_EVENTS = (
-    f"SELECT {_FACT_COLUMNS}, s.country, s.browser, s.os, s.device, s.language, s.screen "
-    f"FROM temp.agg_candidate c CROSS JOIN website_event e ON e.visit_key = c.visit_key "
-    f"CROSS JOIN session s ON s.session_key = e.session_key ORDER BY c.visit_key, e.created_at, e.event_key"
+    f"SELECT {_FACT_COLUMNS} FROM temp.agg_candidate c CROSS JOIN website_event e ON e.visit_key = c.visit_key "
+    f"ORDER BY c.visit_key, e.created_at, e.event_key"
 )
 
 
+#: The session attributes of each candidate visit (read once per visit, not once per event).
+_CANDIDATE_SESSIONS = (
+    "SELECT v.visit_key, s.country, s.browser, s.os, s.device, s.language, s.screen FROM temp.agg_candidate c "
+    "CROSS JOIN visit v ON v.visit_key = c.visit_key CROSS JOIN session s ON s.session_key = v.session_key"
+)
+
+
+_NO_SESSION = (None,) * 6
+
+
 # (CROSS JOIN fixes the join order: SQLite knows nothing of the temporary table's size and would rather scan every event.)
-_FACT_WIDTH = len(EventFact._fields)
 
 
 def _visit_matches(fact: VisitFact, visit: VisitBuilder, filters: Mapping[str, str]) -> bool:
@@ -356,6 +394,7 @@ def aggregate_visits(
     filters: Mapping[str, str],
     since_among_all: bool,
     covered: Callable[[int, int], bool] | None = None,
+    side: tuple[Callable[[int, int], bool], Rollups] | None = None,
 ) -> tuple[Rollups, dict[int, set[int]]]:
     """Rollup rows from the visits in temp.agg_candidate (streamed: memory holds counts, not events).
 
@@ -363,11 +402,16 @@ def aggregate_visits(
     matching all of them count. A visit's previous visit (for the visitor count) is the session's previous visit of all
     (``since_among_all``: the rollups) or of the matching ones (a filtered page). Returns the rows and the hours outside
     ``covered`` (default: the counted ones) whose visitor count depends on the counted visits (see collect_rollups).
+    ``side`` is (predicate, rollups): events and visits counted where that predicate holds also go there, with their
+    visitor rows (totals of a part-hour from the same pass); the predicate implies ``counts``.
     """
+    side_counts, side_out = side if side is not None else (None, None)
     covered = covered or counts
     out = Rollups(shift)
     conn.execute("DELETE FROM temp.agg_visit")
+    conn.execute("DELETE FROM temp.agg_visit_event")
     pending: list[tuple[int, int, int, int, int]] = []
+    named: list[tuple[int, int, int, str]] = []  # (visit, session, start, custom event name) of the visits kept
     decided_early = not (set(filters) - set(SESSION_FILTERS))  # session attributes are known from a visit's first row
     page, event = filters.get("page"), filters.get("event")
     builder: VisitBuilder | None = None
@@ -381,24 +425,32 @@ def aggregate_visits(
                 return
             for e in held:
                 out.add_event(e)
+                if side_counts is not None and side_counts(e.website_key, e.created_at):
+                    side_out.add_event(e)  # type: ignore[union-attr]
             held.clear()
         counted = counts(fact.website_key, fact.started_at)
         if counted:
             out.add_visit(fact)
+            if side_counts is not None and side_counts(fact.website_key, fact.started_at):
+                side_out.add_visit(fact)  # type: ignore[union-attr]
         pending.append((fact.visit_key, fact.website_key, fact.session_key, fact.started_at, counted))
+        named.extend((fact.visit_key, fact.session_key, fact.started_at, name) for name in visit.names)
         if len(pending) >= 5000:
             conn.executemany("INSERT INTO temp.agg_visit VALUES (?,?,?,?,?)", pending)
+            conn.executemany("INSERT OR IGNORE INTO temp.agg_visit_event VALUES (?,?,?,?)", named)
             pending.clear()
+            named.clear()
 
     skipping = -1  # a visit already known not to match
+    sessions = {row[0]: row[1:] for row in conn.execute(_CANDIDATE_SESSIONS)}
     for row in conn.execute(_CANDIDATE_EVENTS):
-        e = EventFact(*row[:_FACT_WIDTH])
+        e = EventFact(*row)
         if e.visit_key == skipping:
             continue
         if builder is None or e.visit_key != builder.first.visit_key:
             if builder is not None:
                 finish(builder)
-            builder = VisitBuilder(e, row[_FACT_WIDTH:], page, event)
+            builder = VisitBuilder(e, sessions.get(e.visit_key, _NO_SESSION), page, event)
             if filters and decided_early and not _visit_matches(builder.fact(), builder, filters):
                 builder, skipping = None, e.visit_key
                 continue
@@ -408,16 +460,20 @@ def aggregate_visits(
                 held.append(e)
             else:
                 out.add_event(e)
+                if side_counts is not None and side_counts(e.website_key, e.created_at):
+                    side_out.add_event(e)  # type: ignore[union-attr]
     if builder is not None:
         finish(builder)
     conn.executemany("INSERT INTO temp.agg_visit VALUES (?,?,?,?,?)", pending)
+    conn.executemany("INSERT OR IGNORE INTO temp.agg_visit_event VALUES (?,?,?,?)", named)
     sql = (
-        "SELECT e.website_key, e.created_at, e.event_name, d.data_key FROM temp.agg_visit a CROSS JOIN website_event e "
-        "ON e.visit_key = a.visit_key CROSS JOIN event_data d ON d.event_key = e.event_key WHERE e.event_type = 2"
+        "SELECT e.website_key, e.created_at, e.event_name, d.data_key, d.string_value FROM temp.agg_visit a "
+        "CROSS JOIN website_event e ON e.visit_key = a.visit_key CROSS JOIN event_data d ON d.event_key = e.event_key "
+        "WHERE e.event_type = 2"
     )
-    for website_key, created_at, name, data_key in conn.execute(sql):
+    for website_key, created_at, name, data_key, value in conn.execute(sql):
         if counts(website_key, created_at):
-            out.add_event_key(website_key, created_at, name, data_key)
+            out.add_event_key(website_key, created_at, name, data_key, value)
     follow: dict[int, set[int]] = collections.defaultdict(set)
     if since_among_all:
         # Each counted visit's neighbours among all its session's visits, by start: visit.started_at is the visit's first
@@ -427,6 +483,19 @@ def aggregate_visits(
             f"SELECT a.website_key, a.started_at, {_NEIGHBOUR.format(op='<', order='DESC')}, "
             f"{_NEIGHBOUR.format(op='>', order='ASC')} FROM temp.agg_visit a WHERE a.counted"
         )
+        # The custom events of the other visits of sessions whose counted visits had any (for visitors per event): only
+        # those sessions' visits are read, so a session of thousands of pageview-only visits costs nothing here.
+        conn.execute("DELETE FROM temp.agg_session_visit")
+        conn.execute(
+            "INSERT INTO temp.agg_session_visit SELECT v.visit_key, v.session_key, v.started_at FROM visit v "
+            "WHERE v.session_key IN (SELECT x.session_key FROM temp.agg_visit_event x JOIN temp.agg_visit a "
+            "USING (visit_key) WHERE a.counted)"
+        )
+        conn.execute(
+            "INSERT OR IGNORE INTO temp.agg_visit_event SELECT DISTINCT sv.visit_key, sv.session_key, sv.started_at, "
+            "ifnull(e.event_name, '') FROM temp.agg_session_visit sv CROSS JOIN website_event e ON e.visit_key = sv.visit_key "
+            "WHERE e.event_type = 2"
+        )
     else:
         sql = (
             "SELECT a.website_key, a.started_at, w.previous, w.next FROM temp.agg_visit a JOIN "
@@ -435,8 +504,17 @@ def aggregate_visits(
         )
     for website_key, started, previous, following in conn.execute(sql):
         out.add_visitor(website_key, started, previous)
+        if side_counts is not None and side_counts(website_key, started):
+            side_out.add_visitor(website_key, started, previous)  # type: ignore[union-attr]
         if following is not None and since_among_all and not covered(website_key, following):
             follow[website_key].add(bucket_of(following, shift))
+    sql = (
+        "SELECT a.website_key, a.started_at, w.event_name, w.previous FROM temp.agg_visit a JOIN (SELECT visit_key, "
+        "event_name, lag(started_at) OVER (PARTITION BY session_key, event_name ORDER BY started_at, visit_key) AS previous "
+        "FROM temp.agg_visit_event) w USING (visit_key) WHERE a.counted"
+    )
+    for website_key, started, name, previous in conn.execute(sql):
+        out.add_event_visitor(website_key, started, name, previous)
     return out, dict(follow)
 
 
@@ -494,13 +572,21 @@ def store_rollups(conn: sqlite3.Connection, dirty: Mapping[int, set[int]], rollu
             )
             conn.execute("DELETE FROM rollup_visitors WHERE website_key = ? AND hour >= ? AND hour < ?", params)
             conn.execute("DELETE FROM rollup_vitals WHERE website_key = ? AND hour >= ? AND hour < ?", params)
-    counts, visitors, vitals = rollups.rows()
-    conn.executemany("INSERT INTO rollup (website_key, metric, hour, value, n) VALUES (?,?,?,?,?)", counts)
-    conn.executemany("INSERT INTO rollup_visitors (website_key, hour, since, n) VALUES (?,?,?,?)", visitors)
-    conn.executemany("INSERT INTO rollup_vitals (website_key, hour, metric, url_path, bin, n) VALUES (?,?,?,?,?,?)", vitals)
+            conn.execute("DELETE FROM rollup_event_visitors WHERE website_key = ? AND hour >= ? AND hour < ?", params)
+    insert_rollups(conn, rollups, "main")
     for website_key, hours in dirty.items():
         for day in sorted({day_of(hour, zone) for hour in hours}):
             sum_day(conn, website_key, day, next_day(day, zone))
+
+
+def insert_rollups(conn: sqlite3.Connection, rollups: Rollups, schema: str, prefix: str = "") -> None:
+    """Insert ``rollups``' rows into the hourly tables of ``schema`` (named with ``prefix``: a filtered page's copies)."""
+    counts, visitors, vitals, event_visitors = rollups.rows()
+    t = [f"{schema}.{prefix}{table}" for table in HOURLY_TABLES]
+    conn.executemany(f"INSERT INTO {t[0]} (website_key, metric, hour, value, n) VALUES (?,?,?,?,?)", counts)
+    conn.executemany(f"INSERT INTO {t[1]} (website_key, hour, since, n) VALUES (?,?,?,?)", visitors)
+    conn.executemany(f"INSERT INTO {t[2]} (website_key, hour, metric, url_path, bin, n) VALUES (?,?,?,?,?,?)", vitals)
+    conn.executemany(f"INSERT INTO {t[3]} (website_key, hour, event_name, since, n) VALUES (?,?,?,?,?)", event_visitors)
 
 
 def sum_day(conn: sqlite3.Connection, website_key: int, day: int, end: int) -> None:
@@ -509,6 +595,7 @@ def sum_day(conn: sqlite3.Connection, website_key: int, day: int, end: int) -> N
     conn.execute(f"DELETE FROM rollup_daily WHERE website_key = ? AND metric IN ({metrics}) AND day = ?", (website_key, day))
     conn.execute("DELETE FROM rollup_daily_visitors WHERE website_key = ? AND day = ?", (website_key, day))
     conn.execute("DELETE FROM rollup_daily_vitals WHERE website_key = ? AND day = ?", (website_key, day))
+    conn.execute("DELETE FROM rollup_daily_event_visitors WHERE website_key = ? AND day = ?", (website_key, day))
     params = (day, website_key, day, end)
     conn.execute(
         f"INSERT INTO rollup_daily (website_key, metric, day, value, n) SELECT website_key, metric, ?, value, sum(n) "
@@ -525,6 +612,11 @@ def sum_day(conn: sqlite3.Connection, website_key: int, day: int, end: int) -> N
         "INSERT INTO rollup_daily_vitals (website_key, day, metric, url_path, bin, n) SELECT website_key, ?, metric, "
         "url_path, bin, sum(n) FROM rollup_vitals WHERE website_key = ? AND hour >= ? AND hour < ? "
         "GROUP BY metric, url_path, bin",
+        params,
+    )
+    conn.execute(
+        "INSERT INTO rollup_daily_event_visitors (website_key, day, event_name, since, n) SELECT website_key, ?, event_name, "
+        "since, sum(n) FROM rollup_event_visitors WHERE website_key = ? AND hour >= ? AND hour < ? GROUP BY event_name, since",
         params,
     )
 
@@ -584,12 +676,15 @@ def refresh_rollups(
     """Bring the rollups up to date with website_event; return how many events were new to them.
 
     Safe beside a running footfall (the writer may commit between steps) and against concurrent deletes (epoch check).
-    If ``shift`` or ``zone`` differ from what the rollups were made with, every rollup is rebuilt.
+    If ``shift`` or ``zone`` differ from what the rollups were made with, or they were made by another ROLLUP_VERSION (a
+    database from an older footfall), every rollup is rebuilt.
     """
     seen = 0
     while True:
         with transaction(conn, immediate=False):
-            aligned = stored_alignment(conn) == (shift, _zone_name(zone))
+            aligned = (
+                stored_alignment(conn) == (shift, _zone_name(zone)) and setting_int(conn, "rollup_version") == ROLLUP_VERSION
+            )
             mark, epoch = setting_int(conn, "rollup_event_key"), setting_int(conn, "rollup_epoch")
             # The writer never reuses a key at or below the mark (EventWriter.commit_batch), so keys above it are new.
             top = conn.execute("SELECT ifnull(max(event_key), 0) FROM website_event").fetchone()[0]
@@ -643,6 +738,7 @@ def reset_rollups(conn: sqlite3.Connection, shift: int, zone: dt.tzinfo = dt.tim
             conn.execute(f"DELETE FROM {table}")
         set_setting(conn, "rollup_shift", shift)
         set_setting(conn, "rollup_zone", _zone_name(zone))
+        set_setting(conn, "rollup_version", ROLLUP_VERSION)
         set_setting(conn, "rollup_event_key", 0)
         set_setting(conn, "rollup_epoch", setting_int(conn, "rollup_epoch") + 1)
 

@@ -23,6 +23,8 @@ import msgspec
 from collector import DAY_SECONDS, EVENT_CUSTOM, EVENT_PAGEVIEW, bad_request, connect, load_zone, transaction, unavailable
 from footfall.rollups import (
     AGGREGATION_TABLES,
+    DAILY_TABLES,
+    HOURLY_TABLES,
     ROLLUP_BUCKET_SECONDS,
     SESSION_FILTERS,
     VISIT_DIMENSIONS,
@@ -33,6 +35,7 @@ from footfall.rollups import (
     bucket_shift,
     day_of,
     day_start,
+    insert_rollups,
     next_day,
     refresh_rollups,
 )
@@ -90,14 +93,43 @@ class SummaryRange(NamedTuple):
     start: int
     end: int
     until: int  # end, or the end of the current hour while the period is still running
-    step: str  # 'hour' or 'day': the chart's intervals
+    step: str  # 'hour', 'day', 'week' or 'month': the chart's intervals
     bounds: list[int]  # the chart's interval starts, then its end
     zone: dt.tzinfo
+    #: What the changes compare with: the period as long right before, ending at the same time of day (while the period
+    #: is running, "now" a period ago: at 09:00, today compares with yesterday until 09:00).
+    previous_start: int = 0
+    previous_end: int = 0
+    previous_bounds: list[int] = []  # the chart's intervals a period earlier (the previous period's line)
 
     @property
     def previous(self) -> tuple[int, int]:
-        """The period of the same length right before this one (what the changes compare with)."""
-        return self.start - (self.until - self.start), self.start
+        return self.previous_start, self.previous_end
+
+
+def _chart_bounds(a: int, b: int, zone: dt.tzinfo, shift: int) -> tuple[str, list[int]]:
+    """Chart intervals of [a, b) by its length: hours up to 2 days, days up to 3 months, weeks up to a year, then months."""
+    span = b - a
+    if span <= 2 * DAY_SECONDS:
+        return "hour", list(range(a, b, ROLLUP_BUCKET_SECONDS))
+    step = "day" if span <= 92 * DAY_SECONDS else "week" if span <= 366 * DAY_SECONDS else "month"
+    day, bounds = dt.datetime.fromtimestamp(a, zone).date(), [a]
+    while True:
+        if step == "day":
+            day += dt.timedelta(days=1)
+        elif step == "week":
+            day += dt.timedelta(days=7 - day.weekday())  # weeks start on Monday
+        else:
+            day = dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
+        at = bucket_of(day_start(day, zone), shift)
+        if at >= b:
+            return step, bounds
+        bounds.append(at)
+
+
+def _back(t: int, days: int, zone: dt.tzinfo) -> int:
+    """The same local time of day ``days`` days before Unix time ``t``."""
+    return int((dt.datetime.fromtimestamp(t, zone) - dt.timedelta(days=days)).timestamp())
 
 
 def _parse_day_or_time(text: str, zone: dt.tzinfo, inclusive_end: bool) -> int:
@@ -151,29 +183,33 @@ def resolve_range(
         else:
             a, b = day_start(today - dt.timedelta(days=int(name[:-1]) - 1), zone), tomorrow
     a, b = bucket_of(a, shift), bucket_of(b - 1, shift) + ROLLUP_BUCKET_SECONDS
+    first, last = (dt.datetime.fromtimestamp(t, zone) for t in (a, b - 1))
     if name == "custom":
-        first, last = (dt.datetime.fromtimestamp(t, zone) for t in (a, b - 1))
-        label = f"{first:%Y-%m-%d} – {last:%Y-%m-%d}"
-    step = "hour" if b - a <= 2 * DAY_SECONDS else "day"
-    if step == "hour":
-        bounds = list(range(a, b, ROLLUP_BUCKET_SECONDS))
-    else:
-        day, bounds = dt.datetime.fromtimestamp(a, zone).date(), []
-        while (at := bucket_of(day_start(day, zone), shift)) < b:
-            bounds.append(max(at, a))
-            day += dt.timedelta(days=1)
+        label = f"{first:%Y-%m-%d}" if first.date() == last.date() else f"{first:%Y-%m-%d} – {last:%Y-%m-%d}"
+    step, bounds = _chart_bounds(a, b, zone, shift)
     until = max(a, min(b, current_hour_end))
-    return SummaryRange(name, label, a, b, until, step, [*bounds, b], zone)
+    # The previous period: as long, right before (whole local days back for a period of whole days); while this one runs,
+    # it ends "now" a period ago, so a morning compares with the previous morning.
+    days = (last.date() - first.date()).days + 1
+    whole_days = a == day_of(a, zone) and b == next_day(day_of(b - 1, zone), zone)
+
+    def back(t: int) -> int:
+        return _back(t, days, zone) if whole_days else t - (b - a)
+
+    previous_start = back(a)
+    previous_end = min(a, max(previous_start, back(int(now)))) if now < b else a
+    previous_bounds = [back(t) for t in bounds] + [a]
+    return SummaryRange(name, label, a, b, until, step, [*bounds, b], zone, previous_start, previous_end, previous_bounds)
 
 
 class RollupSource(NamedTuple):
     """The tables a summary reads: the rollups (hourly, and daily for whole days), or a filtered page's temporary ones."""
 
     zone: dt.tzinfo
-    hourly: tuple[str, str, str] = ("rollup", "rollup_visitors", "rollup_vitals")
-    daily: tuple[str, str, str] | None = ("rollup_daily", "rollup_daily_visitors", "rollup_daily_vitals")
+    hourly: tuple[str, ...] = HOURLY_TABLES
+    daily: tuple[str, ...] | None = DAILY_TABLES
 
-    def parts(self, start: int, end: int) -> list[tuple[tuple[str, str, str], str, int, int]]:
+    def parts(self, start: int, end: int) -> list[tuple[tuple[str, ...], str, int, int]]:
         """[start, end) as (tables, time column, from, to) pieces: its whole local days from the daily tables, if any."""
         if self.daily is not None and end > start:
             first = day_of(start, self.zone)
@@ -186,9 +222,13 @@ class RollupSource(NamedTuple):
         return [(self.hourly, "hour", start, end)]
 
 
+#: A filtered page's copies of the hourly tables (temporary: the reader connection's own).
+FILTERED_PREFIX = "f_"
+
+
 def filtered_source(zone: dt.tzinfo) -> RollupSource:
     """A filtered page's tables: hourly rows in temporary tables (see load_filtered)."""
-    return RollupSource(zone, ("temp.f_rollup", "temp.f_rollup_visitors", "temp.f_rollup_vitals"), None)
+    return RollupSource(zone, tuple(f"temp.{FILTERED_PREFIX}{t}" for t in HOURLY_TABLES), None)
 
 
 def _union(
@@ -206,24 +246,28 @@ def _union(
     return " UNION ALL ".join(selects), values
 
 
-def panel_totals(conn: sqlite3.Connection, src: RollupSource, website_key: int, start: int, end: int) -> dict[str, float]:
-    """Visitors, visits, pageviews, custom events, views per visit, bounce rate and average visit length of [start, end)."""
-    sums = dict.fromkeys(("pageviews", "events", "visits", "bounces", "duration"), 0)
+#: The sums the totals are made of (rollup metrics with value ''), and visitors.
+_SUMS = ("pageviews", "events", "visits", "bounces", "duration")
+
+
+def _sums(conn: sqlite3.Connection, src: RollupSource, website_key: int, start: int, end: int) -> dict[str, int]:
+    sums = dict.fromkeys((*_SUMS, "visitors"), 0)
+    if end <= start:
+        return sums
+    metrics = ", ".join(f"'{m}'" for m in _SUMS)
     inner, params = _union(
-        src,
-        start,
-        end,
-        0,
-        "metric, n",
-        "website_key = ? AND metric IN ('pageviews', 'events', 'visits', 'bounces', 'duration')",
-        [website_key],
+        src, start, end, 0, "metric, n", f"website_key = ? AND metric IN ({metrics}) AND value = ''", [website_key]
     )
     sums.update(conn.execute(f"SELECT metric, sum(n) FROM ({inner}) GROUP BY metric", params).fetchall())
     inner, params = _union(src, start, end, 1, "n", "website_key = ? AND since < ?", [website_key, start])
-    visitors = conn.execute(f"SELECT ifnull(sum(n), 0) FROM ({inner})", params).fetchone()[0]
+    sums["visitors"] = conn.execute(f"SELECT ifnull(sum(n), 0) FROM ({inner})", params).fetchone()[0]
+    return sums
+
+
+def _totals(sums: Mapping[str, int]) -> dict[str, float]:
     visits = sums["visits"]
     return {
-        "visitors": visitors,
+        "visitors": sums["visitors"],
         "visits": visits,
         "pageviews": sums["pageviews"],
         "custom_events": sums["events"],
@@ -233,11 +277,54 @@ def panel_totals(conn: sqlite3.Connection, src: RollupSource, website_key: int, 
     }
 
 
+def panel_totals(conn: sqlite3.Connection, src: RollupSource, website_key: int, start: int, end: int) -> dict[str, float]:
+    """Visitors, visits, pageviews, custom events, views per visit, bounce rate and average visit length of [start, end)."""
+    return _totals(_sums(conn, src, website_key, start, end))
+
+
+def panel_previous_totals(
+    conn: sqlite3.Connection,
+    src: RollupSource,
+    website_key: int,
+    start: int,
+    end: int,
+    filters: Mapping[str, str],
+    shift: int,
+    part: Rollups | None = None,
+) -> dict[str, float]:
+    """panel_totals of [start, end) where ``end`` may fall inside an hour (yesterday until this time of day).
+
+    The whole hours come from ``src``; the part of the last hour before ``end`` is computed from its events, counted as
+    the rollups count (visits in the hour they start, a visitor at their first visit since ``start``).
+    """
+    hour = bucket_of(end, shift)
+    if hour == end or hour < start:
+        return panel_totals(conn, src, website_key, start, end)
+    sums = _sums(conn, src, website_key, start, hour)
+    if part is None and filters:  # (a filtered page computes ``part`` in its own pass: see build_summary)
+        part = collect_filtered(conn, website_key, start, end, filters, shift, count_from=hour)
+    elif part is None:
+        for sql in AGGREGATION_TABLES:
+            conn.execute(sql)
+        conn.execute("DELETE FROM temp.agg_candidate")
+        conn.execute(
+            "INSERT OR IGNORE INTO temp.agg_candidate SELECT visit_key FROM website_event WHERE website_key = ? "
+            "AND created_at >= ? AND created_at < ?",
+            (website_key, hour, end),
+        )
+        part, _ = aggregate_visits(conn, shift, lambda key, at: key == website_key and hour <= at < end, {}, True)
+    for (key, metric, _, value), n in part.counts.items():
+        if key == website_key and value == "" and metric in _SUMS:
+            sums[metric] += n
+    sums["visitors"] += sum(n for (key, _, since), n in part.visitors.items() if key == website_key and since < start)
+    return _totals(sums)
+
+
 def panel_chart(conn: sqlite3.Connection, src: RollupSource, website_key: int, bounds: list[int]) -> list[dict[str, int]]:
     """Pageviews and visitors per chart interval (bounds: interval starts, then the end)."""
     pageviews = [0] * (len(bounds) - 1)
     visitors = [0] * (len(bounds) - 1)
-    pieces: dict[tuple[tuple[str, str, str], str], list[tuple[int, int, int, int]]] = collections.defaultdict(list)
+    pieces: dict[tuple[tuple[str, ...], str], list[tuple[int, int, int, int]]] = collections.defaultdict(list)
     for index, (a, b) in enumerate(itertools.pairwise(bounds)):
         for tables, column, x, y in src.parts(a, b):
             pieces[(tables, column)].append((index, x, y, a))
@@ -245,7 +332,7 @@ def panel_chart(conn: sqlite3.Connection, src: RollupSource, website_key: int, b
         encoded = msgspec.json.encode(intervals).decode()
         sql = (
             f"SELECT j.value ->> 0, sum(r.n) FROM json_each(?) j JOIN {tables[0]} r ON r.website_key = ? AND "
-            f"r.metric = 'pageviews' AND r.{column} >= j.value ->> 1 AND r.{column} < j.value ->> 2 GROUP BY 1"
+            f"r.metric = 'pageviews' AND r.value = '' AND r.{column} >= j.value ->> 1 AND r.{column} < j.value ->> 2 GROUP BY 1"
         )
         for index, n in conn.execute(sql, (encoded, website_key)):
             pageviews[index] += n
@@ -255,7 +342,10 @@ def panel_chart(conn: sqlite3.Connection, src: RollupSource, website_key: int, b
         )
         for index, n in conn.execute(sql, (encoded, website_key)):
             visitors[index] += n
-    return [{"start": a, "pageviews": p, "visitors": v} for a, p, v in zip(bounds, pageviews, visitors)]
+    return [
+        {"start": a, "end": b, "pageviews": p, "visitors": v}
+        for (a, b), p, v in zip(itertools.pairwise(bounds), pageviews, visitors)
+    ]
 
 
 def panel_top(
@@ -275,12 +365,54 @@ def panel_top(
     return [{"value": value, "count": n, "share": round(n / total, 4) if total else 0.0} for value, n in rows]
 
 
+def panel_list(
+    conn: sqlite3.Connection, src: RollupSource, website_key: int, metric: str, start: int, end: int, total: int, limit: int
+) -> dict[str, Any]:
+    """One list of the page: its top ``limit`` rows, whether there are more, and for referrers a 'direct' row.
+
+    The direct row (``"direct": true``, value '') counts the visits without a referrer: all visits minus those with one.
+    """
+    rows = panel_top(conn, src, website_key, metric, start, end, total, limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if metric == "referrer":
+        inner, params = _union(src, start, end, 0, "n", "website_key = ? AND metric = 'referrer'", [website_key])
+        referred = conn.execute(f"SELECT ifnull(sum(n), 0) FROM ({inner})", params).fetchone()[0]
+        if total - referred > 0:
+            direct = {"value": "", "count": total - referred, "share": round((total - referred) / total, 4), "direct": True}
+            rows.append(direct)
+            rows.sort(key=lambda r: -r["count"])  # stable: the direct row goes after equal counts
+            if len(rows) > limit:
+                more = True
+                rows = rows[:limit]
+    return {"total": total, "rows": rows, "more": more}
+
+
+#: Data keys shown per custom event, and values per key.
+EVENT_KEYS_SHOWN = 5
+EVENT_VALUES_SHOWN = 5
+
+
 def panel_events(
-    conn: sqlite3.Connection, src: RollupSource, website_key: int, start: int, end: int, total: int
-) -> list[dict[str, Any]]:
-    """Custom events by name, each with its three most common data keys."""
-    events = panel_top(conn, src, website_key, "event", start, end, total)
+    conn: sqlite3.Connection,
+    src: RollupSource,
+    website_key: int,
+    start: int,
+    end: int,
+    total: int,
+    visitors: int,
+    limit: int = SUMMARY_LIST_LIMIT,
+) -> dict[str, Any]:
+    """Custom events (goals) by name: count, share of custom events, unique visitors, conversion rate (those visitors ÷
+    all visitors), and their most common data keys, each with its most common values."""
+    events = panel_top(conn, src, website_key, "event", start, end, total, limit + 1)
+    more = len(events) > limit
+    events = events[:limit]
+    inner, params = _union(src, start, end, 3, "event_name, n", "website_key = ? AND since < ?", [website_key, start])
+    uniques = dict(conn.execute(f"SELECT event_name, sum(n) FROM ({inner}) GROUP BY event_name", params).fetchall())
     for event in events:
+        event["visitors"] = uniques.get(event["value"], 0)
+        event["conversion"] = round(event["visitors"] / visitors, 4) if visitors else 0.0
         prefix = msgspec.json.encode([event["value"]]).decode()[:-1] + ","
         inner, params = _union(
             src,
@@ -291,9 +423,31 @@ def panel_events(
             "website_key = ? AND metric = 'event_key' AND substr(value, 1, ?) = ?",
             [website_key, len(prefix), prefix],
         )
-        rows = conn.execute(f"SELECT value, sum(n) AS c FROM ({inner}) GROUP BY value ORDER BY c DESC, value LIMIT 3", params)
-        event["keys"] = [{"key": msgspec.json.decode(value)[1], "count": n} for value, n in rows]
-    return events
+        sql = f"SELECT value, sum(n) AS c FROM ({inner}) GROUP BY value ORDER BY c DESC, value LIMIT ?"
+        event["keys"] = [
+            {"key": key, "count": n, "values": _event_values(conn, src, website_key, start, end, event["value"], key)}
+            for key, n in (
+                (msgspec.json.decode(v)[1], n) for v, n in conn.execute(sql, [*params, EVENT_KEYS_SHOWN]).fetchall()
+            )
+        ]
+    return {"total": total, "rows": events, "more": more}
+
+
+def _event_values(
+    conn: sqlite3.Connection, src: RollupSource, website_key: int, start: int, end: int, name: str, key: str
+) -> list[dict[str, Any]]:
+    prefix = msgspec.json.encode([name, key]).decode()[:-1] + ","
+    inner, params = _union(
+        src,
+        start,
+        end,
+        0,
+        "value, n",
+        "website_key = ? AND metric = 'event_value' AND substr(value, 1, ?) = ?",
+        [website_key, len(prefix), prefix],
+    )
+    sql = f"SELECT value, sum(n) AS c FROM ({inner}) GROUP BY value ORDER BY c DESC, value LIMIT ?"
+    return [{"value": msgspec.json.decode(v)[2], "count": n} for v, n in conn.execute(sql, [*params, EVENT_VALUES_SHOWN])]
 
 
 def _vital_rating(metric: str, value: float) -> str:
@@ -338,15 +492,30 @@ def panel_vitals(
     return pages
 
 
-def panel_realtime(conn: sqlite3.Connection, website_key: int, now: float) -> dict[str, Any]:
-    """Visitors active in the last five minutes, and the page each was last on."""
+def panel_realtime(
+    conn: sqlite3.Connection, website_key: int, now: float, filters: Mapping[str, str] | None = None, shift: int = 0
+) -> dict[str, Any]:
+    """Visitors active in the last five minutes, and the page each was last on; with filters, only in matching visits."""
     since = int(now) - REALTIME_SECONDS
+    only = ""
+    if filters:  # the visits active now that match (decided on the whole visit, as the other panels do)
+        for sql in AGGREGATION_TABLES:
+            conn.execute(sql)
+        conn.execute("DELETE FROM temp.agg_candidate")
+        conn.execute(
+            "INSERT OR IGNORE INTO temp.agg_candidate SELECT visit_key FROM website_event WHERE website_key = ? "
+            "AND created_at >= ?",
+            (website_key, since),
+        )
+        aggregate_visits(conn, shift, lambda key, at: True, filters, False)
+        only = " AND visit_key IN (SELECT visit_key FROM temp.agg_visit)"
     visitors = conn.execute(
-        "SELECT count(DISTINCT session_key) FROM website_event WHERE website_key = ? AND created_at >= ?", (website_key, since)
+        f"SELECT count(DISTINCT session_key) FROM website_event WHERE website_key = ? AND created_at >= ?{only}",
+        (website_key, since),
     ).fetchone()[0]
     sql = (
         "SELECT url_path, count(*) AS c FROM (SELECT session_key, url_path, max(created_at) FROM website_event "
-        "WHERE website_key = ? AND created_at >= ? AND event_type = 1 GROUP BY session_key) "
+        f"WHERE website_key = ? AND created_at >= ? AND event_type = 1{only} GROUP BY session_key) "
         "GROUP BY url_path ORDER BY c DESC, url_path LIMIT ?"
     )
     pages = [{"value": path, "count": n} for path, n in conn.execute(sql, (website_key, since, SUMMARY_LIST_LIMIT))]
@@ -360,61 +529,86 @@ def panel_bots(conn: sqlite3.Connection, website_key: int, start: int, end: int)
     return int(conn.execute(sql, (website_key, first, last)).fetchone()[0])
 
 
+#: Filter → (website_event column, extra condition) of the index that finds its candidate visits (schema.sql).
+_NARROWING = {
+    "page": ("url_path", f" AND event_type = {EVENT_PAGEVIEW}"),
+    "entry": ("url_path", f" AND event_type = {EVENT_PAGEVIEW}"),
+    "exit": ("url_path", f" AND event_type = {EVENT_PAGEVIEW}"),
+    "event": ("event_name", f" AND event_type = {EVENT_CUSTOM}"),
+    "referrer": ("referrer_domain", ""),
+    "utm_source": ("utm_source", ""),
+    "utm_medium": ("utm_medium", ""),
+    "utm_campaign": ("utm_campaign", ""),
+}
+
+
 def collect_filtered(
-    conn: sqlite3.Connection, website_key: int, start: int, end: int, filters: Mapping[str, str], shift: int
+    conn: sqlite3.Connection,
+    website_key: int,
+    start: int,
+    end: int,
+    filters: Mapping[str, str],
+    shift: int,
+    count_from: int | None = None,
+    side: tuple[Callable[[int, int], bool], Rollups] | None = None,
 ) -> Rollups:
     """Rollup rows of [start, end) for the visits that match every filter (a segment: all numbers are about them).
 
-    Candidates are the visits with an event in the range, or, with a filter on a session attribute, the matching sessions'
-    visits that started in the range or the day before it (visits are never that long); a page or event filter narrows
-    them to visits with such an event in the same span. The rest is decided visit by visit, and only events and visit
-    starts inside the range are counted.
+    Candidates come through an index: a filter on a page, event, referrer or UTM value gives the visits with such an
+    event in the range or the day before it (visits are never that long); a session filter alone gives the matching
+    sessions' visits that started then; with neither, every visit with an event in the range. The rest is decided visit
+    by visit, and only events and visit starts inside the range (from ``count_from``, if given) are counted.
     """
+    counted_from = start if count_from is None else count_from
     for sql in AGGREGATION_TABLES:
         conn.execute(sql)
     conn.execute("DELETE FROM temp.agg_candidate")
     narrow, params = [], []
-    for name, column, kind in (("page", "url_path", EVENT_PAGEVIEW), ("event", "ifnull(event_name, '')", EVENT_CUSTOM)):
-        if name in filters:
-            narrow.append(
-                f" AND {{visit}} IN (SELECT visit_key FROM website_event WHERE website_key = ? AND created_at >= ? "
-                f"AND created_at < ? AND event_type = {kind} AND {column} = ?)"
-            )
-            params += [website_key, start - DAY_SECONDS, end, filters[name]]
+    # Each event-level or visit-level filter keeps the visits with a matching event in the span (found through its
+    # index); whether the visit really matches (its landing referrer, its last page …) is decided visit by visit.
+    keyed = [name for name in filters if name in _NARROWING]
+    for name in keyed:
+        column, condition = _NARROWING[name]
+        narrow.append(
+            f"SELECT visit_key FROM website_event WHERE website_key = ? AND {column} = ?{condition} "
+            f"AND created_at >= ? AND created_at < ?"
+        )
+        params += [website_key, filters[name], start - DAY_SECONDS, end]
     sessions = [(name, value) for name, value in filters.items() if name in SESSION_FILTERS]
-    if sessions:  # few sessions match: go from them to their visits, not through every event of the range
+    if narrow:  # the visits the indexes give (all of them, for several filters), then the session filters
+        matching = "".join(f" AND s.{name} = ?" for name, _ in sessions)
+        sql = (
+            f"INSERT OR IGNORE INTO temp.agg_candidate SELECT c.visit_key FROM ({' INTERSECT '.join(narrow)}) c "
+            + (f"CROSS JOIN visit v ON v.visit_key = c.visit_key CROSS JOIN session s ON s.session_key = v.session_key "
+               f"WHERE 1{matching}" if sessions else "")
+        )  # fmt: skip
+        conn.execute(sql, [*params, *(value for _, value in sessions)])
+    elif sessions:  # few sessions match: go from them to their visits, not through every event of the range
         matching = " AND ".join(f"s.{name} = ?" for name, _ in sessions)
         sql = (
             f"INSERT OR IGNORE INTO temp.agg_candidate SELECT v.visit_key FROM session s CROSS JOIN visit v "
             f"ON v.session_key = s.session_key WHERE s.website_key = ? AND {matching} AND v.started_at >= ? "
-            f"AND v.started_at < ?" + "".join(n.format(visit="v.visit_key") for n in narrow)
+            f"AND v.started_at < ?"
         )
-        conn.execute(sql, [website_key, *(value for _, value in sessions), start - DAY_SECONDS, end, *params])
+        conn.execute(sql, [website_key, *(value for _, value in sessions), start - DAY_SECONDS, end])
     else:
         sql = (
             "INSERT OR IGNORE INTO temp.agg_candidate SELECT e.visit_key FROM website_event e WHERE e.website_key = ? "
-            "AND e.created_at >= ? AND e.created_at < ?" + "".join(n.format(visit="e.visit_key") for n in narrow)
+            "AND e.created_at >= ? AND e.created_at < ?"
         )
-        conn.execute(sql, [website_key, start, end, *params])
-    rollups, _ = aggregate_visits(conn, shift, lambda key, at: start <= at < end, filters, False)
+        conn.execute(sql, [website_key, start, end])
+    rollups, _ = aggregate_visits(conn, shift, lambda key, at: counted_from <= at < end, filters, False, side=side)
     return rollups
 
 
 def load_filtered(conn: sqlite3.Connection, rollups: Rollups) -> None:
-    """Put a filtered page's rollup rows into the temporary tables filtered_source() names."""
-    for table, like in (
-        ("f_rollup", "rollup"),
-        ("f_rollup_visitors", "rollup_visitors"),
-        ("f_rollup_vitals", "rollup_vitals"),
-    ):
-        conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} AS SELECT * FROM main.{like} WHERE 0")
+    """Put a filtered page's rollup rows into the temporary tables filtered_source() names (keyed like the rollups)."""
+    for like in HOURLY_TABLES:
+        table = FILTERED_PREFIX + like
+        (sql,) = conn.execute("SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = ?", (like,)).fetchone()
+        conn.execute(re.sub(r"^CREATE TABLE \"?\w+\"?", f"CREATE TEMP TABLE IF NOT EXISTS {table}", sql))
         conn.execute(f"DELETE FROM temp.{table}")
-    counts, visitors, vitals = rollups.rows()
-    conn.executemany("INSERT INTO temp.f_rollup (website_key, metric, hour, value, n) VALUES (?,?,?,?,?)", counts)
-    conn.executemany("INSERT INTO temp.f_rollup_visitors (website_key, hour, since, n) VALUES (?,?,?,?)", visitors)
-    conn.executemany(
-        "INSERT INTO temp.f_rollup_vitals (website_key, hour, metric, url_path, bin, n) VALUES (?,?,?,?,?,?)", vitals
-    )
+    insert_rollups(conn, rollups, "temp", FILTERED_PREFIX)
 
 
 class Site(NamedTuple):
@@ -430,24 +624,51 @@ def _change(current: float, previous: float) -> float | None:
     return round((current - previous) / previous, 4) if previous else None
 
 
+#: Rows of a list when it is shown whole ("show all", CSV export).
+FULL_LIST_LIMIT = 1000
+
+
+#: The lists of the page: rollup metric → what its share is of ('pageviews' or 'visits').
+LISTS = ("page", *VISIT_DIMENSIONS)
+
+
 def build_summary(
-    conn: sqlite3.Connection, site: Site, period: SummaryRange, filters: Mapping[str, str], now: float, shift: int
+    conn: sqlite3.Connection,
+    site: Site,
+    period: SummaryRange,
+    filters: Mapping[str, str],
+    now: float,
+    shift: int,
+    full: str | None = None,
 ) -> dict[str, Any]:
-    """Everything the summary page shows, as plain data (the JSON twin returns exactly this)."""
+    """Everything the summary page shows, as plain data (the JSON twin returns exactly this).
+
+    Lists hold their top SUMMARY_LIST_LIMIT rows ("more" says whether there are others); the list named ``full`` (or
+    every list, for 'all') holds up to FULL_LIST_LIMIT.
+    """
     src = RollupSource(period.zone)
     previous_start, previous_end = period.previous
     with transaction(conn, immediate=False):  # one snapshot for every panel
+        part = None
         if filters:  # the same rollup rows for the matching visits, in this connection's own temporary tables
-            load_filtered(
-                conn, collect_filtered(conn, site.key, min(previous_start, period.start), period.end, filters, shift)
-            )
+            cut = bucket_of(previous_end, shift)  # and, in the same pass, the previous period's last part-hour
+            side = None
+            if cut != previous_end and cut >= previous_start:
+                part = Rollups(shift)
+                side = (lambda key, at: cut <= at < previous_end, part)
+            first = min(previous_start, period.start)
+            load_filtered(conn, collect_filtered(conn, site.key, first, period.end, filters, shift, side=side))
             src = filtered_source(period.zone)
         totals = panel_totals(conn, src, site.key, period.start, period.until)
-        before = panel_totals(conn, src, site.key, previous_start, previous_end)
+        before = panel_previous_totals(conn, src, site.key, previous_start, previous_end, filters, shift, part)
+
+        def limit(name: str) -> int:
+            return FULL_LIST_LIMIT if full in (name, "all") else SUMMARY_LIST_LIMIT
+
         lists: dict[str, dict[str, Any]] = {}
-        for metric in ("page", *VISIT_DIMENSIONS):
+        for metric in LISTS:
             total = totals["pageviews"] if metric == "page" else totals["visits"]
-            lists[metric] = {"total": total, "rows": panel_top(conn, src, site.key, metric, period.start, period.until, total)}
+            lists[metric] = panel_list(conn, src, site.key, metric, period.start, period.until, total, limit(metric))
         summary = {
             "website": {"id": site.id, "name": site.name, "domain": site.domain},
             "period": {
@@ -467,12 +688,23 @@ def build_summary(
                 for name, value in totals.items()
             },
             "chart": panel_chart(conn, src, site.key, period.bounds),
+            "previous_chart": panel_chart(conn, src, site.key, period.previous_bounds),
             "lists": lists,
-            "events": panel_events(conn, src, site.key, period.start, period.until, totals["custom_events"]),
-            "vitals": panel_vitals(conn, src, site.key, period.start, period.until),
-            "realtime": panel_realtime(conn, site.key, now),
+            "goals": panel_events(
+                conn,
+                src,
+                site.key,
+                period.start,
+                period.until,
+                int(totals["custom_events"]),
+                int(totals["visitors"]),
+                limit("event"),
+            ),
+            "vitals": panel_vitals(conn, src, site.key, period.start, period.until, limit("vitals")),
+            "realtime": panel_realtime(conn, site.key, now, filters, shift),
             "bots": panel_bots(conn, site.key, period.start, period.until),
         }
+    summary["events"] = summary["goals"]["rows"]
     return summary
 
 
@@ -492,6 +724,8 @@ async def shared_site(reader: aiosqlite.Connection, token: str) -> int | None:
 
 #: A summary waits at most this long for the work running before it on the summary connection, in seconds; then 503.
 SUMMARY_QUEUE_SECONDS = 5.0
+#: Page cache of the summary's connection, in KiB (bounded: one connection).
+SUMMARY_CACHE_KIB = 65536
 
 
 #: Events a summary request's own rollup refresh takes in at a time (the background refresh takes larger rounds).
@@ -526,6 +760,8 @@ class SummaryReader:
     async def start(self) -> None:
         """Open the connection (the database exists: the collector prepared it)."""
         self._conn = await asyncio.to_thread(connect, self.db, self.busy_timeout_ms, True)
+        # A filtered page reads the events of its visits at random: keep more of the file's pages than SQLite's 2 MB.
+        self._conn.execute(f"PRAGMA cache_size = -{SUMMARY_CACHE_KIB}")
 
     async def close(self) -> None:
         """Close the connection once the summary running now (if any) is done."""
@@ -565,14 +801,16 @@ class SummaryReader:
         """Bring the rollups up to date (the writer goes on meanwhile); the events taken in."""
         return await self.run(lambda conn: refresh_rollups(conn, self.shift, self.zone))  # type: ignore[no-any-return]
 
-    async def summary(self, site: Site, period: SummaryRange, filters: Mapping[str, str]) -> dict[str, Any]:
+    async def summary(
+        self, site: Site, period: SummaryRange, filters: Mapping[str, str], full: str | None = None
+    ) -> dict[str, Any]:
         """The numbers of one summary page, from rollups brought up to date first."""
         now = self.clock()
 
         def job(conn: sqlite3.Connection) -> dict[str, Any]:
             # In small rounds, each committed with its watermark: a refresh cut short by the deadline keeps its progress.
             refresh_rollups(conn, self.shift, self.zone, SUMMARY_REFRESH_ROUND_EVENTS)
-            return build_summary(conn, site, period, filters, now, self.shift)
+            return build_summary(conn, site, period, filters, now, self.shift, full)
 
         return await self.run(job, self.timeout)  # type: ignore[no-any-return]
 

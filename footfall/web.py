@@ -6,14 +6,18 @@ collector, footfall.auth, footfall.rollups and footfall.summary.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import math
+import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.config.compression import CompressionConfig
 from litestar.response import Redirect, Template
 
 from collector import (
@@ -22,6 +26,7 @@ from collector import (
     ApiError,
     Asset,
     Collection,
+    Config,
     asset_path,
     bad_request,
     make_asset,
@@ -30,7 +35,16 @@ from collector import (
 )
 from footfall.auth import SESSION_COOKIE, PageAuth, is_https, is_local_browser, is_same_origin, safe_next
 from footfall.rollups import VITALS
-from footfall.summary import FILTERS, PERIODS, Site, SummaryRange, SummaryReader, list_sites, resolve_range, shared_site
+from footfall.summary import (
+    FILTERS,
+    PERIODS,
+    Site,
+    SummaryRange,
+    SummaryReader,
+    list_sites,
+    resolve_range,
+    shared_site,
+)
 
 
 def _collection(request: Request) -> Collection:
@@ -223,11 +237,26 @@ async def _summary_page(request: Request, token: str | None) -> Response[Any] | 
         return _page("message.html", {"title": "Cannot show that", "message": exc.message}, exc.status)
     if token is None and len(viewer.sites) > 1 and not request.query_params.get("website"):
         site = await _busiest_site(reader, viewer.sites, period)  # every link on the page then keeps it (website=…)
+    export = request.query_params.get("export")
+    show = request.query_params.get("show")
+    for name, value in (("export", export), ("show", show)):
+        if value is not None and value not in (EXPORTS if name == "export" else EXPORTS[:-1]):
+            return _page("message.html", {"title": "Cannot show that", "message": f"There is no list called {value!r}."}, 400)
     try:
-        summary = await reader.summary(site, period, filters)
+        summary = await reader.summary(site, period, filters, export or show)
     except ApiError as exc:  # a summary too slow to compute (503)
         return _page("message.html", {"title": "Cannot show that", "message": exc.message}, exc.status, **exc.headers)
-    return _page("summary.html", page_context(summary, viewer, site, period, filters, request.app.state.country_names))
+    names = request.app.state.country_names
+    if export is not None:
+        day = dt.datetime.fromtimestamp(period.start, period.zone)
+        filename = f"footfall-{re.sub(r'[^a-z0-9]+', '-', site.name.lower()).strip('-') or 'site'}-{export}-{day:%Y-%m-%d}.csv"
+        return Response(
+            content=summary_csv(summary, export, names),
+            media_type="text/csv",
+            headers={**PAGE_HEADERS, "Content-Disposition": f'attachment; filename="{filename}"'},
+        )
+    context = page_context(summary, viewer, site, period, filters, names, reader.clock(), show)
+    return _page("summary.html", context)
 
 
 async def get_summary_json(request: Request) -> Response:
@@ -335,6 +364,11 @@ def _compact(n: float) -> str:
     return f"{n:g}"
 
 
+def plural(n: float, one: str, many: str | None = None) -> str:
+    """'1 visitor', '2 visitors', '1,234 visitors'."""
+    return f"{n:,.0f} {one if n == 1 else many or one + 's'}"
+
+
 def format_duration(seconds: float) -> str:
     """'1h 02m', '3m 05s' or '42s'."""
     s = int(round(seconds))
@@ -355,61 +389,142 @@ def format_headline(name: str, value: float) -> str:
     return f"{int(value):,}"
 
 
-def _nice_top(peak: int) -> int:
-    """A round axis maximum at or above ``peak`` (1, 2, 5 × a power of ten, then split in four)."""
-    peak = max(peak, 4)
-    magnitude = 10 ** math.floor(math.log10(peak))
-    for step in (1, 2, 2.5, 5, 10):
-        if step * magnitude * 4 >= peak and (step * magnitude) == int(step * magnitude):
-            return int(step * magnitude * 4)
-    return int(10 * magnitude * 4)
+def percent(share: float) -> str:
+    """A share as the page shows it: '42%', '0.4%' below one percent, '0%' for nothing."""
+    if 0 < share < 0.01:
+        return f"{share * 100:.1f}%"
+    return f"{share * 100:.0f}%"
 
 
-def chart_geometry(chart: list[dict[str, int]], period: SummaryRange) -> dict[str, Any]:
-    """Coordinates for the server-side SVG chart: bars (pageviews) with inner bars (visitors), axes and hover titles."""
-    width, height, left, right, top, bottom = 960, 240, 44, 8, 10, 26
+def nice_ticks(peak: int) -> list[int]:
+    """Round y-axis ticks from 0 to just above ``peak``: a step of 1, 2 or 5 × a power of ten, at most five intervals."""
+    if peak <= 0:
+        return [0, 1]
+    magnitude = 1
+    while True:
+        for factor in (1, 2, 5):
+            step = factor * magnitude
+            intervals = -(-(peak + 1) // step)  # the top line is above the tallest bar
+            if intervals <= 5:
+                return [step * k for k in range(intervals + 1)]
+        magnitude *= 10
+
+
+#: How the chart names an interval, by step: (title format, axis label format).
+_STEP_FORMATS = {
+    "hour": ("%a %d %b %Y, %H:%M", "%H:%M"),
+    "day": ("%a %d %b %Y", "%d %b"),
+    "week": ("week of %a %d %b %Y", "%d %b"),
+    "month": ("%B %Y", "%b %Y"),
+}
+
+
+def chart_geometry(
+    chart: list[dict[str, int]], previous: list[dict[str, int]], period: SummaryRange, width: int = 960
+) -> dict[str, Any]:
+    """Coordinates for the server-side SVG chart: bars (pageviews) with inner bars (visitors), the previous period's
+    pageviews as a line, round y ticks, and for each bar the text its tooltip and the screen-reader table show.
+
+    ``width`` is in the SVG's own units, drawn at about that many CSS pixels: the page has a wide chart and a narrow one
+    for phones (so text stays readable and a bar stays a few pixels wide).
+    """
+    height, left, right, top, bottom = 300, 44, 8, 66, 26  # the band above the plot is where a bar's tooltip shows
+    tip_w = 250 if width >= 600 else 230
     plot_w, plot_h = width - left - right, height - top - bottom
-    ceiling = _nice_top(max((p["pageviews"] for p in chart), default=0))
+    peak = max([p["pageviews"] for p in chart] + [p["pageviews"] for p in previous] + [0])
+    ticks = nice_ticks(peak)
+    ceiling = ticks[-1]
     slot = plot_w / max(1, len(chart))
-    bars, labels = [], []
-    every = max(1, math.ceil(len(chart) / 8))
+    title_format, label_format = _STEP_FORMATS[period.step]
+    if period.step == "hour" and period.end - period.start <= DAY_SECONDS:
+        title_format = "%H:%M"
+    bars, labels, line = [], [], []
+    every = max(1, math.ceil(len(chart) / (width // 110)))
     for i, point in enumerate(chart):
         when = dt.datetime.fromtimestamp(point["start"], period.zone)
+        name = f"{when:{title_format}}"
         if period.step == "hour":
-            name = f"{when:%a %d %b %H:%M}" if period.end - period.start > DAY_SECONDS else f"{when:%H:%M}"
-        else:
-            name = f"{when:%a %d %b %Y}"
+            name = f"{when:%a %d %b, %H:%M}–{dt.datetime.fromtimestamp(point['end'], period.zone):%H:%M}"
         x = left + i * slot
         pv_h = point["pageviews"] / ceiling * plot_h
         vi_h = point["visitors"] / ceiling * plot_h
+        before = previous[i]["pageviews"] if i < len(previous) else 0
+        tip_x = min(max(x + slot / 2, tip_w / 2 + 2), width - tip_w / 2 - 2)
         bars.append(
             {
-                "x": round(x + slot * 0.1, 1),
-                "w": round(max(slot * 0.8, 1), 1),
+                "x": round(x + slot * 0.08, 1),
+                "w": round(max(slot * 0.84, 1), 1),
+                "slot_x": round(x, 1),
+                "slot_w": round(slot, 1),
                 "y": round(top + plot_h - pv_h, 1),
                 "h": round(pv_h, 1),
-                "vx": round(x + slot * 0.3, 1),
-                "vw": round(max(slot * 0.4, 1), 1),
+                "vx": round(x + slot * 0.28, 1),
+                "vw": round(max(slot * 0.44, 1), 1),
                 "vy": round(top + plot_h - vi_h, 1),
                 "vh": round(vi_h, 1),
-                "title": f"{name}: {point['pageviews']:,} pageviews, {point['visitors']:,} visitors",
+                "tip_x": round(tip_x, 1),
+                "name": name,
+                "pageviews": f"{point['pageviews']:,}",
+                "visitors": f"{point['visitors']:,}",
+                "previous": f"{before:,}",
+                "pv_text": plural(point["pageviews"], "pageview"),
+                "vi_text": plural(point["visitors"], "visitor"),
+                "prev_text": plural(before, "pageview"),
+                "title": f"{name}: {plural(point['pageviews'], 'pageview')}, {plural(point['visitors'], 'visitor')}",
             }
         )
+        line.append(f"{x + slot / 2:.1f},{top + plot_h - before / ceiling * plot_h:.1f}")
         if i % every == 0:
-            text = f"{when:%H:%M}" if period.step == "hour" else f"{when:%d %b}"
-            labels.append({"x": round(x + slot / 2, 1), "text": text})
-    ticks = [{"y": round(top + plot_h - plot_h * k / 4, 1), "text": _compact(ceiling * k / 4)} for k in range(5)]
+            labels.append({"x": round(x + slot / 2, 1), "text": f"{when:{label_format}}"})
     return {
         "width": width,
         "height": height,
         "left": left,
         "right": width - right,
+        "top": top,
         "bottom": top + plot_h,
         "bars": bars,
         "labels": labels,
-        "ticks": ticks,
+        "ticks": [{"y": round(top + plot_h - plot_h * t / ceiling, 1), "text": _compact(t)} for t in ticks],
+        "line": " ".join(line) if len(line) > 1 else "",
         "label_y": height - 8,
+        "step": period.step,
+        "tip_w": tip_w,
+        "tip_y": 4,
     }
+
+
+#: The page's groups of panels: (id, heading, panels). A panel is a list (LIST_TITLES), 'events' or 'vitals'.
+GROUPS = (
+    ("sources", "Sources", ("referrer", "utm_source", "utm_medium", "utm_campaign")),
+    ("pages", "Pages", ("page", "entry", "exit")),
+    ("audience", "Audience", ("country", "browser", "os", "device", "language", "screen")),
+    ("goals", "Events & goals", ("events",)),
+    ("performance", "Performance", ("vitals",)),
+)
+
+
+#: Web-vital ratings as words (never colour alone).
+RATING_WORDS = {"good": "good", "needs-improvement": "needs work", "poor": "poor", "none": ""}
+
+
+def _range_text(period: SummaryRange, now: float) -> str:
+    """The period as a person says it, the end inclusive: 'Thu 14 May 2026, 00:00–16:20', 'Fri 01 May – Sat 30 May 2026'."""
+    zone = period.zone
+    first = dt.datetime.fromtimestamp(period.start, zone)
+    running = now < period.end
+    end = dt.datetime.fromtimestamp(max(period.start, int(now)) if running else period.end, zone)
+    midnight = dt.time(0)
+    if not running and first.time() == midnight and end.time() == midnight:
+        last = dt.datetime.fromtimestamp(period.end - 1, zone)
+        if last.date() == first.date():
+            return f"{first:%a %d %b %Y}"
+        return f"{first:%a %d %b}{'' if first.year == last.year else f' {first.year}'} – {last:%a %d %b %Y}"
+    if first.date() == end.date() or (end.time() == midnight and end - first <= dt.timedelta(days=1)):
+        return f"{first:%a %d %b %Y}, {first:%H:%M}–{'24:00' if end.date() != first.date() else f'{end:%H:%M}'}"
+    return (
+        f"{first:%a %d %b}{'' if first.year == end.year else f' {first.year}'}, {first:%H:%M} – {end:%a %d %b %Y}, {end:%H:%M}"
+    )
 
 
 def page_context(
@@ -419,6 +534,8 @@ def page_context(
     period: SummaryRange,
     filters: Mapping[str, str],
     country_names: Mapping[str, str],
+    now: float,
+    show: str | None = None,
 ) -> dict[str, Any]:
     """What summary.html needs: the numbers, formatted, and every link the page offers."""
     state = {
@@ -446,66 +563,120 @@ def page_context(
         cell = summary["totals"][name]
         change = cell["change"]
         better = None if change is None or change == 0 else (change < 0) == (name == "bounce_rate")
+        previous = format_headline(name, cell["previous"])
+        if change is not None:
+            change_text = f"{'+' if change > 0 else '−' if change < 0 else '±'}{abs(change) * 100:.0f}%"
+            change_long = f"{change_text} on the previous period ({previous})"
+        else:
+            change_text = "new" if cell["value"] else "–"
+            change_long = "nothing in the previous period" if cell["value"] else "nothing in either period"
         headline.append(
             {
+                "name": name,
                 "label": label,
                 "value": format_headline(name, cell["value"]),
-                "previous": format_headline(name, cell["previous"]),
-                "change_text": f"{change * 100:+.0f}% on the previous period"
-                if change is not None
-                else "new"
-                if cell["value"]
-                else "–",
+                "previous": previous,
+                "change_text": change_text,
+                "change_long": change_long,
                 "tone": "same" if better is None else "up" if better else "down",
             }
         )
-    panels = []
+
+    def list_rows(metric: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for r in rows:
+            direct = r.get("direct", False)
+            label = "Direct / none" if direct else display(metric, r["value"])
+            out.append(
+                {
+                    "label": label,
+                    "full": label if direct else r["value"] if label == r["value"] else f"{label} ({r['value']})",
+                    "href": None if direct else link(**{metric: r["value"]}),
+                    "count": f"{r['count']:,}",
+                    "share": r["share"],
+                    "bar": round(min(1.0, r["share"]) * 100, 1),
+                    "percent": percent(r["share"]),
+                    "direct": direct,
+                }
+            )
+        return out
+
+    panels: dict[str, dict[str, Any]] = {}
     for metric, (title, column) in LIST_TITLES.items():
         block = summary["lists"][metric]
-        rows = [
-            {
-                "label": display(metric, r["value"]),
-                "href": link(**{metric: r["value"]}),
-                "count": f"{r['count']:,}",
-                "share": r["share"],
-                "percent": f"{r['share'] * 100:.0f}%",
-            }
-            for r in block["rows"]
-        ]
-        panels.append({"id": metric, "title": title, "label": FILTER_LABELS[metric], "column": column, "rows": rows})
-    events = [
-        {
-            "label": e["value"] or "(no name)",
-            "href": link(event=e["value"]),
-            "count": f"{e['count']:,}",
-            "share": e["share"],
-            "percent": f"{e['share'] * 100:.0f}%",
-            "data_keys": ", ".join(k["key"] for k in e["keys"]),
+        panels[metric] = {
+            "id": metric,
+            "kind": "list",
+            "title": title,
+            "label": FILTER_LABELS[metric],
+            "column": column,
+            "rows": list_rows(metric, block["rows"]),
+            "more": link(show=metric) if block["more"] and show != metric else None,
+            "csv": link(export=metric),
         }
-        for e in summary["events"]
-    ]
+    goals = summary["goals"]
+    events = []
+    for e in goals["rows"]:
+        row = list_rows("event", [e])[0]
+        row["label"] = row["full"] = e["value"] or "(no name)"
+        row["visitors"] = f"{e['visitors']:,}"
+        row["conversion"] = percent(e["conversion"])
+        row["data"] = [
+            {
+                "key": k["key"],
+                "count": f"{k['count']:,}",
+                "top": [{"value": v["value"] or "(empty)", "count": f"{v['count']:,}"} for v in k["values"]],
+            }
+            for k in e["keys"]
+        ]
+        events.append(row)
+    panels["events"] = {
+        "id": "events",
+        "kind": "events",
+        "title": "Custom events",
+        "rows": events,
+        "more": link(show="event") if goals["more"] and show != "event" else None,
+        "csv": link(export="event"),
+    }
     vitals = []
     for row in summary["vitals"]:
         cells = []
         for metric in VITALS:
             cell = row[metric]
             if cell is None:
-                cells.append({"text": "–", "rating": "none"})
+                cells.append({"text": "–", "rating": "none", "word": "no data"})
             else:
                 text = (
                     f"{cell['p75']:.2f}"
                     if metric == "cls"
                     else format_duration(cell["p75"] / 1000)
                     if cell["p75"] >= 60_000
+                    else f"{cell['p75'] / 1000:.1f} s"
+                    if cell["p75"] >= 1000
                     else f"{cell['p75']:,.0f} ms"
                 )
-                cells.append({"text": text, "rating": cell["rating"]})
+                cells.append({"text": text, "rating": cell["rating"], "word": RATING_WORDS[cell["rating"]]})
         vitals.append({"page": row["page"], "href": link(page=row["page"]), "reports": f"{row['reports']:,}", "cells": cells})
+    panels["vitals"] = {
+        "id": "vitals",
+        "kind": "vitals",
+        "title": "Web vitals (75th percentile)",
+        "rows": vitals,
+        "more": None,
+        "csv": link(export="vitals"),
+    }
+    groups = []
+    for ident, heading, names in GROUPS:
+        members = [panels[n] for n in names if show is None or show == n or (show == "event" and n == "events")]
+        if members:
+            groups.append({"id": ident, "title": heading, "panels": members})
     start_local = dt.datetime.fromtimestamp(period.start, period.zone)
     end_local = dt.datetime.fromtimestamp(period.end - 1, period.zone)
     json_query = {k: v for k, v in {**state, "website": site.id}.items() if v}
     if viewer.base.startswith("/share/"):
         json_query["share"] = viewer.base.rsplit("/", 1)[1]
+    realtime = summary["realtime"]
+    shown = {"event": "events"}.get(show or "", show)
     return {
         "site": site,
         "sites": viewer.sites,
@@ -514,8 +685,11 @@ def page_context(
         "shared": viewer.base.startswith("/share/"),
         "period": period,
         "summary": summary,
+        "show": shown,
+        "show_title": panels[shown]["title"] if shown in panels else "",
+        "back": link(show=None),
         "periods": [
-            {"label": label, "href": link(period=key, start=None, end=None), "current": key == period.name}
+            {"label": label, "href": link(period=key, start=None, end=None, show=None), "current": key == period.name}
             for key, label in PERIODS.items()
         ],
         "custom_start": f"{start_local:%Y-%m-%d}",
@@ -525,19 +699,91 @@ def page_context(
             {"label": FILTER_LABELS[k], "value": display(k, v), "href": link(**{k: None})} for k, v in filters.items()
         ],
         "headline": headline,
-        "chart": chart_geometry(summary["chart"], period),
-        "panels": panels,
-        "events": events,
-        "vitals": vitals,
+        "chart": chart_geometry(summary["chart"], summary["previous_chart"], period),
+        "chart_narrow": chart_geometry(summary["chart"], summary["previous_chart"], period, 380),
+        "groups": groups,
         "vital_names": [n.upper() for n in VITALS],
         "realtime": {
-            "visitors": summary["realtime"]["visitors"],
+            "visitors": realtime["visitors"],
+            "noun": "visitor" if realtime["visitors"] == 1 else "visitors",
             "pages": [
-                {"label": p["value"], "href": link(page=p["value"]), "count": p["count"]} for p in summary["realtime"]["pages"]
+                {"label": p["value"], "href": link(page=p["value"]), "count": f"{p['count']:,}"} for p in realtime["pages"]
             ],
         },
-        "bots": f"{summary['bots']:,}",
+        "bots": plural(summary["bots"], "bot request"),
         "timezone": str(period.zone),
         "json_query": urlencode(json_query),
-        "range_text": f"{start_local:%a %d %b %Y %H:%M} – {dt.datetime.fromtimestamp(period.end, period.zone):%a %d %b %Y %H:%M}",
+        "csv_all": link(export="all", show=None),
+        "range_text": _range_text(period, now),
+        "previous_text": _range_text(
+            period._replace(start=period.previous_start, end=period.previous_end), period.previous_end
+        ),
     }
+
+
+#: What an export may name: a list, 'event', 'vitals' or 'all'.
+EXPORTS = (*LIST_TITLES, "event", "vitals", "all")
+
+
+def summary_csv(summary: dict[str, Any], export: str, country_names: Mapping[str, str]) -> str:
+    """The numbers of one panel (or of the whole view, for 'all') as CSV: the same values the page shows, unformatted."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+
+    def list_part(metric: str, with_panel: bool) -> None:
+        block = summary["goals"] if metric == "event" else summary["lists"][metric]
+        for r in block["rows"]:
+            label = "Direct / none" if r.get("direct") else r["value"]
+            cells = [label, *([country_names.get(label, label)] if metric == "country" else []), r["count"], r["share"]]
+            if metric == "event":
+                cells += [r["visitors"], r["conversion"]]
+            writer.writerow([metric, *cells] if with_panel else cells)
+
+    def vitals_part(with_panel: bool) -> None:
+        for row in summary["vitals"]:
+            cells = [row["page"], row["reports"]]
+            for metric in VITALS:
+                cell = row[metric]
+                cells += ["", ""] if cell is None else [cell["p75"], cell["rating"]]
+            writer.writerow(["vitals", *cells] if with_panel else cells)
+
+    vital_columns = [f"{m}_{part}" for m in VITALS for part in ("p75", "rating")]
+    if export == "vitals":
+        writer.writerow(["page", "reports", *vital_columns])
+        vitals_part(False)
+    elif export != "all":
+        title = FILTER_LABELS[export].lower().replace(" ", "_")
+        column = "count" if export == "event" else LIST_TITLES[export][1].lower()
+        extra = ["visitors", "conversion"] if export == "event" else []
+        writer.writerow([title, *(["name"] if export == "country" else []), column, "share", *extra])
+        list_part(export, False)
+    else:
+        writer.writerow(["panel", "value", "name", "count", "share", "visitors", "conversion"])
+        for name, cell in summary["totals"].items():
+            writer.writerow(["totals", name, "", cell["value"], "", "", ""])
+            writer.writerow(["previous", name, "", cell["previous"], "", "", ""])
+        for point in summary["chart"]:
+            when = dt.datetime.fromtimestamp(point["start"], dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            writer.writerow(["chart", when, "", point["pageviews"], "", point["visitors"], ""])
+        for metric in LIST_TITLES:
+            block = summary["lists"][metric]
+            for r in block["rows"]:
+                label = "Direct / none" if r.get("direct") else r["value"]
+                name = country_names.get(label, "") if metric == "country" else ""
+                writer.writerow([metric, label, name, r["count"], r["share"], "", ""])
+        for r in summary["goals"]["rows"]:
+            writer.writerow(["event", r["value"], "", r["count"], r["share"], r["visitors"], r["conversion"]])
+    return out.getvalue()
+
+
+def compression_config(config: Config) -> CompressionConfig:
+    """gzip for pages, JSON and CSV when the client accepts it; never on the collection routes (they answer a few bytes
+    and must not pay for it) nor on the tracker and static files (gzipped once at start-up, with their ETag)."""
+    own = ["/api/send", "/api/batch", "/api/heartbeat", "/script.js", "/favicon.ico"]
+    own += [p for p in (config.collect_path, config.tracker_path) if p]
+    return CompressionConfig(
+        backend="gzip",
+        gzip_compress_level=6,
+        minimum_size=1024,
+        exclude=[f"^{re.escape(p)}$" for p in own] + ["^/static/"],
+    )

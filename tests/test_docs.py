@@ -139,6 +139,8 @@ def test_readme_shell_examples_run(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "units").iterdir()) == [
         "footfall-backup.service",
         "footfall-backup.timer",
+        "footfall-report.service",
+        "footfall-report.timer",
         "footfall.service",
     ]
     assert list((fresh / "backups").glob("footfall-*.db"))

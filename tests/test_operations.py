@@ -256,7 +256,7 @@ def test_install_service_writes_units(tmp_path: Path) -> None:
     """install-service writes the three units with ExecStart pointing at this footfall."""
     result = run("install-service", "--unit-dir", str(tmp_path))
     assert result.exit_code == 0, result.output
-    for name in ("footfall.service", "footfall-backup.service", "footfall-backup.timer"):
+    for name in ("footfall.service", "footfall-backup.service", "footfall-backup.timer", "footfall-report.timer"):
         assert (tmp_path / name).exists()
     service = (tmp_path / "footfall.service").read_text()
     assert "ExecStart=/usr/local/bin/footfall" not in service and "footfall serve" in service

@@ -236,3 +236,58 @@ def test_bucket_alignment() -> None:
         assert footfall.rollups.bucket_shift(collector.load_zone(zone), T0) == shift
     assert footfall.rollups.bucket_of(int(T0) + 1799, 1800) == int(T0) - 1800
     assert footfall.rollups.bucket_of(int(T0) + 1800, 1800) == int(T0) + 1800
+
+
+async def test_goal_visitors_and_data_values_match_the_views(db_path: Path, website: str) -> None:
+    """Visitors per custom event and the counts of each data value equal what the public views say, for several ranges."""
+    rng = random.Random(9)
+    async with open_client(footfall.app.create_app(collector.Config(db=str(db_path)), Clock(T0 + 6 * 3600))) as client:
+        await send_batches(client, website, rng, 8, T0)
+    assert snapshot(db_path) == rebuilt(db_path, 0)
+    with contextlib.closing(collector.connect(str(db_path))) as conn:
+        key = conn.execute("SELECT website_key FROM website WHERE website_id = ?", (website,)).fetchone()[0]
+        src = footfall.summary.RollupSource(collector.dt.timezone.utc)
+        for start, end in ((int(T0) - 4 * 3600, int(T0) + 4 * 3600), (int(T0), int(T0) + 3600)):
+            iso = [
+                collector.dt.datetime.fromtimestamp(t, collector.dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                for t in (start, end)
+            ]
+            visitors = footfall.summary.panel_totals(conn, src, key, start, end)["visitors"]
+            goals = footfall.summary.panel_events(conn, src, key, start, end, 1, int(visitors))
+            expected = rows(
+                db_path,
+                "SELECT c.event_name, count(DISTINCT v.session_id) FROM (SELECT DISTINCT visit_id, event_name FROM custom_events "
+                "WHERE website_id = ?) c JOIN visits v USING (visit_id) WHERE v.started_at >= ? AND v.started_at < ? "
+                "GROUP BY 1 ORDER BY 1",
+                (website, *iso),
+            )
+            assert sorted((g["value"], g["visitors"]) for g in goals["rows"]) == expected
+            assert expected and all(g["conversion"] == round(g["visitors"] / visitors, 4) for g in goals["rows"])
+            for goal in goals["rows"]:
+                for data_key in goal["keys"]:
+                    values = rows(
+                        db_path,
+                        "SELECT string_value, count(*) FROM custom_events WHERE website_id = ? AND event_name = ? "
+                        "AND data_key = ? AND created_unix >= ? AND created_unix < ? GROUP BY 1 ORDER BY 2 DESC, 1",
+                        (website, goal["value"], data_key["key"], start, end),
+                    )
+                    assert [(v["value"], v["count"]) for v in data_key["values"]] == values
+
+
+async def test_rollups_of_an_older_footfall_are_rebuilt(db_path: Path, website: str) -> None:
+    """Rollups made before data values and goal visitors were kept (no rollup_version) are rebuilt like a fresh database."""
+    rng = random.Random(10)
+    config = collector.Config(db=str(db_path))
+    async with open_client(footfall.app.create_app(config, Clock(T0 + 6 * 3600))) as client:
+        await send_batches(client, website, rng, 3, T0)
+    with contextlib.closing(collector.connect(str(db_path))) as conn:  # what an older footfall left behind
+        conn.execute("DELETE FROM rollup WHERE metric = 'event_value'")
+        conn.execute("DELETE FROM rollup_daily WHERE metric = 'event_value'")
+        conn.execute("DELETE FROM rollup_event_visitors")
+        conn.execute("DELETE FROM rollup_daily_event_visitors")
+        conn.execute("DELETE FROM setting WHERE name = 'rollup_version'")
+    async with open_client(footfall.app.create_app(config, Clock(T0 + 6 * 3600))) as client:
+        await client.app.state.summary.refresh()
+    after = snapshot(db_path)
+    assert after == rebuilt(db_path, 0)
+    assert after["rollup_event_visitors"] and any(row[1] == "event_value" for row in after["rollup"])

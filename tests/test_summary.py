@@ -156,7 +156,10 @@ async def test_today_in_new_york(db_path: Path, website: str) -> None:
     assert top(body, "page") == [("/", 2), ("/docs", 1), ("/pricing", 1)]
     assert top(body, "entry") == [("/", 2), ("/docs", 1)]
     assert top(body, "exit") == [("/", 1), ("/docs", 1), ("/pricing", 1)]
-    assert top(body, "referrer") == [("news.example", 1)]  # the self-referral to /pricing is not a referrer
+    # The self-referral to /pricing is not a referrer; visits without one make the "direct" row.
+    assert top(body, "referrer") == [("", 2), ("news.example", 1)]
+    assert [r.get("direct", False) for r in body["lists"]["referrer"]["rows"]] == [True, False]
+    assert body["lists"]["referrer"]["rows"][0]["share"] == 0.6667
     assert top(body, "utm_source") == [("newsletter", 1)]
     assert top(body, "utm_medium") == [("email", 1)]
     assert top(body, "utm_campaign") == [("launch", 1)]
@@ -168,6 +171,9 @@ async def test_today_in_new_york(db_path: Path, website: str) -> None:
     assert top(body, "screen") == [("1920x1080", 3)]
     assert body["lists"]["page"]["rows"][0]["share"] == 0.5
     assert [(e["value"], e["count"], [k["key"] for k in e["keys"]]) for e in body["events"]] == [("signup", 1, ["plan"])]
+    (signup,) = body["goals"]["rows"]
+    assert (signup["visitors"], signup["conversion"]) == (1, 0.5)  # A of the two visitors today
+    assert signup["keys"] == [{"key": "plan", "count": 1, "values": [{"value": "pro", "count": 1}]}]
     assert body["bots"] == 1
     assert body["vitals"] == [
         {
@@ -183,23 +189,68 @@ async def test_today_in_new_york(db_path: Path, website: str) -> None:
 
 
 async def test_previous_period_comparison(db_path: Path, website: str) -> None:
-    """The change compares with the same length right before: [11:00 UTC yesterday, 04:00 UTC today) holds C and D."""
+    """Today (16:00 in New York) compares with yesterday until 16:00: [04:00, 20:00 UTC) on the 13th holds D only.
+
+    C (03:30 UTC on the 14th) is yesterday evening in New York, after 16:00: not in the comparison.
+    """
     async with summary_client(db_path, website) as client:
         body = await summary(client, website=website, period="today")
-    assert (body["period"]["previous_start"], body["period"]["previous_end"]) == (at(13, 11), at(14, 4))
+    assert (body["period"]["previous_start"], body["period"]["previous_end"]) == (at(13, 4), at(13, 20))
     previous = {name: cell["previous"] for name, cell in body["totals"].items()}
-    assert previous == {
-        "visitors": 2,
-        "visits": 2,
-        "pageviews": 3,
+    assert previous == {  # by hand: D's one pageview, a bounce of 0 s
+        "visitors": 1,
+        "visits": 1,
+        "pageviews": 1,
         "custom_events": 0,
-        "views_per_visit": 1.5,
-        "bounce_rate": 0.5,
-        "avg_duration_s": 60.0,
+        "views_per_visit": 1.0,
+        "bounce_rate": 1.0,
+        "avg_duration_s": 0.0,
     }
-    assert body["totals"]["visits"]["change"] == 0.5
-    assert body["totals"]["visitors"]["change"] == 0.0
+    assert body["totals"]["visits"]["change"] == 2.0  # 3 visits against 1
+    assert body["totals"]["visitors"]["change"] == 1.0
     assert body["totals"]["custom_events"]["change"] is None  # nothing to compare with
+
+
+async def test_today_compares_with_yesterday_until_the_same_minute(db_path: Path, website: str) -> None:
+    """At 20:30 UTC, today is compared with yesterday until 20:30: an event at 20:10 counts, one at 20:45 does not.
+
+    The half hour is computed from the events; a visitor seen earlier yesterday counts once.
+    """
+    clock = Clock(NOW + 1800)
+    config = collector.Config(db=str(db_path), timezone="UTC")
+    async with open_client(footfall.app.create_app(config, clock)) as client:
+        sent = [
+            ("203.0.113.50", at(13, 9, 0), "/a"),  # E in the morning …
+            ("203.0.113.50", at(13, 20, 10), "/b"),  # … and again at 20:10: a second visit, the same visitor
+            ("203.0.113.51", at(13, 20, 20), "/c"),  # F at 20:20
+            ("203.0.113.52", at(13, 20, 45), "/d"),  # G at 20:45: later in the day than now
+            ("203.0.113.53", at(14, 20, 5), "/"),  # today
+        ]
+        for ip, when, path in sent:
+            payload = {"website": website, "url": "https://site.example" + path, "timestamp": when}
+            response = await client.post(
+                "/api/send", json={"type": "event", "payload": payload}, headers={"user-agent": FIREFOX, "x-forwarded-for": ip}
+            )
+            assert response.status_code == 200, response.text
+        await flush(client)
+        body = await summary(client, website=website, period="today")
+        assert (body["period"]["previous_start"], body["period"]["previous_end"]) == (at(13, 0), at(13, 20, 30))
+        previous = {name: cell["previous"] for name, cell in body["totals"].items()}
+        assert (previous["visitors"], previous["visits"], previous["pageviews"]) == (2, 3, 3)
+        filtered = await summary(client, website=website, period="today", page="/c")
+        assert filtered["totals"]["visits"]["previous"] == 1 and filtered["totals"]["visitors"]["previous"] == 1
+        late = await summary(client, website=website, period="today", page="/d")
+        assert late["totals"]["visits"]["previous"] == 0
+
+
+async def test_every_period_compares_with_as_long_before(db_path: Path, website: str) -> None:
+    """Yesterday compares with the day before; 7 days with the 7 days before, until the same time of day."""
+    async with summary_client(db_path, website) as client:
+        yesterday = await summary(client, website=website, period="yesterday")
+        week = await summary(client, website=website, period="7d")
+    assert (yesterday["period"]["previous_start"], yesterday["period"]["previous_end"]) == (at(12, 4), at(13, 4))
+    assert (week["period"]["previous_start"], week["period"]["previous_end"]) == (at(1, 4), at(7, 20))
+    assert yesterday["totals"]["visits"]["previous"] == 0 and yesterday["totals"]["visits"]["value"] == 2  # D and C
 
 
 async def test_same_events_in_utc(db_path: Path, website: str) -> None:
@@ -295,6 +346,22 @@ async def test_filters_make_a_segment(db_path: Path, website: str) -> None:
     assert totals(pricing)["visits"] == 1
     assert totals(newsletter)["visits"] == 1 and top(newsletter, "entry") == [("/", 1)]
     assert totals(nobody)["visits"] == 0 and nobody["chart"] and all(p["pageviews"] == 0 for p in nobody["chart"])
+
+
+async def test_keyed_filters_decide_on_the_whole_visit(db_path: Path, website: str) -> None:
+    """Filters found through an index still mean what the lists mean: a referrer is the landing page's, an exit page the
+    last one, an event any in the visit; combined with a session filter, both must hold."""
+    async with summary_client(db_path, website) as client:
+        news = await summary(client, website=website, period="today", referrer="news.example")
+        self_referred = await summary(client, website=website, period="today", referrer="site.example")
+        exits = await summary(client, website=website, period="today", exit="/pricing")
+        signup = await summary(client, website=website, period="today", event="signup")
+        both = await summary(client, website=website, period="today", event="signup", country="US")
+    assert totals(news)["visits"] == 1 and top(news, "page") == [("/", 1), ("/pricing", 1)]  # A's first visit
+    assert totals(self_referred)["visits"] == 0  # the self-referral on /pricing is not a visit's referrer
+    assert top(exits, "exit") == [("/pricing", 1)] and totals(exits)["pageviews"] == 2
+    assert totals(signup)["custom_events"] == 1 and totals(signup)["visits"] == 1 and top(signup, "entry") == [("/", 1)]
+    assert totals(both)["visits"] == 0
 
 
 async def test_filtered_numbers_match_unfiltered_for_a_filter_everyone_matches(db_path: Path, website: str) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -90,20 +92,118 @@ async def test_every_list_shows_what_was_sent(db_path: Path, website: str) -> No
     parser.feed(page)
     panels = {name: rows for name, rows in parser.panels.items()}
 
-    def rows(panel: str) -> list[tuple[str, str]]:
-        return [(row[0], row[-1]) for row in panels[panel] if len(row) >= 2 and row[0] and row[-1] and row[-1][0].isdigit()]
+    def rows(panel: str) -> list[tuple[str, ...]]:
+        """(label, count, share) of each data row: the header row and empty rows left out."""
+        return [tuple(row) for row in panels[panel] if len(row) >= 3 and row[1][:1].isdigit()]
 
-    assert rows("page") == [("/pricing", "2"), ("/", "1")]  # the signup is a custom event, not a pageview
-    assert rows("entry") == [("/", "1"), ("/pricing", "1")]
-    assert rows("exit") == [("/", "1"), ("/pricing", "1")]
-    assert rows("referrer") == [("news.example", "1")]
-    assert rows("utm_source") == [("newsletter", "1")]
-    assert rows("utm_medium") == [("email", "1")]
-    assert rows("utm_campaign") == [("may", "1")]
-    assert rows("country") == [("DE", "1"), ("FR", "1")]  # no geo data: codes, not names
-    assert rows("browser") == [("Chrome", "1"), ("Firefox", "1")]
-    assert rows("language") == [("de-DE", "1"), ("fr-FR", "1")]
-    assert rows("screen") == [("1920x1080", "1"), ("2560x1440", "1")]
-    (signup,) = rows("events")
-    assert signup[1] == "1"
-    assert signup[0].startswith("signup") and "plan" in signup[0] and "seats" in signup[0], signup
+    # Every count is shown with its share: of all pageviews for pages, of all visits (2) for the rest.
+    assert rows("page") == [("/pricing", "2", "67%"), ("/", "1", "33%")]  # the signup is a custom event, not a pageview
+    assert rows("entry") == [("/", "1", "50%"), ("/pricing", "1", "50%")]
+    assert rows("exit") == [("/", "1", "50%"), ("/pricing", "1", "50%")]
+    assert rows("referrer") == [("news.example", "1", "50%"), ("Direct / none", "1", "50%")]  # visitor 2 came direct
+    assert rows("utm_source") == [("newsletter", "1", "50%")]
+    assert rows("utm_medium") == [("email", "1", "50%")]
+    assert rows("utm_campaign") == [("may", "1", "50%")]
+    assert rows("country") == [("DE", "1", "50%"), ("FR", "1", "50%")]  # no geo data: codes, not names
+    assert rows("browser") == [("Chrome", "1", "50%"), ("Firefox", "1", "50%")]
+    assert rows("language") == [("de-DE", "1", "50%"), ("fr-FR", "1", "50%")]
+    assert rows("screen") == [("1920x1080", "1", "50%"), ("2560x1440", "1", "50%")]
+    # The goal: count, unique visitors, conversion (1 of 2 visitors); its data keys with their values.
+    ((signup, count, visitors, conversion),) = rows("events")
+    assert (count, visitors, conversion) == ("1", "1", "50%")
+    assert signup.startswith("signup") and "plan (1): pro 1" in signup and "seats (1): " in signup, signup
+    assert rows("realtime") == []  # an hour ago: nobody is on the site now
+    text = " ".join(re.sub(r"<[^>]+>", "", page).split())
+    assert "0 visitors in the last 5 minutes" in text
+    assert not re.search(r"\b1 (visitors|pageviews|bot requests)\b", text)  # plural forms
+    assert re.search(r"19:00–20:00: 3 pageviews, 2 visitors\b", page)  # the chart bar of the hour they came in
+
+
+async def test_show_all_csv_and_compression(db_path: Path, website: str) -> None:
+    """A list of 12 pages shows 10 and a 'Show all' link to all 12; CSV links give the page's numbers; pages, JSON and CSV
+    come gzipped when asked (and the collection routes never are)."""
+    config = collector.Config(db=str(db_path), embedded_geo=False)
+    async with open_client(footfall.app.create_app(config, Clock(NOW))) as client:
+        at = int(NOW) - 3600
+        for i in range(12):
+            for n in range(12 - i):  # page i gets 12 - i pageviews, from visitor i
+                await send(client, website, f"/page-{i:02d}", FIREFOX, f"203.0.113.{i + 1}", "DE", timestamp=at + n)
+        await flush(client)
+        response = await client.get("/", params={"period": "24h", "website": website})
+        parser = PanelText()
+        parser.feed(response.text)
+        shown = [tuple(row) for row in parser.panels["page"] if row[1][:1].isdigit()]
+        total = sum(range(1, 13))
+        assert shown == [(f"/page-{i:02d}", str(12 - i), f"{(12 - i) / total * 100:.0f}%") for i in range(10)]
+        more = re.search(r'<a href="([^"]+)">Show all pages</a>', response.text)
+        assert more and "show=page" in more.group(1)
+        full = await client.get(more.group(1).replace("&amp;", "&"))
+        parser = PanelText()
+        parser.feed(full.text)
+        assert [row[0] for row in parser.panels["page"] if row[1][:1].isdigit()] == [f"/page-{i:02d}" for i in range(12)]
+        assert "panel-country" not in full.text and "Back to the whole summary" in full.text
+
+        csv_link = re.search(r'<a class="csv" href="([^"]+)" aria-label="Pages as CSV">', response.text)
+        assert csv_link
+        exported = await client.get(csv_link.group(1).replace("&amp;", "&"))
+        assert exported.headers["content-type"] == "text/csv; charset=utf-8"
+        assert exported.headers["content-disposition"].startswith('attachment; filename="footfall-test-page-')
+        lines = list(csv.reader(io.StringIO(exported.text)))
+        assert lines[0] == ["page", "pageviews", "share"]
+        assert [(v, c, f"{float(s) * 100:.0f}%") for v, c, s in lines[1:11]] == shown and len(lines) == 13
+        whole = list(
+            csv.reader(
+                io.StringIO((await client.get("/", params={"period": "24h", "website": website, "export": "all"})).text)
+            )
+        )
+        assert ["totals", "pageviews", "", str(total), "", "", ""] in whole
+        assert ["page", "/page-00", "", "12", str(round(12 / total, 4)), "", ""] in whole
+        assert (await client.get("/", params={"period": "24h", "website": website, "export": "nope"})).status_code == 400
+
+        for path, params in (
+            ("/", {"period": "24h", "website": website}),
+            ("/api/summary", {"period": "24h", "website": website}),
+            ("/", {"website": website, "export": "all"}),
+        ):
+            plain = await client.get(path, params=params, headers={"accept-encoding": "identity"})
+            packed = await client.get(path, params=params, headers={"accept-encoding": "gzip"})
+            assert "content-encoding" not in plain.headers
+            assert packed.headers["content-encoding"] == "gzip" and "Accept-Encoding" in packed.headers["vary"]
+            assert int(packed.headers["content-length"]) < len(plain.content) / 3  # httpx has decoded it: the same body
+            assert packed.content == plain.content or path == "/"  # the page shows the time of day; the rest is equal
+        css = await client.get("/static/footfall.css", headers={"accept-encoding": "gzip"})
+        assert css.headers["content-encoding"] == "gzip" and css.headers["etag"]
+        again = await client.get(
+            "/static/footfall.css", headers={"accept-encoding": "gzip", "if-none-match": css.headers["etag"]}
+        )
+        assert again.status_code == 304
+        tracker = await client.get("/script.js", headers={"accept-encoding": "gzip"})
+        assert tracker.headers["content-encoding"] == "gzip" and tracker.text.startswith(("(", "/", "!", '"'))  # decoded once
+        sent = await client.post("/api/send", json={"type": "event", "payload": {"website": website, "url": "/x"}},
+                                 headers={"user-agent": FIREFOX, "accept-encoding": "gzip"})  # fmt: skip
+        assert sent.status_code == 200 and "content-encoding" not in sent.headers
+
+
+def test_chart_ticks_and_bins() -> None:
+    """Ticks are round and end just above the tallest bar; intervals follow the range so a bar is never a hairline."""
+    from footfall.summary import resolve_range
+    from footfall.web import chart_geometry, nice_ticks
+
+    assert nice_ticks(0) == [0, 1]
+    assert nice_ticks(3) == [0, 1, 2, 3, 4]
+    assert nice_ticks(20) == [0, 5, 10, 15, 20, 25]
+    assert nice_ticks(58) == [0, 20, 40, 60]
+    assert nice_ticks(12_345) == [0, 5000, 10000, 15000]
+    zone, now = dt.timezone.utc, NOW
+    expected = {"today": ("hour", 24), "24h": ("hour", 24), "7d": ("day", 7), "90d": ("day", 90), "12m": ("week", 51)}
+    for name, (step, bars) in expected.items():
+        period = resolve_range(name, None, None, zone, now, 0)
+        assert (period.step, len(period.bounds) - 1) == (step, bars), name
+        points = [{"start": a, "end": b, "pageviews": 1, "visitors": 1} for a, b in zip(period.bounds, period.bounds[1:])]
+        bar = chart_geometry(points, points, period)["bars"][0]
+        assert bar["slot_w"] >= 9.5, (name, bar)  # at least ~10 px at 1280 px, ~4 px on a 390 px phone's narrow chart
+    two_years = resolve_range(None, "2024-05-01", "2026-04-30", zone, now, 0)
+    assert two_years.step == "month" and len(two_years.bounds) - 1 == 24
+    weeks = resolve_range("12m", None, None, zone, now, 0)
+    mondays = {dt.datetime.fromtimestamp(t, zone).weekday() for t in weeks.bounds[1:-1]}
+    assert mondays == {0}  # weeks start on Monday (the first one starts with the range)

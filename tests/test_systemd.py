@@ -15,7 +15,13 @@ import pytest
 import collector
 from conftest import ROOT, LiveServer
 
-UNITS = ["footfall.service", "footfall-backup.service", "footfall-backup.timer"]
+UNITS = [
+    "footfall.service",
+    "footfall-backup.service",
+    "footfall-backup.timer",
+    "footfall-report.service",
+    "footfall-report.timer",
+]
 
 
 def systemd_analyze() -> str:
