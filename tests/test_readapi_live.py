@@ -9,6 +9,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+import collector
 import footfall.cli as footfall_cli
 
 from conftest import FIREFOX, LiveServer, rows
@@ -25,6 +26,7 @@ def footfall(db_path: Path, *args: str, stdin: str | None = None) -> str:
 
 @pytest.fixture
 def server(db_path: Path) -> LiveServer:
+    collector.prepare_database(str(db_path))  # `footfall password` needs a database: it never makes one
     footfall(db_path, "password", "--stdin", stdin=PASSWORD + "\n")
     return LiveServer(db_path, "--no-embedded-geo")
 

@@ -109,8 +109,13 @@ def test_report_without_smtp_is_printed(db_path: Path, website: str) -> None:
     printed = CliRunner().invoke(footfall.cli.cli, ["report", "--db", str(db_path), "--site", website])
     assert printed.exit_code == 0, printed.output
     assert printed.output.startswith("Subject: footfall: test, week of ") and "Visitors:" in printed.output
-    missing = CliRunner().invoke(footfall.cli.cli, ["report", "--db", str(db_path), "--site", "nope"])
-    assert missing.exit_code == 1 and missing.output.strip() == "Error: no website nope; see `footfall site list`"
+    unknown = "00000000-0000-4000-8000-000000000000"
+    missing = CliRunner().invoke(footfall.cli.cli, ["report", "--db", str(db_path), "--site", unknown])
+    assert (
+        missing.exit_code == 1 and missing.output.strip() == f"footfall: error: no website {unknown}; see `footfall site list`"
+    )
+    malformed = CliRunner().invoke(footfall.cli.cli, ["report", "--db", str(db_path), "--site", "nope"])
+    assert malformed.exit_code == 2 and "nope" in malformed.output and "Traceback" not in malformed.output
 
 
 def test_starttls_is_required_by_default(db_path: Path, website: str, smtp: tuple[int, Inbox]) -> None:
@@ -124,7 +129,7 @@ def test_starttls_is_required_by_default(db_path: Path, website: str, smtp: tupl
     )
     assert result.exit_code == 1 and inbox.messages == []
     assert (
-        result.output.startswith(f"Error: could not send the report through 127.0.0.1:{port}: ")
+        result.output.startswith(f"footfall: error: could not send the report through 127.0.0.1:{port}: ")
         and "STARTTLS" in result.output
     )
     assert "Traceback" not in result.output
