@@ -43,7 +43,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
     """The Litestar app: the collector's routes, the page, Umami-shaped errors, and the lifespan that runs them."""
     locator = Locator([])
     collection = Collection(config, clock, locate=lambda client, headers: locator(client, headers))
-    summary = SummaryReader(config.db, config.busy_timeout_ms, config.timezone, clock)
+    summary = SummaryReader(config.db, config.busy_timeout_ms, config.timezone, clock, config.wal_autocheckpoint)
     auth = PageAuth(config.password_hash)
     upkeep = Upkeep(collection, summary, auth)
 

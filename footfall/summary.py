@@ -477,9 +477,12 @@ async def shared_site(reader: aiosqlite.Connection, token: str) -> int | None:
 class SummaryReader:
     """The summary's own connection: rollup refreshes and summary reads run on it in a worker thread, one at a time."""
 
-    def __init__(self, db: str, busy_timeout_ms: int, timezone: str, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, db: str, busy_timeout_ms: int, timezone: str, clock: Callable[[], float], wal_autocheckpoint: int = 1000
+    ) -> None:
         self.db = db
         self.busy_timeout_ms = busy_timeout_ms
+        self.wal_autocheckpoint = wal_autocheckpoint  # the rollup refreshes write: they checkpoint as the writer does
         self.clock = clock
         #: The summary's time zone and the alignment of its hours (rollup_shift).
         self.zone = load_zone(timezone)
@@ -489,7 +492,7 @@ class SummaryReader:
 
     async def start(self) -> None:
         """Open the connection (the database exists: the collector prepared it)."""
-        self._conn = await asyncio.to_thread(connect, self.db, self.busy_timeout_ms, True)
+        self._conn = await asyncio.to_thread(connect, self.db, self.busy_timeout_ms, True, self.wal_autocheckpoint)
 
     async def close(self) -> None:
         """Close the connection once the summary running now (if any) is done."""
