@@ -2007,12 +2007,12 @@ class EventWriter:
         new_sessions: dict[str, int] = {}
         new_visits: dict[str, int] = {}
         with transaction(conn):
-            # Event keys never go back below the rollups' watermark (after `forget` deleted the newest events), so
-            # every event the rollups have not seen has a key above it.
+            # Event keys never go back below the rollups' or `footfall ship`'s watermark (after `forget` deleted the
+            # newest events), so every event they have not seen has a key above it, and no key names two events.
             next_session, next_visit, next_event = conn.execute(
                 "SELECT (SELECT ifnull(max(session_key), 0) FROM session), (SELECT ifnull(max(visit_key), 0) FROM visit),"
-                " max((SELECT ifnull(max(event_key), 0) FROM website_event),"
-                " ifnull((SELECT CAST(value AS INTEGER) FROM setting WHERE name = 'rollup_event_key'), 0))"
+                " max((SELECT ifnull(max(event_key), 0) FROM website_event), ifnull((SELECT max(CAST(value AS INTEGER))"
+                " FROM setting WHERE name IN ('rollup_event_key', 'ship_event_key')), 0))"
             ).fetchone()
             session_keys = self._resolve(conn, "session", [r.session.session_id for r in records], self._sessions)
             session_rows = []
