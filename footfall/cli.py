@@ -550,6 +550,8 @@ def ship_clickhouse(
         TextColumn("{task.fields[rate]} events/s"),
         TimeElapsedColumn(),
     )
+    if mode == "follow":
+        click.echo(f"following {db} into {target.name}, every {poll:g} s", err=True)
     try:
         with Progress(*columns, console=_console(), transient=mode == "follow") as bar:
             task = bar.add_task(f"Shipping to {target.name}", total=_checked(backlog, db, target.name), rate="–")
@@ -563,13 +565,12 @@ def ship_clickhouse(
             if mode == "once":
                 result = _checked(ship_events, db, target, batch_size, advance, lambda: stop["now"])
             else:
-                click.echo(f"following {db} into {target.name}, every {poll:g} s", err=True)
 
                 def on_error(message: str, wait: float) -> None:
                     logging.getLogger("footfall").warning("event=ship-retry wait_s=%g error=%r", wait, message)
 
                 def advance_follow(n: int) -> None:
-                    bar.update(task, total=(bar.tasks[0].total or 0) + n)
+                    bar.update(task, total=max(bar.tasks[0].total or 0, bar.tasks[0].completed + n))
                     advance(n)
 
                 total = _checked(follow, db, target, batch_size, poll, advance_follow, lambda: stop["now"], on_error)

@@ -4,7 +4,7 @@ Owns: the mapping of footfall's events (with their session attributes), event da
 stable event ids (from the install secret and the event key); the shipping position kept in the ``setting`` table (rows
 'ship_clickhouse' and 'ship_event_key', written through collector.transaction); --once and --follow.
 
-Imports: collector (connect, transaction, umami_uuid, constants), footfall.clickhouse (tables, Target) and the stdlib; the
+Imports: collector (connect, transaction, constants), footfall.clickhouse (tables, Target) and the stdlib; the
 SQLite file is read with sqlite3. Never web or app.
 
 How a batch is made safe (ClickHouse inserts are not transactional): before inserting events with keys first…last, the
@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from collector import CAMPAIGN_PARAMS, EVENT_PERFORMANCE, ConfigError, connect, transaction, umami_uuid
+from collector import EVENT_PERFORMANCE, ConfigError, connect, transaction
 from footfall.clickhouse import (
     BLANKABLE,
     DEFAULT_BATCH_SIZE,
@@ -38,6 +38,7 @@ from footfall.clickhouse import (
     SESSION_COLUMNS,
     TABLES,
     VITALS,
+    WEBSITE_EVENT_COLUMNS,
     ShipError,
     Target,
     ensure_schema,
@@ -111,39 +112,35 @@ def save_position(conn: sqlite3.Connection, target_name: str, position: Position
 # Reading a batch and turning it into ClickHouse rows
 # ------------------------------------------------------------------------------------------------------------------------
 
+#: Where each website_event column comes from in footfall (Umami's column order; event_id is derived, job_id left NULL).
+_SOURCES = {
+    "website_id": "w.website_id",
+    "session_id": "s.session_id",
+    "visit_id": "v.visit_id",
+    **{name: f"s.{name}" for name in (*SESSION_COLUMNS, "distinct_id")},
+    "created_at": "e.created_at",
+}
+_EVENT_COLUMNS = [name for name, _ in WEBSITE_EVENT_COLUMNS if name not in ("event_id", "job_id")]
+_EXPRESSIONS = [_SOURCES.get(name, f"e.{name}") for name in _EVENT_COLUMNS]
+_BLANK_MARKS = " || ".join(f"iif({_SOURCES.get(name, f'e.{name}')} = '', '{name},', '')" for name in BLANKABLE)
+
+#: One row per event: its key, the website_event columns in order ('' for NULL text, as ClickHouse keeps it), then what
+#: only footfall_event and website_performance hold, and the columns that were '' rather than NULL.
 _EVENT_SELECT = f"""
-SELECT e.event_key, w.website_id, s.session_id, v.visit_id, e.created_at, e.event_type, e.event_name, e.url_path, e.url_query,
-       e.referrer_path, e.referrer_query, e.referrer_domain, e.page_title, e.hostname, e.tag,
-       {", ".join("e." + c for c in CAMPAIGN_PARAMS)}, {", ".join("e." + c for c in VITALS)}, e.duration,
-       {", ".join("s." + c for c in SESSION_COLUMNS)}, s.distinct_id
+SELECT e.event_key, {
+    ", ".join(
+        e if e.startswith(("w.", "v.")) or e in ("e.created_at", "e.event_type", "e.url_path") else f"ifnull({e}, '')"
+        for e in _EXPRESSIONS
+    )
+},
+       e.duration, {", ".join("e." + c for c in VITALS)}, {_BLANK_MARKS}
   FROM website_event e
   JOIN website w ON w.website_key = e.website_key
   JOIN session s ON s.session_key = e.session_key
   JOIN visit v ON v.visit_key = e.visit_key"""
 
-_FIELDS = (
-    "event_key",
-    "website_id",
-    "session_id",
-    "visit_id",
-    "created_at",
-    "event_type",
-    "event_name",
-    "url_path",
-    "url_query",
-    "referrer_path",
-    "referrer_query",
-    "referrer_domain",
-    "page_title",
-    "hostname",
-    "tag",
-    *CAMPAIGN_PARAMS,
-    *VITALS,
-    "duration",
-    *SESSION_COLUMNS,
-    "distinct_id",
-)
-_AT = {name: i for i, name in enumerate(_FIELDS)}
+_AT = {name: i + 1 for i, name in enumerate(_EVENT_COLUMNS)}  # positions in a row of _EVENT_SELECT
+_EXTRA_AT = 1 + len(_EVENT_COLUMNS)  # duration, the five vitals, the blank marks
 
 
 class Batch(NamedTuple):
@@ -172,9 +169,26 @@ def _datetime(value: int | None) -> int | None:
     return value if value is not None and 0 <= value <= MAX_DATETIME else None
 
 
+_NO_VITALS = [None] * len(VITALS)
+
+
+def event_ids(secret: str) -> Callable[[int], str]:
+    """event key → the event's ClickHouse event_id: a name-based UUID (version 5 layout) of SHA-256(install secret, key),
+    stable for this file, different in every other file, and not guessable without the secret."""
+    base = hashlib.sha256(f"footfall-event:{secret}:".encode())
+
+    def event_id(event_key: int) -> str:
+        digest = base.copy()
+        digest.update(str(event_key).encode())
+        h = digest.hexdigest()
+        return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
+
+    return event_id
+
+
 def event_uuid(secret: str, event_key: int) -> str:
-    """The event's ClickHouse event_id: stable for this file (its install secret) and key, unguessable without the secret."""
-    return umami_uuid("footfall-event:", str(event_key), secret=secret)
+    """One event's ClickHouse event_id (see event_ids)."""
+    return event_ids(secret)(event_key)
 
 
 def read_batch(conn: sqlite3.Connection, secret: str, after: int, limit: int, upto: int | None = None) -> Batch | None:
@@ -196,56 +210,34 @@ def read_batch(conn: sqlite3.Connection, secret: str, after: int, limit: int, up
             (first, last),
         ).fetchall()
     tables: dict[str, list[tuple[Any, bytes]]] = {t.name: [] for t in TABLES if t.name != "session_data"}
+    website_event, footfall_event, performance = (
+        tables["website_event"],
+        tables["footfall_event"],
+        tables["website_performance"],
+    )
     by_key: dict[int, tuple[str, str, str, str, str, int]] = {}
+    at_path, at_name, at_type, at_created = _AT["url_path"], _AT["event_name"], _AT["event_type"], _AT["created_at"]
+    ids = event_ids(secret)
     for row in events:
-        event_id = event_uuid(secret, row[0])
-        website_id, session_id, visit_id, created = row[1], row[2], row[3], row[4]
-        get = lambda name: row[_AT[name]]  # noqa: E731
-        by_key[row[0]] = (website_id, session_id, event_id, get("url_path"), _text(get("event_name")), created)
-        tables["website_event"].append(
-            (
-                event_id,
-                _encode(
-                    [
-                        website_id,
-                        session_id,
-                        visit_id,
-                        event_id,
-                        _text(get("hostname")),
-                        *(_text(get(c)) for c in SESSION_COLUMNS),
-                        get("url_path"),
-                        _text(get("url_query")),
-                        *(_text(get(c)) for c in CAMPAIGN_PARAMS[:5]),
-                        _text(get("referrer_path")),
-                        _text(get("referrer_query")),
-                        _text(get("referrer_domain")),
-                        _text(get("page_title")),
-                        *(_text(get(c)) for c in CAMPAIGN_PARAMS[5:]),
-                        get("event_type"),
-                        _text(get("event_name")),
-                        _text(get("tag")),
-                        _text(get("distinct_id")),
-                        created,
-                    ]
-                ),
-            )
-        )
-        vitals = [get(c) for c in VITALS]
-        if get("event_type") == EVENT_PERFORMANCE:
+        event_id = ids(row[0])
+        website_id, session_id, visit_id, created = row[1], row[2], row[3], row[at_created]
+        by_key[row[0]] = (website_id, session_id, event_id, row[at_path], row[at_name], created)
+        website_event.append((event_id, _encode([website_id, session_id, visit_id, event_id, *row[4:_EXTRA_AT]])))
+        duration, *vitals, marks = row[_EXTRA_AT:]
+        if row[at_type] == EVENT_PERFORMANCE:
             perf = [
                 website_id,
                 session_id,
                 visit_id,
-                get("url_path"),
+                row[at_path],
                 *(_decimal(v, 4 if name == "cls" else 1) for name, v in zip(VITALS, vitals)),
                 created,
             ]
-            tables["website_performance"].append((tuple(perf), _encode(perf)))
-        blank = [c for c in BLANKABLE if get(c) == ""]
-        if blank or get("duration") is not None or any(v is not None for v in vitals):
-            duration = get("duration")
+            performance.append((tuple(perf), _encode(perf)))
+        if marks or duration is not None or vitals != _NO_VITALS:
+            blank = marks.split(",")[:-1]
             extra = [website_id, event_id, created, duration if duration is None else min(duration, MAX_DATETIME), *vitals]
-            tables["footfall_event"].append((event_id, _encode([*extra, blank])))
+            footfall_event.append((event_id, _encode([*extra, blank])))
     for event_key, data_key, data_type, string_value, number_value, date_value in data:
         website_id, session_id, event_id, url_path, event_name, created = by_key[event_key]
         values = [string_value, _decimal(number_value, 4), _datetime(date_value), data_type]
@@ -461,7 +453,7 @@ def follow(
     while not should_stop():
         try:
             result = ship(db, target, batch_size, progress, should_stop, check_schema=not schema_checked)
-        except ShipError as exc:
+        except (ShipError, sqlite3.OperationalError) as exc:  # ClickHouse away, or the file locked longer than the timeout
             on_error(str(exc), wait)
             _sleep_unless_stopped(wait, should_stop, sleep)
             wait = min(MAX_RETRY_SECONDS, wait * 2)

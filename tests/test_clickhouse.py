@@ -629,6 +629,19 @@ def test_cli_ship_killed_mid_run_then_resumed(db: Path, tmp_path: Path) -> None:
     assert shipped["events"] == len(expected) and shipped["distinct"] == len(expected)
     assert set(shipped["ids"]) == set(expected)
     assert shipped["data"] == shipped["distinct_data"] == rows(db, "SELECT count(*) FROM event_data")[0][0]
+    # SIGTERM (systemctl stop) ends --follow cleanly, between batches.
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "footfall", "ship", "clickhouse", "--chdb", "wh", "--follow", "--poll", "0.2", "--db", str(db)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert follower.stderr is not None
+    assert follower.stderr.readline().startswith(f"following {db} into chdb:")
+    follower.send_signal(signal.SIGTERM)
+    _, err = follower.communicate(timeout=30)
+    assert follower.returncode == 0 and err.strip().endswith("stopped: shipped 0 events"), err
 
 
 #: Reads a chDB directory in its own process (this process has its own chDB directory open).
