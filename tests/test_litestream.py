@@ -156,3 +156,15 @@ def test_litestream_unit_verifies(tmp_path: Path) -> None:
     result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "footfall" not in result.stderr, result.stderr
+
+
+def test_readme_litestream_config_is_read_by_litestream(tmp_path: Path) -> None:
+    """The README's litestream.yml is one Litestream reads: it lists footfall's database with an S3 replica."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("```yaml\n", 1)[1].split("\n```", 1)[0]
+    assert "path: /var/lib/footfall/footfall.db" in block
+    config = tmp_path / "litestream.yml"
+    config.write_text(block)
+    result = subprocess.run([litestream(), "databases", "-config", str(config)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[1].split() == ["/var/lib/footfall/footfall.db", "s3"]
