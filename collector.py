@@ -315,6 +315,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("api_username", "admin", "The username POST /api/auth/login takes, with the page's password (Umami's is admin)."),
     Setting("write_queue_max", 20_000, "Events that may wait to be written; beyond that requests get 503."),
     Setting("busy_timeout_ms", 5000, "How long a write waits for a lock held by another program before it gets 503."),
+    Setting(
+        "wal_autocheckpoint",
+        1000,
+        "Checkpoint the WAL into the database after a commit leaves this many pages in it (SQLite's default); "
+        "0 leaves checkpoints to Litestream, as it advises for busy servers (README, When one machine is not enough).",
+    ),
     Setting("log_level", "info", "Log verbosity.", ("debug", "info", "warning", "error")),
 )
 
@@ -354,6 +360,7 @@ class Config:
     api_username: str = "admin"
     write_queue_max: int = 20_000
     busy_timeout_ms: int = 5000
+    wal_autocheckpoint: int = 1000
     log_level: str = "info"
 
 
@@ -365,6 +372,10 @@ _TRUE_WORDS = {"1", "true", "yes", "on"}
 
 
 _FALSE_WORDS = {"0", "false", "no", "off"}
+
+
+#: Whole-number settings for which 0 means something (port 0: any free port; wal_autocheckpoint 0: no checkpoints).
+_ZERO_ALLOWED = frozenset({"port", "wal_autocheckpoint"})
 
 
 def _convert_setting(setting: Setting, raw: Any) -> Any:
@@ -381,7 +392,7 @@ def _convert_setting(setting: Setting, raw: Any) -> Any:
             value = int(raw)
         except (TypeError, ValueError):
             raise ConfigError(f"{setting.name} must be a whole number, not {raw!r}") from None
-        if value < 1 and setting.name != "port" or value < 0:
+        if value < 1 and setting.name not in _ZERO_ALLOWED or value < 0:
             raise ConfigError(f"{setting.name} must be positive, not {raw!r}")
         return value
     value = str(raw)
@@ -1701,12 +1712,16 @@ def read_cache_token(token: str | None, key: bytes, now: float) -> CacheToken | 
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
 
 
-def connect_pragmas(busy_timeout_ms: int) -> str:
+def connect_pragmas(busy_timeout_ms: int, wal_autocheckpoint: int = 1000) -> str:
     return ";".join(
         (
             "PRAGMA journal_mode=WAL",  # readers (sqlite3 shell, summary page) never block the writer, nor it them
             "PRAGMA synchronous=NORMAL",  # durable across a process crash (kill -9); WAL makes it safe from corruption
-            f"PRAGMA busy_timeout={int(busy_timeout_ms)}",  # wait this long for a lock another program holds
+            # Wait this long for a lock another program holds (Litestream takes short write locks to checkpoint; it
+            # advises 5000 ms, the default of busy_timeout_ms).
+            f"PRAGMA busy_timeout={int(busy_timeout_ms)}",
+            # PASSIVE checkpoints after commits that leave this many WAL pages; 0: none (Litestream checkpoints instead).
+            f"PRAGMA wal_autocheckpoint={int(wal_autocheckpoint)}",
             "PRAGMA foreign_keys=ON",  # keys between events, sessions and visits stay consistent
             # After a long reader (someone's sqlite3 shell) held checkpoints back, shrink the WAL file back to this size.
             f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}",
@@ -1767,13 +1782,15 @@ class Prepared(NamedTuple):
     default_website_id: str | None  # set when this start created the 'default' website
 
 
-def connect(path: str, busy_timeout_ms: int = 5000, shared: bool = False) -> sqlite3.Connection:
+def connect(
+    path: str, busy_timeout_ms: int = 5000, shared: bool = False, wal_autocheckpoint: int = 1000
+) -> sqlite3.Connection:
     """A stdlib connection with footfall's PRAGMAs, in autocommit mode (transactions are explicit).
 
     ``shared``: usable from any thread (the caller makes sure only one uses it at a time).
     """
     conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_ms / 1000, check_same_thread=not shared)
-    conn.executescript(connect_pragmas(busy_timeout_ms))
+    conn.executescript(connect_pragmas(busy_timeout_ms, wal_autocheckpoint))
     return conn
 
 
@@ -1954,9 +1971,10 @@ class EventWriter:
       calls whatever its size.
     """
 
-    def __init__(self, path: str, busy_timeout_ms: int, max_pending: int) -> None:
+    def __init__(self, path: str, busy_timeout_ms: int, max_pending: int, wal_autocheckpoint: int = 1000) -> None:
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
+        self.wal_autocheckpoint = wal_autocheckpoint
         self.max_pending = max_pending
         self.pending = 0  #: events submitted and not yet committed or failed
         self.commits = 0  #: transactions committed (a batch request is exactly one)
@@ -1974,7 +1992,7 @@ class EventWriter:
 
     async def start(self) -> None:
         """Open the write connection and start the writer task."""
-        self._conn = await self._in_thread(connect, self.path, self.busy_timeout_ms, True)
+        self._conn = await self._in_thread(connect, self.path, self.busy_timeout_ms, True, self.wal_autocheckpoint)
         self._task = asyncio.create_task(self._writer_loop(), name="footfall-writer")
 
     def remember(self, session_id: str, session_key: int, visit_id: str, visit_key: int) -> None:
@@ -2144,12 +2162,12 @@ class EventWriter:
         new_sessions: dict[str, int] = {}
         new_visits: dict[str, int] = {}
         with transaction(conn):
-            # Event keys never go back below the rollups' watermark (after `forget` deleted the newest events), so
-            # every event the rollups have not seen has a key above it.
+            # Event keys never go back below the rollups' or `footfall ship`'s watermark (after `forget` deleted the
+            # newest events), so every event they have not seen has a key above it, and no key names two events.
             next_session, next_visit, next_event = conn.execute(
                 "SELECT (SELECT ifnull(max(session_key), 0) FROM session), (SELECT ifnull(max(visit_key), 0) FROM visit),"
-                " max((SELECT ifnull(max(event_key), 0) FROM website_event),"
-                " ifnull((SELECT CAST(value AS INTEGER) FROM setting WHERE name = 'rollup_event_key'), 0))"
+                " max((SELECT ifnull(max(event_key), 0) FROM website_event), ifnull((SELECT max(CAST(value AS INTEGER))"
+                " FROM setting WHERE name IN ('rollup_event_key', 'ship_event_key')), 0))"
             ).fetchone()
             session_keys = self._resolve(conn, "session", [r.session.session_id for r in records], self._sessions)
             session_rows = []
@@ -2223,7 +2241,7 @@ class Collection:
         self.clock = clock
         #: Where a client is (handed in by the app assembly: CDN headers and geo databases live upstairs).
         self.locate = locate
-        self.writer = EventWriter(config.db, config.busy_timeout_ms, config.write_queue_max)
+        self.writer = EventWriter(config.db, config.busy_timeout_ms, config.write_queue_max, config.wal_autocheckpoint)
         self.reader: aiosqlite.Connection | None = None
         self.secret = ""
         self.token_key = b""
@@ -2249,7 +2267,9 @@ class Collection:
         self.salts = SaltBook(self.config.salt_rotation, self.prepared.salts)
         self.visits = VisitTracker(self.config.visit_timeout * 60, self.secret)
         self.reader = await aiosqlite.connect(self.config.db, isolation_level=None)
-        await self.reader.executescript(connect_pragmas(self.config.busy_timeout_ms) + ";PRAGMA query_only=1")
+        await self.reader.executescript(
+            connect_pragmas(self.config.busy_timeout_ms, self.config.wal_autocheckpoint) + ";PRAGMA query_only=1"
+        )
         await self.load_websites()
         await self.writer.start()
         await self._restore_visits(now)

@@ -28,7 +28,11 @@
 CREATE TABLE IF NOT EXISTS setting (
     name       TEXT    PRIMARY KEY,                -- 'install_secret'; 'password_hash' (the summary page's, scrypt);
                                                    -- 'rollup_event_key', 'rollup_shift', 'rollup_zone', 'rollup_epoch',
-                                                   -- 'rollup_version' (rollup upkeep; another version rebuilds them)
+                                                   -- 'rollup_version' (rollup upkeep; another version rebuilds them);
+                                                   -- 'ship_clickhouse' (JSON: per ClickHouse target, the last event key
+                                                   -- shipped, the batch in flight and the identify data time reached)
+                                                   -- and 'ship_event_key' (the highest key any target holds: new events
+                                                   -- get keys above it) for `footfall ship clickhouse`
     value      TEXT    NOT NULL,                   -- its value (the install secret is 64 random hex digits)
     updated_at INTEGER NOT NULL                    -- when it was last written, Unix seconds
 ) WITHOUT ROWID;

@@ -51,7 +51,9 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
     """The Litestar app: the collector's routes, the page, Umami-shaped errors, and the lifespan that runs them."""
     locator = Locator([], config.cdn_geo)
     collection = Collection(config, clock, locate=lambda client, headers: locator(client, headers))
-    summary = SummaryReader(config.db, config.busy_timeout_ms, config.timezone, clock, config.summary_timeout)
+    summary = SummaryReader(
+        config.db, config.busy_timeout_ms, config.timezone, clock, config.summary_timeout, config.wal_autocheckpoint
+    )
     auth = PageAuth(config.password_hash, config.login_max_days * DAY_SECONDS, config.ipv6_prefix)
     upkeep = Upkeep(collection, summary, auth)
 

@@ -739,6 +739,157 @@ def import_umami_command(files: tuple[Path, ...], db: str) -> None:
     click.echo(", ".join(f"{n} {what}" for what, n in sorted(counts.items())))
 
 
+# ---- ClickHouse: `footfall ship clickhouse` and `footfall import clickhouse` (footfall.clickhouse) ----------------------
+
+
+def _clickhouse_target(url: str | None, chdb: str | None, database: str) -> Any:
+    from footfall.clickhouse import open_target
+
+    if url and chdb:
+        raise click.UsageError("give --url or --chdb, not both")
+    try:
+        import clickhouse_connect.driver  # noqa: F401 - it sets urllib3's log level on import; ours must come after
+    except ImportError:
+        pass  # open_target says what to install
+    for noisy in ("clickhouse_connect", "urllib3"):  # their retries and warnings become footfall's one-line errors
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
+    return _checked(open_target, url, chdb, database, os.environ)
+
+
+_clickhouse_options = [
+    click.option(
+        "--url", help="ClickHouse's HTTP(S) interface, e.g. https://ch.example.org:8443 [env FOOTFALL_CLICKHOUSE_URL]."
+    ),
+    click.option(
+        "--chdb", type=click.Path(file_okay=False), help="Use an in-process chDB database in this directory instead."
+    ),
+    click.option("--database", default="umami", show_default=True, help="The ClickHouse database holding Umami's tables."),
+    click.option(
+        "--batch-size",
+        type=click.IntRange(100, 1_000_000),
+        default=10_000,
+        show_default=True,
+        help="Events per batch: what is held in memory and inserted at once.",
+    ),
+]
+
+
+def _with_clickhouse_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_clickhouse_options):
+        fn = option(fn)
+    return fn
+
+
+@cli.group()
+def ship() -> None:
+    """Copy events continuously to another system."""
+
+
+@ship.command("clickhouse")
+@_with_clickhouse_options
+@click.option("--once", "mode", flag_value="once", default=True, help="Ship what is there, then exit (the default).")
+@click.option("--follow", "mode", flag_value="follow", help="Keep shipping new events until stopped (SIGTERM, Ctrl-C).")
+@click.option(
+    "--poll", type=click.FloatRange(0.1, 3600), default=5.0, show_default=True, help="Seconds between looks, with --follow."
+)
+@_db_option
+def ship_clickhouse(
+    url: str | None, chdb: str | None, database: str, batch_size: int, mode: str, poll: float, db: str
+) -> None:
+    """Insert the events not yet shipped into Umami's ClickHouse tables (created if missing), in key order and batches.
+
+    User and password come from FOOTFALL_CLICKHOUSE_USER and FOOTFALL_CLICKHOUSE_PASSWORD (or the URL); https URLs use TLS
+    (FOOTFALL_CLICKHOUSE_CA_CERT for a private CA). Resumes where it stopped, without gaps or duplicates. Example:
+    footfall ship clickhouse --url https://ch.example.org:8443 --follow
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from footfall.ship import backlog, follow
+    from footfall.ship import ship as ship_events
+
+    _require_database(db)
+    _configure_logging("info")
+    target = _clickhouse_target(url, chdb, database)
+    stop = {"now": False}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop["now"] = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} events/s"),
+        TimeElapsedColumn(),
+    )
+    if mode == "follow":
+        click.echo(f"following {db} into {target.name}, every {poll:g} s", err=True)
+    try:
+        with Progress(*columns, console=_console(), transient=mode == "follow") as bar:
+            task = bar.add_task(f"Shipping to {target.name}", total=_checked(backlog, db, target.name), rate="–")
+            started = time.monotonic()
+
+            def advance(n: int) -> None:
+                bar.advance(task, n)
+                done = bar.tasks[0].completed
+                bar.update(task, rate=f"{done / max(time.monotonic() - started, 1e-6):,.0f}")
+
+            if mode == "once":
+                result = _checked(ship_events, db, target, batch_size, advance, lambda: stop["now"])
+            else:
+
+                def on_error(message: str, wait: float) -> None:
+                    logging.getLogger("footfall").warning("event=ship-retry wait_s=%g error=%r", wait, message)
+
+                def advance_follow(n: int) -> None:
+                    bar.update(task, total=max(bar.tasks[0].total or 0, bar.tasks[0].completed + n))
+                    advance(n)
+
+                total = _checked(follow, db, target, batch_size, poll, advance_follow, lambda: stop["now"], on_error)
+                click.echo(f"stopped: shipped {total} events", err=True)
+                return
+    finally:
+        target.close()
+    for note in result.notes:
+        click.echo(note, err=True)
+    rate = result.events / result.seconds if result.seconds else 0.0
+    click.echo(
+        f"shipped {result.events} events, {result.event_data} event data rows, {result.session_data} session data rows "
+        f"in {result.seconds:.1f} s ({rate:,.0f} events/s)"
+    )
+
+
+@import_.command("clickhouse")
+@_with_clickhouse_options
+@click.option("--site", "website_id", help="Only this website (default: all).")
+@click.option("--merge", is_flag=True, help="Add to a site that already has events in the file (else refused).")
+@_db_option
+def import_clickhouse_command(
+    url: str | None, chdb: str | None, database: str, batch_size: int, website_id: str | None, merge: bool, db: str
+) -> None:
+    """Load Umami's ClickHouse tables (website_event, event_data, session_data) into a footfall file; ids stay the same.
+
+    Example: footfall import clickhouse --url http://localhost:8123 --db footfall.db
+    """
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from footfall.clickhouse_import import import_clickhouse
+
+    target = _clickhouse_target(url, chdb, database)
+    try:
+        with Progress(SpinnerColumn(), TextColumn("{task.description} {task.completed} events"), console=_console()) as bar:
+            task = bar.add_task("Importing", total=None)
+            counts = _checked(import_clickhouse, db, target, website_id, batch_size, merge, lambda n: bar.advance(task, n))
+    finally:
+        target.close()
+    click.echo(", ".join(f"{n} {what}" for what, n in sorted(counts.items())) or "nothing to import")
+
+
+# ---- end of ClickHouse commands -------------------------------------------------------------------------------------
+
+
 @cli.command()
 @click.option("--site", "website_id", type=WebsiteId(), help="Only this website (default: all).")
 @click.option("--period", type=Duration(), default="7d", show_default=True, help="How far back: 24h, 7d, 4w.")

@@ -744,10 +744,17 @@ class SummaryReader:
     """
 
     def __init__(
-        self, db: str, busy_timeout_ms: int, timezone: str, clock: Callable[[], float], timeout: float = 20.0
+        self,
+        db: str,
+        busy_timeout_ms: int,
+        timezone: str,
+        clock: Callable[[], float],
+        timeout: float = 20.0,
+        wal_autocheckpoint: int = 1000,
     ) -> None:
         self.db = db
         self.busy_timeout_ms = busy_timeout_ms
+        self.wal_autocheckpoint = wal_autocheckpoint  # the rollup refreshes write: they checkpoint as the writer does
         self.clock = clock
         #: The summary's time zone and the alignment of its hours (rollup_shift).
         self.zone = load_zone(timezone)
@@ -759,7 +766,7 @@ class SummaryReader:
 
     async def start(self) -> None:
         """Open the connection (the database exists: the collector prepared it)."""
-        self._conn = await asyncio.to_thread(connect, self.db, self.busy_timeout_ms, True)
+        self._conn = await asyncio.to_thread(connect, self.db, self.busy_timeout_ms, True, self.wal_autocheckpoint)
         # A filtered page reads the events of its visits at random: keep more of the file's pages than SQLite's 2 MB.
         self._conn.execute(f"PRAGMA cache_size = -{SUMMARY_CACHE_KIB}")
 
