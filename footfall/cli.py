@@ -807,7 +807,7 @@ def ship_clickhouse(
     from footfall.ship import backlog, follow
     from footfall.ship import ship as ship_events
 
-    _require_database(db)
+    existing_database(db, write=True)
     _configure_logging("info")
     target = _clickhouse_target(url, chdb, database)
     stop = {"now": False}
