@@ -809,6 +809,8 @@ def ship_clickhouse(
 
     existing_database(db, write=True)
     _configure_logging("info")
+    # FOOTFALL_WAL_AUTOCHECKPOINT=0 beside Litestream: ship's own writes (its position) must not checkpoint either.
+    checkpoints = _checked(load_config, {}, os.environ).wal_autocheckpoint
     target = _clickhouse_target(url, chdb, database)
     stop = {"now": False}
 
@@ -837,7 +839,7 @@ def ship_clickhouse(
                 bar.update(task, rate=f"{done / max(time.monotonic() - started, 1e-6):,.0f}")
 
             if mode == "once":
-                result = _checked(ship_events, db, target, batch_size, advance, lambda: stop["now"])
+                result = _checked(ship_events, db, target, batch_size, advance, lambda: stop["now"], True, checkpoints)
             else:
 
                 def on_error(message: str, wait: float) -> None:
@@ -847,7 +849,18 @@ def ship_clickhouse(
                     bar.update(task, total=max(bar.tasks[0].total or 0, bar.tasks[0].completed + n))
                     advance(n)
 
-                total = _checked(follow, db, target, batch_size, poll, advance_follow, lambda: stop["now"], on_error)
+                total = _checked(
+                    follow,
+                    db,
+                    target,
+                    batch_size,
+                    poll,
+                    advance_follow,
+                    lambda: stop["now"],
+                    on_error,
+                    time.sleep,
+                    checkpoints,
+                )
                 click.echo(f"stopped: shipped {total} events", err=True)
                 return
     finally:

@@ -388,12 +388,14 @@ def ship(
     progress: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     check_schema: bool = True,
+    wal_autocheckpoint: int = 1000,
 ) -> ShipResult:
     """Ship every event not yet in ClickHouse, in key order and batches of ``batch_size``, then the new identify data."""
     started = time.monotonic()
     notes = ensure_schema(target) if check_schema else []
     events = data_rows = 0
-    with contextlib.closing(connect(db)) as conn:
+    # The position rows are written on this connection: under Litestream (wal_autocheckpoint 0) it must not checkpoint.
+    with contextlib.closing(connect(db, wal_autocheckpoint=wal_autocheckpoint)) as conn:
         secret = _secret(conn)
         position = load_position(conn, target.name)
 
@@ -446,13 +448,14 @@ def follow(
     should_stop: Callable[[], bool],
     on_error: Callable[[str, float], None],
     sleep: Callable[[float], None] = time.sleep,
+    wal_autocheckpoint: int = 1000,
 ) -> int:
     """Ship, then look for new events every ``poll_seconds`` until ``should_stop()``; ClickHouse outages are retried with
     growing waits (the pending batch makes the retry safe). The events shipped."""
     total, wait, schema_checked = 0, poll_seconds, False
     while not should_stop():
         try:
-            result = ship(db, target, batch_size, progress, should_stop, check_schema=not schema_checked)
+            result = ship(db, target, batch_size, progress, should_stop, not schema_checked, wal_autocheckpoint)
         except (ShipError, sqlite3.OperationalError) as exc:  # ClickHouse away, or the file locked longer than the timeout
             on_error(str(exc), wait)
             _sleep_unless_stopped(wait, should_stop, sleep)

@@ -121,11 +121,12 @@ def mixed_items(websites: list[str], count: int, seed: int, start: float = START
     return items[:count]
 
 
-def send(db: Path, items: list[dict[str, Any]]) -> None:
+def send(db: Path, items: list[dict[str, Any]], wal_autocheckpoint: int = 1000) -> None:
     """Post ``items`` to /api/batch of an in-process footfall on ``db``; every one must be accepted."""
 
     async def run() -> None:
-        async with open_client(footfall.app.create_app(collector.Config(db=str(db)), Clock())) as client:
+        config = collector.Config(db=str(db), wal_autocheckpoint=wal_autocheckpoint)
+        async with open_client(footfall.app.create_app(config, Clock())) as client:
             for start in range(0, len(items), 500):
                 response = await client.post("/api/batch", json=items[start : start + 500], headers={"User-Agent": AGENTS[0]})
                 assert response.status_code == 200, response.text
@@ -361,6 +362,25 @@ def test_ship_unit_verifies(tmp_path: Path) -> None:
     result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "footfall" not in result.stderr, result.stderr
+
+
+def test_ship_leaves_checkpoints_to_litestream_when_told(tmp_path: Path, target: clickhouse.Target) -> None:
+    """Beside Litestream (wal_autocheckpoint 0) ship's own writes, its position rows, never checkpoint the WAL into the
+    database file; by default they do, as every SQLite connection does past 1000 WAL pages."""
+    db = tmp_path / "wal.db"
+    collector.prepare_database(str(db), now=T0)
+    site = add_website(db)
+    event = {"type": "event", "payload": {"website": site, "url": "/", "ip": "8.8.8.8"}}
+    with contextlib.closing(collector.connect(str(db), wal_autocheckpoint=0)) as keeper:  # holds the WAL open, unmerged
+        keeper.execute("CREATE TABLE filler (x BLOB)")
+        keeper.executemany("INSERT INTO filler VALUES (randomblob(4000))", [()] * 1500)
+        size = db.stat().st_size
+        for checkpoints in (0, 1000):
+            send(db, [event], wal_autocheckpoint=0)  # footfall under Litestream: no checkpoint of its own
+            assert ship.ship(str(db), target, wal_autocheckpoint=checkpoints).events == 1
+            if checkpoints == 0:
+                assert db.stat().st_size == size  # the 1,500 pages are still only in the WAL
+        assert db.stat().st_size > size + 1500 * 4000  # by default ship's commit checkpointed them into the file
 
 
 class FlakyClient:
