@@ -214,6 +214,7 @@ _SETTING_TYPES: dict[str, click.ParamType] = {
     "rate_limit": Rate(),
     "timezone": TimeZone(),
     "geoip_db": click.Path(exists=True, dir_okay=False),
+    "wal_autocheckpoint": WholeNumber(min=0),  # 0: leave checkpoints to Litestream
 }
 
 

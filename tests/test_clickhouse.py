@@ -581,7 +581,7 @@ def test_cli_ship_once_then_import(db: Path, tmp_path: Path) -> None:
     assert back.stdout.strip() == f"{data} event data, {total} events, {identify} session data, 2 websites"
     refused = footfall_cli("import", "clickhouse", "--chdb", "wh", "--db", "back.db", cwd=tmp_path)
     assert refused.returncode == 1
-    assert refused.stderr.strip().splitlines()[-1].startswith("Error: website ")
+    assert refused.stderr.strip().splitlines()[-1].startswith("footfall: error: website ")
     assert "Traceback" not in refused.stderr
 
 
@@ -589,21 +589,27 @@ def test_cli_errors_are_one_line(tmp_path: Path, db: Path) -> None:
     closed = footfall_cli("ship", "clickhouse", "--url", "http://127.0.0.1:9", "--db", str(db), cwd=tmp_path)
     assert (closed.returncode, closed.stderr.strip()) == (
         1,
-        "Error: cannot connect to ClickHouse at http://127.0.0.1:9: Connection refused",
+        "footfall: error: cannot connect to ClickHouse at http://127.0.0.1:9: Connection refused",
     )
     scheme = footfall_cli("ship", "clickhouse", "--url", "ftp://example.org", "--db", str(db), cwd=tmp_path)
     assert (scheme.returncode, scheme.stderr.strip()) == (
         1,
-        "Error: --url must be http(s)://HOST[:PORT], not 'ftp://example.org'",
+        "footfall: error: --url must be http(s)://HOST[:PORT], not 'ftp://example.org'",
     )
     both = footfall_cli("ship", "clickhouse", "--url", "http://x", "--chdb", "y", "--db", str(db), cwd=tmp_path)
-    assert both.returncode == 2 and both.stderr.strip().endswith("Error: give --url or --chdb, not both")
+    assert (
+        both.returncode == 2
+        and both.stderr.strip() == "footfall: error: give --url or --chdb, not both — see `footfall ship clickhouse --help`"
+    )
     missing = footfall_cli("ship", "clickhouse", "--chdb", "wh", "--db", "nope.db", cwd=tmp_path)
-    assert (missing.returncode, missing.stderr.strip()) == (1, "Error: no database at nope.db; pass --db or set FOOTFALL_DB")
+    assert (missing.returncode, missing.stderr.strip()) == (
+        1,
+        "footfall: error: no database at nope.db — start `footfall serve --db nope.db` or pass --db",
+    )
     name = footfall_cli("ship", "clickhouse", "--chdb", "wh", "--database", "a-b", "--db", str(db), cwd=tmp_path)
     assert (name.returncode, name.stderr.strip()) == (
         1,
-        "Error: --database must be a plain ClickHouse name (letters, digits, _), not 'a-b'",
+        "footfall: error: --database must be a plain ClickHouse name (letters, digits, _), not 'a-b'",
     )
     for result in (closed, scheme, both, missing, name):
         assert "Traceback" not in result.stderr
