@@ -316,6 +316,13 @@ def _console() -> Any:
     return Console(stderr=True)
 
 
+def _waiting(console: Any) -> Callable[[int, int], None]:
+    """Tell the person running prune or forget that the database is locked and the command tries again."""
+    return lambda attempt, attempts: console.print(
+        f"The database is locked by another writer; trying again ({attempt + 1} of {attempts})…"
+    )
+
+
 def _checked(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run an operation; its ConfigError or database error becomes a one-line CLI error."""
     try:
@@ -327,17 +334,18 @@ def _checked(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 @cli.command()
-@click.argument("dest", type=click.Path(path_type=Path))
+@click.argument("dest", type=click.Path())
 @click.option("--keep-days", type=click.IntRange(min=1), help="Then delete footfall-*.db backups in DEST older than this.")
 @_db_option
-def backup(dest: Path, keep_days: int | None, db: str) -> None:
-    """Copy the database consistently while footfall keeps running (into DEST, a new file or a directory).
+def backup(dest: str, keep_days: int | None, db: str) -> None:
+    """Copy the database consistently while footfall keeps running (into DEST: a new file, or a directory, created
+    when DEST ends in / or --keep-days is given).
 
-    Example: footfall backup --db /var/lib/footfall/footfall.db --keep-days 14 /var/lib/footfall/backups
+    Example: footfall backup --db /var/lib/footfall/footfall.db --keep-days 14 /var/lib/footfall/backups/
     """
     _require_database(db)
-    if keep_days is not None or str(dest).endswith("/"):
-        dest.mkdir(parents=True, exist_ok=True)
+    if keep_days is not None:
+        Path(dest).mkdir(parents=True, exist_ok=True)
     with _console().status(f"Backing up {db}…"):
         target = _checked(backup_database, db, dest)
     click.echo(f"{target}\t{target.stat().st_size} bytes")
@@ -379,7 +387,9 @@ def prune(older_than: str, website_id: str | None, db: str) -> None:
     seconds = _checked(parse_age, older_than)
     with Progress(SpinnerColumn(), TextColumn("{task.description} {task.completed} events"), console=_console()) as bar:
         task = bar.add_task("Deleting", total=None)
-        counts = _checked(prune_events, db, seconds, website_id, progress=lambda n: bar.advance(task, n))
+        counts = _checked(
+            prune_events, db, seconds, website_id, progress=lambda n: bar.advance(task, n), waiting=_waiting(bar.console)
+        )
     click.echo(f"deleted {counts['events']} events, {counts['visits']} visits, {counts['sessions']} sessions")
 
 
@@ -392,7 +402,9 @@ def forget(distinct_id: str, website_id: str | None, db: str) -> None:
 
     Example: footfall forget --distinct-id user-42
     """
-    counts = _checked(forget_person, db, distinct_id, website_id)
+    console = _console()
+    with console.status("Deleting…"):
+        counts = _checked(forget_person, db, distinct_id, website_id, waiting=_waiting(console))
     click.echo(", ".join(f"deleted {n} {what}" for what, n in counts.items()))
 
 
