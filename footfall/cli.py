@@ -49,7 +49,7 @@ from footfall.ops import (
 )
 from footfall.rollups import set_setting
 from footfall.server import uvicorn_config
-from footfall.umami import export_umami, import_umami
+from footfall.umami import drop_empty_site, export_umami, import_umami
 
 
 def _setting_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -456,16 +456,30 @@ def import_() -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @_db_option
 def import_umami_command(files: tuple[Path, ...], db: str) -> None:
-    """Load Umami's tables from CSV files written by psql with a header row (any order; sessions are loaded first).
+    """Load Umami's tables from CSV files written by psql with a header row (any order; websites and sessions are loaded
+    first), all or nothing; importing the same files again adds nothing.
 
-    Example: footfall import umami session.csv website_event.csv event_data.csv session_data.csv
+    Example: footfall import umami website.csv session.csv website_event.csv event_data.csv session_data.csv
     """
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
-    _open_for_cli(db).close()
-    with Progress(SpinnerColumn(), TextColumn("{task.description} {task.completed} rows"), console=_console()) as bar:
+    try:
+        prepared = prepare_database(db)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    columns, console = (SpinnerColumn(), TextColumn("{task.description} {task.completed} rows")), _console()
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("Importing", total=None)
-        counts = _checked(import_umami, db, files, progress=lambda n: bar.advance(task, n))
+
+        def progress(rows: int, name: str) -> None:
+            bar.update(task, advance=rows, description=f"Importing {name}:")
+
+        try:
+            counts = _checked(import_umami, db, files, progress=progress, empty_site=prepared.default_website_id)
+        except click.ClickException:
+            if prepared.default_website_id:  # a failed import into a new database leaves no empty 'default' site
+                _checked(drop_empty_site, db, prepared.default_website_id)
+            raise
     click.echo(", ".join(f"{n} {what}" for what, n in sorted(counts.items())))
 
 
