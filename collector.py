@@ -1361,11 +1361,8 @@ def _walk_from_right(chain: Sequence[str], peer: IPAddress | None, trusted: tupl
 
 
 def resolve_client(peer: str, headers: Mapping[str, str], payload_ip: str | None, policy: ClientPolicy) -> Client:
-    """The client address: payload.ip (if allowed), else from a trusted proxy's forwarding headers, else the socket peer.
-
-    From a trusted peer: --client-ip-header's header alone when set (a list in it is walked from the right too); otherwise
-    X-Forwarded-For walked from the right past trusted proxies, and X-Real-IP only when there is no X-Forwarded-For.
-    """
+    """The client: payload.ip (if allowed); from a trusted peer, --client-ip-header's header alone (walked from the right,
+    if a list) or X-Forwarded-For walked from the right past trusted proxies, else X-Real-IP; else the socket peer."""
     peer_address = normalize_ip(peer)
     trusted = in_any(peer_address, policy.trusted)
     if payload_ip and (trusted or policy.allow_payload_ip):
@@ -1410,10 +1407,7 @@ def limit_key(address: IPAddress | None, ipv6_prefix: int) -> int | None:
 
 class RateLimiter:
     """A token bucket per client (IPv4 address or IPv6 network): ``rate`` requests a second, bursts up to ``burst``.
-
-    Buckets are kept least recently used first. ``sweep()`` drops those idle long enough to be full again, so memory
-    follows the active clients; at ``max_buckets`` the least recently used one goes (that client starts full again).
-    """
+    Least recently used first: ``sweep()`` drops the buckets full again; past ``max_buckets`` the oldest goes."""
 
     def __init__(self, rate: float, burst: float, ipv6_prefix: int = 64, max_buckets: int = MAX_RATE_BUCKETS) -> None:
         self.rate = rate
@@ -1725,6 +1719,7 @@ def connect_pragmas(busy_timeout_ms: int, wal_autocheckpoint: int = 1000) -> str
             "PRAGMA foreign_keys=ON",  # keys between events, sessions and visits stay consistent
             # After a long reader (someone's sqlite3 shell) held checkpoints back, shrink the WAL file back to this size.
             f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}",
+            "PRAGMA secure_delete=ON",  # deleted rows (expired salts, forgotten people) are zeroed, not left in free space
         )
     )
 
@@ -2342,6 +2337,8 @@ class Collection:
         if rotation.created or rotation.expired:
             await self.execute(rotation.statements())
             rotation.apply(self.salts)
+            if rotation.expired:  # secure_delete zeroed the salt in the file; the WAL's copies go with a truncate
+                await self.writer.call(lambda conn: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
         self.visits.evict(int(now))
         if self.rate_limiter is not None:
             self.rate_limiter.sweep(now)

@@ -178,6 +178,13 @@ CREATE TABLE IF NOT EXISTS event_data (
     PRIMARY KEY (event_key, data_key)
 ) WITHOUT ROWID;
 
+-- One row per event imported from Umami (`footfall import umami`): its Umami id, so importing the same export again
+-- inserts nothing twice. Written by the import; goes with its event (prune, retention, forget).
+CREATE TABLE IF NOT EXISTS umami_event (
+    event_id  TEXT    PRIMARY KEY CHECK (length(event_id) = 36), -- Umami's website_event.event_id (lower case)
+    event_key INTEGER NOT NULL UNIQUE REFERENCES website_event (event_key) ON DELETE CASCADE -- the event it became
+) WITHOUT ROWID;
+
 -- One row per flattened key a session was `identify`-ed with; a later identify with the same key replaces the value.
 CREATE TABLE IF NOT EXISTS session_data (
     session_key  INTEGER NOT NULL REFERENCES session (session_key) ON DELETE CASCADE, -- the identified session

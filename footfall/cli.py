@@ -88,7 +88,7 @@ from footfall.params import (
 )
 from footfall.rollups import set_setting
 from footfall.server import uvicorn_config
-from footfall.umami import export_umami, import_umami
+from footfall.umami import drop_empty_site, export_umami, import_umami
 
 
 ###############################################################################################################################
@@ -594,21 +594,29 @@ def _console() -> Any:
     return Console(stderr=True)
 
 
+def _waiting(console: Any) -> Callable[[int, int], None]:
+    """Tell the person running prune or forget that the database is locked and the command tries again."""
+    return lambda attempt, attempts: console.print(
+        f"The database is locked by another writer; trying again ({attempt + 1} of {attempts})…"
+    )
+
+
 @cli.command()
-@click.argument("dest", type=click.Path(path_type=Path))
+@click.argument("dest", type=click.Path())
 @click.option("--keep-days", type=WholeNumber(min=1), help="Then delete footfall-*.db backups in DEST older than this.")
 @_db_option
-def backup(dest: Path, keep_days: int | None, db: str) -> None:
-    """Copy the database consistently while footfall keeps running (into DEST, a new file or a directory).
+def backup(dest: str, keep_days: int | None, db: str) -> None:
+    """Copy the database consistently while footfall keeps running (into DEST: a new file, or a directory, created
+    when DEST ends in / or --keep-days is given).
 
-    Example: footfall backup --db /var/lib/footfall/footfall.db --keep-days 14 /var/lib/footfall/backups
+    Example: footfall backup --db /var/lib/footfall/footfall.db --keep-days 14 /var/lib/footfall/backups/
     """
     existing_database(db, write=False)
-    if keep_days is not None or str(dest).endswith("/") or dest.is_dir():
-        new_folder(str(dest), f"DEST {dest}")
-        dest.mkdir(parents=True, exist_ok=True)
+    if keep_days is not None or dest.endswith(("/", os.sep)) or Path(dest).is_dir():
+        new_folder(dest, f"DEST {dest}")
+        Path(dest).mkdir(parents=True, exist_ok=True)
     else:
-        new_file(str(dest), f"DEST {dest}", "backup file")
+        new_file(dest, f"DEST {dest}", "backup file")
     with _console().status(f"Backing up {db}…"):
         target = _checked(backup_database, db, dest)
     click.echo(f"{target}\t{target.stat().st_size} bytes")
@@ -656,7 +664,14 @@ def prune(older_than: Age, website_id: str | None, db: str) -> None:
     existing_database(db, write=True)
     with Progress(SpinnerColumn(), TextColumn("{task.description} {task.completed} events"), console=_console()) as bar:
         task = bar.add_task("Deleting", total=None)
-        counts = _checked(prune_events, db, older_than.seconds, website_id, progress=lambda n: bar.advance(task, n))
+        counts = _checked(
+            prune_events,
+            db,
+            older_than.seconds,
+            website_id,
+            progress=lambda n: bar.advance(task, n),
+            waiting=_waiting(bar.console),
+        )
     click.echo(f"deleted {counts['events']} events, {counts['visits']} visits, {counts['sessions']} sessions")
 
 
@@ -670,7 +685,9 @@ def forget(distinct_id: str, website_id: str | None, db: str) -> None:
     Example: footfall forget --distinct-id user-42
     """
     existing_database(db, write=True)
-    counts = _checked(forget_person, db, distinct_id, website_id)
+    console = _console()
+    with console.status("Deleting…"):
+        counts = _checked(forget_person, db, distinct_id, website_id, waiting=_waiting(console))
     click.echo(", ".join(f"deleted {n} {what}" for what, n in counts.items()))
 
 
@@ -727,16 +744,30 @@ def import_() -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @_db_option
 def import_umami_command(files: tuple[Path, ...], db: str) -> None:
-    """Load Umami's tables from CSV files written by psql with a header row (any order; sessions are loaded first).
+    """Load Umami's tables from CSV files written by psql with a header row (any order; websites and sessions are loaded
+    first), all or nothing; importing the same files again adds nothing.
 
-    Example: footfall import umami session.csv website_event.csv event_data.csv session_data.csv
+    Example: footfall import umami website.csv session.csv website_event.csv event_data.csv session_data.csv
     """
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
-    _open_for_cli(db).close()
-    with Progress(SpinnerColumn(), TextColumn("{task.description} {task.completed} rows"), console=_console()) as bar:
+    try:
+        prepared = prepare_database(db)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    columns, console = (SpinnerColumn(), TextColumn("{task.description} {task.completed} rows")), _console()
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("Importing", total=None)
-        counts = _checked(import_umami, db, files, progress=lambda n: bar.advance(task, n))
+
+        def progress(rows: int, name: str) -> None:
+            bar.update(task, advance=rows, description=f"Importing {name}:")
+
+        try:
+            counts = _checked(import_umami, db, files, progress=progress, empty_site=prepared.default_website_id)
+        except click.ClickException:
+            if prepared.default_website_id:  # a failed import into a new database leaves no empty 'default' site
+                _checked(drop_empty_site, db, prepared.default_website_id)
+            raise
     click.echo(", ".join(f"{n} {what}" for what, n in sorted(counts.items())))
 
 

@@ -53,6 +53,39 @@ PRUNE_CHUNK_ROWS = 5000
 EXPORT_BATCH_ROWS = 1000
 
 
+#: How long prune and forget wait for the write lock per attempt, in milliseconds (footfall's writer holds it ~20 ms at a
+#: time; another program's long transaction may hold it longer).
+OPS_BUSY_TIMEOUT_MS = 10_000
+
+
+#: Attempts at one transaction of prune or forget that finds the database locked, before the command gives up.
+OPS_ATTEMPTS = 6
+
+
+#: Told when a transaction found the database locked and is tried again: (attempt just failed, attempts in all).
+Waiting = Callable[[int, int], None]
+
+
+def retry_locked(fn: Callable[[], Any], waiting: Waiting | None = None, attempts: int | None = None) -> Any:
+    """``fn()``, tried again (after a growing pause) while it finds the database locked; one clear error in the end."""
+    attempts = OPS_ATTEMPTS if attempts is None else attempts
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if attempt == attempts:
+                raise ConfigError(
+                    f"the database stayed locked for {attempts} tries of {OPS_BUSY_TIMEOUT_MS / 1000:g} s; another "
+                    "program holds a long write transaction (a sqlite3 shell?); end it and run this again"
+                ) from None
+            if waiting is not None:
+                waiting(attempt, attempts)
+            time.sleep(min(0.25 * 2**attempt, 5.0))
+    raise AssertionError("unreachable")
+
+
 _AGE_RE = re.compile(r"(\d+)\s*([hdw])")
 
 
@@ -67,12 +100,16 @@ def parse_age(text: str) -> int:
     return int(match.group(1)) * _AGE_UNITS[match.group(2)]
 
 
-def backup_database(db: str, dest: Path, now: float | None = None) -> Path:
+def backup_database(db: str, dest: Path | str, now: float | None = None) -> Path:
     """An online, consistent copy of ``db`` (VACUUM INTO: one read transaction, so footfall keeps writing meanwhile).
 
-    ``dest`` may be a directory (the copy is named footfall-YYYYMMDDTHHMMSSZ.db in it) or a file that does not exist yet.
+    ``dest`` may be a directory (the copy is named footfall-YYYYMMDDTHHMMSSZ.db in it; a name ending in / is created as
+    one) or a file that does not exist yet.
     """
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
+    if str(dest).endswith(("/", os.sep)):
+        Path(dest).mkdir(parents=True, exist_ok=True)
+    dest = Path(dest)
     target = dest / f"footfall-{stamp}.db" if dest.is_dir() else dest
     if target.exists():
         raise ConfigError(f"{target} already exists; choose another name or a directory")
@@ -205,63 +242,76 @@ def prune_events(
     website_id: str | None = None,
     now: float | None = None,
     progress: Callable[[int], None] | None = None,
+    waiting: Waiting | None = None,
 ) -> dict[str, int]:
-    """Delete events older than ``older_than_s`` seconds (of one site, or all), in small transactions, then orphans."""
+    """Delete events older than ``older_than_s`` seconds (of one site, or all), in small transactions, then orphans.
+
+    Each transaction waits for the write lock and is tried again while the database is locked (``waiting`` hears of it).
+    """
     cutoff = int((time.time() if now is None else now) - older_than_s)
-    with contextlib.closing(connect(db)) as conn:
+    with contextlib.closing(connect(db, OPS_BUSY_TIMEOUT_MS)) as conn:
         website_key = website_key_for(conn, website_id)
-        repair = hours_cut_by_prune(conn, cutoff, website_key)
-        cut = visits_cut_by_prune(conn, cutoff, website_key)
+        repair = retry_locked(lambda: hours_cut_by_prune(conn, cutoff, website_key), waiting)
+        cut = retry_locked(lambda: visits_cut_by_prune(conn, cutoff, website_key), waiting)
         total = 0
-        while deleted := prune_chunk(conn, cutoff, website_key):
+        while deleted := retry_locked(lambda: prune_chunk(conn, cutoff, website_key), waiting):
             total += deleted
             if progress is not None:
                 progress(deleted)
-        with transaction(conn):
-            visits, sessions = (conn.execute(sql).rowcount for sql in ORPHAN_DELETES)
-            for sql, params in restart_visits(cut):
-                conn.execute(sql, params)
-        drop_pruned_rollups(conn, cutoff, website_key, repair)
+
+        def orphans() -> tuple[int, int]:
+            with transaction(conn):
+                visits, sessions = (conn.execute(sql).rowcount for sql in ORPHAN_DELETES)
+                for sql, params in restart_visits(cut):
+                    conn.execute(sql, params)
+            return visits, sessions
+
+        visits, sessions = retry_locked(orphans, waiting)
+        retry_locked(lambda: drop_pruned_rollups(conn, cutoff, website_key, repair), waiting)
     return {"events": total, "visits": visits, "sessions": sessions}
 
 
-def forget_person(db: str, distinct_id: str, website_id: str | None = None) -> dict[str, int]:
-    """Delete everything stored about one distinct id: its sessions, their visits, events and data (privacy requests)."""
-    with contextlib.closing(connect(db)) as conn:
+def forget_person(db: str, distinct_id: str, website_id: str | None = None, waiting: Waiting | None = None) -> dict[str, int]:
+    """Delete everything stored about one distinct id: its sessions, their visits, events and data (privacy requests).
+
+    One transaction, which waits for the write lock and is tried again while the database is locked.
+    """
+    with contextlib.closing(connect(db, OPS_BUSY_TIMEOUT_MS)) as conn:
         website_key = website_key_for(conn, website_id)
-        site_clause = "" if website_key is None else " AND website_key = ?"
-        params: tuple[Any, ...] = (distinct_id,) if website_key is None else (distinct_id, website_key)
-        with transaction(conn):
-            conn.execute("CREATE TEMP TABLE IF NOT EXISTS forget_keys (session_key INTEGER PRIMARY KEY)")
-            conn.execute("DELETE FROM forget_keys")
-            conn.execute(f"INSERT INTO forget_keys SELECT session_key FROM session WHERE distinct_id = ?{site_clause}", params)
-            conn.execute(
-                f"INSERT OR IGNORE INTO forget_keys SELECT session_key FROM session_data "
-                f"WHERE distinct_id = ?{'' if website_key is None else ' AND session_key IN (SELECT session_key FROM session WHERE website_key = ?)'}",  # noqa: E501
-                params,
-            )
-            alignment = stored_alignment(conn)
-            repair: dict[int, set[int]] = collections.defaultdict(set)
-            if alignment is not None:  # the hours the person's events were counted in
-                sql = "SELECT DISTINCT website_key, created_at FROM website_event WHERE session_key IN (SELECT session_key FROM forget_keys)"
-                for key, at in conn.execute(sql):
-                    repair[key].add(bucket_of(at, alignment[0]))
-            counts = {
-                "events": conn.execute(
-                    "DELETE FROM website_event WHERE session_key IN (SELECT session_key FROM forget_keys)"
-                ).rowcount,  # noqa: E501
-                "visits": conn.execute(
-                    "DELETE FROM visit WHERE session_key IN (SELECT session_key FROM forget_keys)"
-                ).rowcount,
-                "session_data": conn.execute(
-                    "DELETE FROM session_data WHERE session_key IN (SELECT session_key FROM forget_keys)"
-                ).rowcount,  # noqa: E501
-                "sessions": conn.execute(
-                    "DELETE FROM session WHERE session_key IN (SELECT session_key FROM forget_keys)"
-                ).rowcount,
-            }
-        repair_rollups(conn, repair)
+        counts, repair = retry_locked(lambda: _forget(conn, distinct_id, website_key), waiting)
+        retry_locked(lambda: repair_rollups(conn, repair), waiting)
     return counts
+
+
+def _forget(conn: sqlite3.Connection, distinct_id: str, website_key: int | None) -> tuple[dict[str, int], dict[int, set[int]]]:
+    """The deletes of forget_person in one transaction; the counts, and the rollup hours the person was counted in."""
+    site_clause = "" if website_key is None else " AND website_key = ?"
+    params: tuple[Any, ...] = (distinct_id,) if website_key is None else (distinct_id, website_key)
+    in_site = "" if website_key is None else " AND session_key IN (SELECT session_key FROM session WHERE website_key = ?)"
+    keys = "SELECT session_key FROM forget_keys"
+    with transaction(conn):
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS forget_keys (session_key INTEGER PRIMARY KEY)")
+        conn.execute("DELETE FROM forget_keys")
+        conn.execute(f"INSERT INTO forget_keys SELECT session_key FROM session WHERE distinct_id = ?{site_clause}", params)
+        conn.execute(
+            f"INSERT OR IGNORE INTO forget_keys SELECT session_key FROM session_data WHERE distinct_id = ?{in_site}", params
+        )
+        alignment = stored_alignment(conn)
+        repair: dict[int, set[int]] = collections.defaultdict(set)
+        if alignment is not None:  # the hours the person's events were counted in
+            sql = f"SELECT DISTINCT website_key, created_at FROM website_event WHERE session_key IN ({keys})"
+            for key, at in conn.execute(sql):
+                repair[key].add(bucket_of(at, alignment[0]))
+        counts = {
+            what: conn.execute(f"DELETE FROM {table} WHERE session_key IN ({keys})").rowcount
+            for what, table in (
+                ("events", "website_event"),
+                ("visits", "visit"),
+                ("session_data", "session_data"),
+                ("sessions", "session"),
+            )
+        }
+    return counts, repair
 
 
 #: Columns of `footfall export` (the `events` view, without internal keys).

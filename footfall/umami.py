@@ -1,6 +1,7 @@
 """Moving between Umami and footfall: import Umami's PostgreSQL tables (CSV) and export footfall as Umami's tables.
 
-Owns: column mapping both ways and stable ids for rows footfall keys by integer. Imports collector, footfall.geo and
+Owns: column mapping both ways, checking every imported value as the collection API would, and stable ids (an import
+runs again inserts nothing twice). Imports collector, footfall.geo and
 footfall.ops.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import datetime as dt
+import math
 import re
 import sqlite3
 import time
@@ -18,20 +20,42 @@ from pathlib import Path
 
 from collector import (
     CAMPAIGN_PARAMS,
+    DATA_ARRAY,
+    DATA_STRING,
     EVENT_CUSTOM,
     EVENT_PAGEVIEW,
     EVENT_PERFORMANCE,
+    MAX_AGENT_FIELD_CHARS,
     MAX_CAMPAIGN_CHARS,
+    MAX_CLS,
     MAX_DATA_KEY_CHARS,
+    MAX_DATA_STRING_CHARS,
+    MAX_DISTINCT_ID_CHARS,
+    MAX_EVENT_NAME_CHARS,
+    MAX_FUTURE_SECONDS,
     MAX_HOSTNAME_CHARS,
+    MAX_LANGUAGE_CHARS,
+    MAX_SCREEN_CHARS,
+    MAX_TAG_CHARS,
+    MAX_URL_CHARS,
+    MAX_VITAL_MS,
+    UUID_RE,
     ConfigError,
     EventRow,
+    clip,
     connect,
     strip_www,
     transaction,
 )
-from footfall.geo import valid_country
+from footfall.geo import MAX_CITY_CHARS, MAX_REGION_CHARS, valid_country
 from footfall.ops import EXPORT_BATCH_ROWS, website_key_for
+
+#: A website's name is at most this long (schema.sql's CHECK).
+MAX_WEBSITE_NAME_CHARS = 100
+
+
+#: Umami's web-vital columns, in website_event's (and EventRow's) order.
+_VITALS = ("lcp", "inp", "cls", "fcp", "ttfb")
 
 # Moving between Umami and footfall: Umami's PostgreSQL tables as CSV with a header row, as written by
 #   \copy website_event TO 'website_event.csv' WITH CSV HEADER
@@ -112,13 +136,24 @@ UMAMI_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
-#: The column that tells which table a CSV holds, in import order (sessions before their events, events before data).
+#: The column that tells which table a CSV holds, in import order (sites, then sessions, events, their data).
 _UMAMI_TABLE_KEYS = (
+    ("website", "domain"),
     ("session", "browser"),
     ("website_event", "event_id"),
     ("event_data", "event_data_id"),
     ("session_data", "session_data_id"),
 )
+
+
+#: Columns an import cannot do without, per table.
+_REQUIRED_COLUMNS = {
+    "website": ("website_id",),
+    "session": ("session_id", "website_id"),
+    "website_event": ("event_id", "website_id", "session_id", "visit_id", "created_at"),
+    "event_data": ("website_event_id", "data_key", "data_type"),
+    "session_data": ("session_id", "website_id", "data_key", "data_type"),
+}
 
 
 _PSQL_OFFSET_RE = re.compile(r"([+-]\d\d)$")
@@ -141,116 +176,177 @@ def _umami_table(header: Sequence[str]) -> str:
         if key in header:
             return table
     raise ConfigError(
-        f"not one of Umami's session, website_event, event_data or session_data CSVs (columns: "
+        f"not one of Umami's website, session, website_event, event_data or session_data CSVs (columns: "
         f"{', '.join(header[:6])}…); export them with \\copy … WITH CSV HEADER"
     )
 
 
-def _num(text: str | None) -> float | None:
-    return float(text) if text not in (None, "") else None
+class _BadValue(ValueError):
+    """A cell the import refuses: its column and what is wrong with it."""
+
+    def __init__(self, column: str, problem: str) -> None:
+        super().__init__(problem)
+        self.column = column
 
 
-def import_umami(db: str, paths: Sequence[Path], progress: Callable[[int], None] | None = None) -> dict[str, int]:
-    """Load Umami CSVs into footfall: websites are created with their Umami ids, so tracking snippets keep working."""
-    import csv
+class _Cells:
+    """One CSV row, read column by column and checked as the collection API checks a hit (the same limits)."""
 
-    files: dict[str, list[Path]] = collections.defaultdict(list)
-    for path in paths:
-        with open(path, newline="", encoding="utf-8") as handle:
-            files[_umami_table(next(csv.reader(handle), []))].append(path)
-    counts = collections.Counter[str]()
-    with contextlib.closing(connect(db)) as conn:
-        conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS umami_event (event_id TEXT PRIMARY KEY, event_key INTEGER) WITHOUT ROWID"
+    def __init__(self, row: dict[str, str | None], now: float) -> None:
+        self.row = row
+        self.now = now
+
+    def text(self, name: str, limit: int) -> str | None:
+        """The value cut to ``limit`` characters (as the API truncates), None when empty."""
+        return clip(self.row.get(name) or None, limit)
+
+    def uuid(self, name: str) -> str:
+        value = (self.row.get(name) or "").strip().lower()
+        if not UUID_RE.fullmatch(value):
+            raise _BadValue(name, f"{value[:40]!r} is not a UUID")
+        return value
+
+    def time(self, name: str, required: bool = False) -> int | None:
+        """Unix seconds from a psql timestamp; like payload.timestamp, positive and at most an hour ahead."""
+        text = self.row.get(name)
+        if not text:
+            if required:
+                raise _BadValue(name, "a time is required")
+            return None
+        try:
+            seconds = _from_psql_time(text)
+        except (ValueError, OverflowError, OSError):
+            raise _BadValue(name, f"{text[:40]!r} is not a time like 2026-05-14 10:00:00+00") from None
+        assert seconds is not None
+        if not 0 < seconds <= self.now + MAX_FUTURE_SECONDS:
+            raise _BadValue(name, f"{text[:40]!r} is before 1970 or more than an hour in the future")
+        return seconds
+
+    def number(self, name: str, high: float | None = None) -> float | None:
+        """A finite number (in [0, high] when given, as web vitals are checked), None when empty."""
+        text = self.row.get(name)
+        if not text:
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            raise _BadValue(name, f"{text[:40]!r} is not a number") from None
+        if not math.isfinite(value):
+            raise _BadValue(name, f"{text[:40]!r} is not a finite number")
+        if high is not None and not 0 <= value <= high:
+            raise _BadValue(name, f"{text[:40]!r} is not between 0 and {high:g}")
+        return value
+
+    def choice(self, name: str, allowed: range, default: int | None = None) -> int:
+        text = (self.row.get(name) or "").strip()
+        if not text and default is not None:
+            return default
+        if not text.isascii() or not text.isdigit() or int(text) not in allowed:
+            raise _BadValue(name, f"{text[:40]!r} is not one of {allowed.start}…{allowed.stop - 1}")
+        return int(text)
+
+
+class _Import:
+    """One import in one transaction: the connection, what was counted, the websites and sessions seen so far."""
+
+    def __init__(self, conn: sqlite3.Connection, now: float) -> None:
+        self.conn = conn
+        self.now = now
+        self.counts = collections.Counter[str]()
+        self.websites: dict[str, int] = dict(conn.execute("SELECT website_id, website_key FROM website").fetchall())
+        self.first_event_key: int | None = None
+
+    def website_key(self, website_id: str, name: str | None = None, domain: str | None = None, **times: int | None) -> int:
+        """The key of a website, created with Umami's id (and name, when the website CSV gives one) if new."""
+        if website_id not in self.websites:
+            cur = self.conn.execute(
+                "INSERT INTO website (website_id, name, domain, created_at, deleted_at) VALUES (?, ?, ?, ?, ?)",
+                (
+                    website_id,
+                    name or f"umami {website_id[:8]}",
+                    domain,
+                    times.get("created_at") or int(self.now),
+                    times.get("deleted_at"),
+                ),
+            )
+            self.websites[website_id] = int(cur.lastrowid or 0)
+            self.counts["websites"] += 1
+        return self.websites[website_id]
+
+    def session_key(self, session_id: str, website: int, created_at: int) -> int:
+        self.conn.execute(
+            "INSERT OR IGNORE INTO session (session_id, website_key, created_at) VALUES (?, ?, ?)",
+            (session_id, website, created_at),
         )
-        websites: dict[str, int] = dict(conn.execute("SELECT website_id, website_key FROM website").fetchall())
+        return int(self.conn.execute("SELECT session_key FROM session WHERE session_id = ?", (session_id,)).fetchone()[0])
 
-        def website_key(website_id: str) -> int:
-            website_id = website_id.lower()
-            if website_id not in websites:
-                cur = conn.execute(
-                    "INSERT INTO website (website_id, name, created_at) VALUES (?, ?, ?)",
-                    (website_id, f"umami {website_id[:8]}", int(time.time())),
-                )
-                websites[website_id] = int(cur.lastrowid or 0)
-                counts["websites"] += 1
-            return websites[website_id]
-
-        def session_key(session_id: str, website: int, created_at: int) -> int:
-            conn.execute(
-                "INSERT OR IGNORE INTO session (session_id, website_key, created_at) VALUES (?, ?, ?)",
-                (session_id.lower(), website, created_at),
+    def row(self, table: str, cells: _Cells) -> None:
+        """Check and insert one Umami row (nothing already imported is inserted again)."""
+        if table == "website":
+            website_id = cells.uuid("website_id")
+            if website_id in self.websites:
+                self.counts["websites already there"] += 1
+                return
+            self.website_key(
+                website_id,
+                cells.text("name", MAX_WEBSITE_NAME_CHARS),
+                cells.text("domain", MAX_HOSTNAME_CHARS),
+                created_at=cells.time("created_at"),
+                deleted_at=cells.time("deleted_at"),
             )
-            return int(
-                conn.execute("SELECT session_key FROM session WHERE session_id = ?", (session_id.lower(),)).fetchone()[0]
-            )
+        elif table == "session":
+            self._session(cells)
+        elif table == "website_event":
+            self._event(cells)
+        else:
+            self._data(table, cells)
 
-        with transaction(conn):  # all files or nothing
-            for table, _ in _UMAMI_TABLE_KEYS:
-                for path in files.get(table, []):
-                    number = 0
-                    with open(path, newline="", encoding="utf-8") as handle:
-                        try:
-                            for number, row in enumerate(csv.DictReader(handle), 1):
-                                counts[_import_umami_row(conn, table, row, website_key, session_key)] += 1
-                                if progress is not None and number % 1000 == 0:
-                                    progress(1000)
-                        except (KeyError, ValueError) as exc:
-                            raise ConfigError(f"{path}: cannot read row {number}: {exc!r}") from None
-        first = conn.execute("SELECT min(event_key) FROM temp.umami_event").fetchone()[0]
-        if first is not None:  # imported keys may lie below the rollups' watermark: lower it (recomputing is idempotent)
-            conn.execute(
-                "UPDATE setting SET value = min(CAST(value AS INTEGER), ?) WHERE name = 'rollup_event_key'", (first - 1,)
-            )
-    return dict(counts)
-
-
-def _import_umami_row(
-    conn: sqlite3.Connection,
-    table: str,
-    row: dict[str, str],
-    website_key: Callable[[str], int],
-    session_key: Callable[[str, int, int], int],
-) -> str:
-    """Insert one Umami row; return what it counted as."""
-    get = lambda name, limit=500: (row.get(name) or None) and row[name][:limit]  # noqa: E731
-    created = _from_psql_time(row.get("created_at")) or 0
-    if table == "session":
-        website = website_key(row["website_id"])
-        conn.execute(
+    def _session(self, cells: _Cells) -> None:
+        values = (
+            cells.uuid("session_id"),
+            self.website_key(cells.uuid("website_id")),
+            cells.text("browser", MAX_AGENT_FIELD_CHARS),
+            cells.text("os", MAX_AGENT_FIELD_CHARS),
+            cells.text("device", MAX_AGENT_FIELD_CHARS),
+            cells.text("screen", MAX_SCREEN_CHARS),
+            cells.text("language", MAX_LANGUAGE_CHARS),
+            valid_country(cells.row.get("country")),
+            cells.text("region", MAX_REGION_CHARS),
+            cells.text("city", MAX_CITY_CHARS),
+            cells.text("distinct_id", MAX_DISTINCT_ID_CHARS),
+            cells.time("created_at") or 0,
+        )
+        inserted = self.conn.execute(
             "INSERT INTO session (session_id, website_key, browser, os, device, screen, language, country, region, city, "
             "distinct_id, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (session_id) DO NOTHING",
-            (
-                row["session_id"].lower(),
-                website,
-                get("browser", 20),
-                get("os", 20),
-                get("device", 20),
-                get("screen", 11),
-                get("language", 35),
-                valid_country(row.get("country")),
-                get("region", 20),
-                get("city", 50),
-                get("distinct_id", 50),
-                created,
-            ),
-        )
-        return "sessions"
-    if table == "website_event":
-        kind = int(row.get("event_type") or EVENT_PAGEVIEW)
+            values,
+        ).rowcount
+        self.counts["sessions" if inserted else "sessions already there"] += 1
+
+    def _event(self, cells: _Cells) -> None:
+        event_id = cells.uuid("event_id")
+        kind = cells.choice("event_type", range(1, 6), EVENT_PAGEVIEW)
+        created = cells.time("created_at", required=True)
+        assert created is not None
+        website = self.website_key(cells.uuid("website_id"))
+        session = self.session_key(cells.uuid("session_id"), website, created)
+        visit_id = cells.uuid("visit_id")
+        vitals = [cells.number(name, MAX_CLS if name == "cls" else MAX_VITAL_MS) for name in _VITALS]
+        campaign = [cells.text(name, MAX_CAMPAIGN_CHARS) for name in CAMPAIGN_PARAMS]
         if kind not in (EVENT_PAGEVIEW, EVENT_CUSTOM, EVENT_PERFORMANCE):
-            return "skipped link and pixel events"
-        website = website_key(row["website_id"])
-        session = session_key(row["session_id"], website, created)
-        visit_id = row["visit_id"].lower()
-        conn.execute(
+            self.counts["skipped link and pixel events"] += 1
+            return
+        if self.conn.execute("SELECT 1 FROM umami_event WHERE event_id = ?", (event_id,)).fetchone():
+            self.counts["events already there"] += 1
+            return
+        self.conn.execute(
             "INSERT OR IGNORE INTO visit (visit_id, session_key, started_at) VALUES (?, ?, ?)", (visit_id, session, created)
         )
-        conn.execute("UPDATE visit SET started_at = min(started_at, ?) WHERE visit_id = ?", (created, visit_id))
-        visit = conn.execute("SELECT visit_key FROM visit WHERE visit_id = ?", (visit_id,)).fetchone()[0]
-        ref_domain = get("referrer_domain")
-        hostname = get("hostname", MAX_HOSTNAME_CHARS)
-        cur = conn.execute(
+        self.conn.execute("UPDATE visit SET started_at = min(started_at, ?) WHERE visit_id = ?", (created, visit_id))
+        visit = self.conn.execute("SELECT visit_key FROM visit WHERE visit_id = ?", (visit_id,)).fetchone()[0]
+        ref_domain = cells.text("referrer_domain", MAX_URL_CHARS)
+        hostname = cells.text("hostname", MAX_HOSTNAME_CHARS)
+        cur = self.conn.execute(
             f"INSERT INTO website_event (website_key, session_key, visit_key, {', '.join(EventRow._fields)}) "
             f"VALUES ({', '.join('?' * (len(EventRow._fields) + 3))})",
             (
@@ -259,52 +355,140 @@ def _import_umami_row(
                 visit,
                 created,
                 kind,
-                get("event_name", 50),
-                get("url_path") or "",
-                get("url_query"),
-                get("referrer_path"),
-                get("referrer_query"),
+                cells.text("event_name", MAX_EVENT_NAME_CHARS),
+                cells.text("url_path", MAX_URL_CHARS) or "",
+                cells.text("url_query", MAX_URL_CHARS),
+                cells.text("referrer_path", MAX_URL_CHARS),
+                cells.text("referrer_query", MAX_URL_CHARS),
                 ref_domain,
                 int(bool(ref_domain) and ref_domain == strip_www(hostname)),
-                get("page_title"),
+                cells.text("page_title", MAX_URL_CHARS),
                 hostname,
-                get("tag", 50),
-                *(get(name, MAX_CAMPAIGN_CHARS) for name in CAMPAIGN_PARAMS),
-                *(_num(row.get(name)) for name in ("lcp", "inp", "cls", "fcp", "ttfb")),
+                cells.text("tag", MAX_TAG_CHARS),
+                *campaign,
+                *vitals,
                 None,
             ),
         )
-        conn.execute(
-            "INSERT OR REPLACE INTO umami_event (event_id, event_key) VALUES (?, ?)", (row["event_id"].lower(), cur.lastrowid)
+        event_key = int(cur.lastrowid or 0)
+        self.conn.execute("INSERT INTO umami_event (event_id, event_key) VALUES (?, ?)", (event_id, event_key))
+        self.first_event_key = event_key if self.first_event_key is None else min(self.first_event_key, event_key)
+        self.counts["events"] += 1
+
+    def _data(self, table: str, cells: _Cells) -> None:
+        key = cells.row.get("data_key") or ""
+        if not key or len(key) > MAX_DATA_KEY_CHARS:
+            raise _BadValue("data_key", f"a data key must be 1 to {MAX_DATA_KEY_CHARS} characters")
+        data = (
+            key,
+            cells.choice("data_type", range(DATA_STRING, DATA_ARRAY + 1)),
+            cells.text("string_value", MAX_DATA_STRING_CHARS),
+            cells.number("number_value"),
+            cells.time("date_value"),
         )
-        return "events"
-    data = (
-        row["data_key"][:MAX_DATA_KEY_CHARS],
-        int(row["data_type"]),
-        get("string_value"),
-        _num(row.get("number_value")),
-        _from_psql_time(row.get("date_value")),
-    )
-    if table == "event_data":
-        found = conn.execute(
-            "SELECT event_key FROM umami_event WHERE event_id = ?", (row["website_event_id"].lower(),)
-        ).fetchone()
-        if found is None:
-            return "skipped event data without its event"
-        conn.execute(
-            "INSERT OR REPLACE INTO event_data (event_key, data_key, data_type, string_value, number_value, "
-            "date_value) VALUES (?,?,?,?,?,?)",
-            (found[0], *data),
+        if table == "event_data":
+            found = self.conn.execute(
+                "SELECT event_key FROM umami_event WHERE event_id = ?", (cells.uuid("website_event_id"),)
+            ).fetchone()
+            if found is None:
+                self.counts["skipped event data without its event"] += 1
+                return
+            inserted = self.conn.execute(
+                "INSERT OR IGNORE INTO event_data (event_key, data_key, data_type, string_value, number_value, "
+                "date_value) VALUES (?,?,?,?,?,?)",
+                (found[0], *data),
+            ).rowcount
+            self.counts["event data" if inserted else "event data already there"] += 1
+            return
+        created = cells.time("created_at") or 0
+        session = self.session_key(cells.uuid("session_id"), self.website_key(cells.uuid("website_id")), created)
+        self.conn.execute(
+            "INSERT INTO session_data (session_key, data_key, data_type, string_value, number_value, date_value, "
+            "distinct_id, created_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (session_key, data_key) DO UPDATE SET "
+            "data_type = excluded.data_type, string_value = excluded.string_value, number_value = excluded.number_value, "
+            "date_value = excluded.date_value, distinct_id = excluded.distinct_id, created_at = excluded.created_at",
+            (session, *data, cells.text("distinct_id", MAX_DISTINCT_ID_CHARS), created),
         )
-        return "event data"
-    website = website_key(row["website_id"])
-    session = session_key(row["session_id"], website, created)
-    conn.execute(
-        "INSERT OR REPLACE INTO session_data (session_key, data_key, data_type, string_value, number_value, "
-        "date_value, distinct_id, created_at) VALUES (?,?,?,?,?,?,?,?)",
-        (session, *data, get("distinct_id", 50), created),
-    )
-    return "session data"
+        self.counts["session data"] += 1
+
+
+def import_umami(
+    db: str,
+    paths: Sequence[Path],
+    progress: Callable[[int, str], None] | None = None,
+    empty_site: str | None = None,
+    now: float | None = None,
+) -> dict[str, int]:
+    """Load Umami CSVs into footfall in one transaction (all files or nothing), checking every value as the collection
+    API would; websites keep their Umami ids (and names, from website.csv), so tracking snippets keep working.
+
+    Importing the same export again inserts nothing twice (events are keyed by their Umami id in ``umami_event``).
+    ``empty_site``: the website prepare_database just made for a new database, dropped again when the import brings sites.
+    A bad value, a malformed file or a missing column is a ConfigError of one line naming the file, line and column.
+    """
+    import csv
+
+    now = time.time() if now is None else now
+    files: dict[str, list[Path]] = collections.defaultdict(list)
+    for path in paths:
+        header = _read_header(path)
+        table = _umami_table(header)
+        missing = [name for name in _REQUIRED_COLUMNS[table] if name not in header]
+        if missing:
+            raise ConfigError(f"{path}: the {table} CSV has no column {', '.join(missing)}")
+        files[table].append(path)
+    with contextlib.closing(connect(db)) as conn:
+        job = _Import(conn, now)
+        with transaction(conn):  # all files or nothing
+            for table, _ in _UMAMI_TABLE_KEYS:
+                for path in files.get(table, []):
+                    with open(path, newline="", encoding="utf-8") as handle:
+                        reader = csv.DictReader(handle, strict=True)
+                        started = 2  # the file line the row being read starts on (line 1 is the header)
+                        try:
+                            for number, row in enumerate(reader, 1):
+                                if None in row or None in row.values():
+                                    raise csv.Error("a row with a different number of fields than the header")
+                                job.row(table, _Cells(row, now))
+                                started = reader.line_num + 1
+                                if progress is not None and number % 1000 == 0:
+                                    progress(1000, path.name)
+                        except _BadValue as bad:
+                            raise ConfigError(f"{path}, line {started}, column {bad.column}: {bad}") from None
+                        except (csv.Error, UnicodeDecodeError) as exc:
+                            raise ConfigError(f"{path}, line {started}: not a CSV psql wrote ({exc})") from None
+                        except sqlite3.IntegrityError as exc:
+                            raise ConfigError(f"{path}, line {started}: refused by the schema ({exc})") from None
+            if empty_site is not None and job.counts["websites"]:
+                conn.execute(_DROP_EMPTY_SITE, (empty_site,))
+        if job.first_event_key is not None:  # imported keys may lie below the rollups' watermark: lower it
+            conn.execute(
+                "UPDATE setting SET value = min(CAST(value AS INTEGER), ?) WHERE name = 'rollup_event_key'",
+                (job.first_event_key - 1,),
+            )
+    return dict(job.counts)
+
+
+_DROP_EMPTY_SITE = (
+    "DELETE FROM website WHERE website_id = ? AND NOT EXISTS (SELECT 1 FROM session s WHERE s.website_key = "
+    "website.website_key) AND NOT EXISTS (SELECT 1 FROM share_link l WHERE l.website_key = website.website_key)"
+)
+
+
+def drop_empty_site(db: str, website_id: str) -> None:
+    """Delete a website that has nothing (the 'default' a new database got when an import into it failed)."""
+    with contextlib.closing(connect(db)) as conn, transaction(conn):
+        conn.execute(_DROP_EMPTY_SITE, (website_id,))
+
+
+def _read_header(path: Path) -> list[str]:
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            return next(csv.reader(handle), [])
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}, line 1: not a CSV psql wrote ({exc})") from None
 
 
 def export_umami(db: str, folder: Path, website_id: str | None = None) -> dict[str, int]:

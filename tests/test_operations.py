@@ -235,6 +235,77 @@ def test_backup_while_footfall_writes(db_path: Path, tmp_path: Path) -> None:
     assert run("backup", "--db", str(db_path), str(copy)).exit_code == 1  # never overwrites
 
 
+def test_backup_into_a_directory(db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`backup nightly/` creates the directory and writes a dated copy in it (without --keep-days too); an existing
+    directory gets a copy inside; any other name is the copy itself."""
+    collector.prepare_database(str(db_path))
+    monkeypatch.chdir(tmp_path)
+    Path("existing").mkdir()
+    for dest in ("nightly/", "nested/deeper/", "existing", "single.db"):
+        result = run("backup", "--db", str(db_path), dest)
+        assert result.exit_code == 0, result.output
+        target = Path(result.output.split("\t")[0])
+        assert rows(target, "PRAGMA integrity_check") == [("ok",)]
+        if dest == "single.db":
+            assert target == Path("single.db")
+        else:
+            assert target.parent == Path(dest.rstrip("/")) and target.name.startswith("footfall-"), target
+    assert sorted(p.parent.name for p in Path(".").glob("*/footfall-*.db")) == ["existing", "nightly"]
+
+
+def hold_write_lock(db_path: Path, seconds: float) -> threading.Thread:
+    """Another program's write transaction holding the lock for ``seconds`` (started before this returns)."""
+    taken = threading.Event()
+
+    def hold() -> None:
+        with contextlib.closing(sqlite3.connect(db_path, isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")
+            taken.set()
+            time.sleep(seconds)
+            other.execute("ROLLBACK")
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    taken.wait(5)
+    return thread
+
+
+@pytest.mark.parametrize("command", ["prune", "forget"])
+def test_prune_and_forget_wait_for_the_lock(db_path: Path, monkeypatch: pytest.MonkeyPatch, command: str) -> None:
+    """While another program holds the write lock, prune and forget wait, say so, try again and finish."""
+    populate(db_path, KNOWN)
+    monkeypatch.setattr(footfall.ops, "OPS_BUSY_TIMEOUT_MS", 200)
+    holder = hold_write_lock(db_path, 1.5)
+    args = ["--older-than", "400d"] if command == "prune" else ["--distinct-id", "user-42"]
+    result = run(command, *args, "--db", str(db_path))
+    holder.join()
+    assert result.exit_code == 0, result.output
+    assert "The database is locked by another writer; trying again (2 of 6)…" in result.output
+    if command == "prune":
+        assert "deleted 2 events" in result.output
+        assert rows(db_path, "SELECT count(*) FROM website_event WHERE created_at < ?", (NOW - 400 * DAY,)) == [(0,)]
+    else:
+        assert "deleted 1 events" in result.output and rows(
+            db_path, "SELECT count(*) FROM session WHERE distinct_id = 'user-42'"
+        ) == [(0,)]
+
+
+def test_a_lock_that_is_never_released_is_one_clear_error(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """If the lock stays taken through every attempt, prune stops with one line saying what to do, no traceback."""
+    populate(db_path, KNOWN)
+    monkeypatch.setattr(footfall.ops, "OPS_BUSY_TIMEOUT_MS", 100)
+    monkeypatch.setattr(footfall.ops, "OPS_ATTEMPTS", 2)
+    holder = hold_write_lock(db_path, 3)
+    result = run("prune", "--older-than", "400d", "--db", str(db_path))
+    holder.join()
+    assert result.exit_code == 1
+    assert result.output.strip().endswith(
+        "Error: the database stayed locked for 2 tries of 0.1 s; another program holds a long write transaction "
+        "(a sqlite3 shell?); end it and run this again"
+    )
+    assert "Traceback" not in result.output
+
+
 def test_check_reports_and_detects_damage(db_path: Path, tmp_path: Path) -> None:
     """check prints integrity, version, row counts and salt ages; a damaged file exits 1 with a pointer to backups."""
     populate(db_path, KNOWN)

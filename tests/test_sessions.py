@@ -128,6 +128,21 @@ async def test_salt_rotation_changes_sessions_and_deletes_old_salts(db_path: Pat
         assert late["sessionId"] == tomorrow["sessionId"]
 
 
+async def test_a_deleted_salt_is_gone_from_the_file(db_path: Path, clock: Clock, website: str) -> None:
+    """Once its period is over a salt is deleted for good: its bytes appear nowhere in the database file or its WAL
+    (secure_delete zeroes the row; the WAL is truncated after the delete), while the current salt still does."""
+    config = collector.Config(db=str(db_path), salt_rotation="day")
+    async with open_client(footfall.app.create_app(config, clock)) as client:
+        await send(client, website)
+        (old,), (current,) = rows(db_path, "SELECT salt FROM salt ORDER BY period")
+        clock.now = T0 + 14 * 3600 + collector.SALT_GRACE_SECONDS + 1
+        await client.app.state.collection.upkeep()
+        assert rows(db_path, "SELECT count(*) FROM salt WHERE salt = ?", (old,)) == [(0,)]
+        raw = b"".join(p.read_bytes() for p in db_path.parent.glob("footfall.db*"))
+        assert current.encode() in raw  # the scan does see salts that are kept
+        assert old.encode() not in raw
+
+
 async def test_late_event_in_grace_window_keeps_its_period(db_path: Path, clock: Clock, website: str) -> None:
     """Within the grace window an event stamped in the previous period still joins that period's session."""
     config = collector.Config(db=str(db_path), salt_rotation="day")
