@@ -224,6 +224,7 @@ _SETTING_METAVARS = {
     "tracker_path": "URL-PATH",
     "collect_path": "URL-PATH",
     "password_hash": "HASH",
+    "api_username": "NAME",
 }
 
 

@@ -48,7 +48,7 @@ def test_revoke_deletes_the_key_and_names_a_missing_one(db_path: Path, website: 
     assert run(db_path, "revoke", "dashboard") == (0, "revoked dashboard\n")
     assert rows(db_path, "SELECT count(*) FROM api_key") == [(0,)]
     code, output = run(db_path, "revoke", "dashboard")
-    assert code == 1 and output == "Error: no API key named 'dashboard'; `footfall api-key list` shows them\n"
+    assert code == 1 and output == "footfall: error: no API key named 'dashboard'; `footfall api-key list` shows them\n"
 
 
 def test_bad_and_taken_names_are_refused(db_path: Path, website: str) -> None:
