@@ -297,21 +297,12 @@ SETTINGS: tuple[Setting, ...] = (
         "UTC",
         "Time zone of the summary page: its days, hours and chart labels (an IANA name, e.g. Europe/Berlin).",
     ),
-    Setting(
-        "password_hash",
-        "",
-        "The summary page's password hash (from `footfall password --print-hash`); overrides the "
-        "one `footfall password` stores in the database.",
-    ),
+    Setting("password_hash", "", "The page's password hash (`footfall password --print-hash`); overrides the stored one."),
     Setting("summary_timeout", 20, "Seconds a summary may compute; a slower one answers 503 (choose a shorter period)."),
     Setting("body_timeout", 10, "Seconds a client may take to send a request body; a slower one gets 408 and is dropped."),
     Setting("header_timeout", 10, "Seconds a connection may take to send a request's headers before it is closed."),
     Setting("max_connections", 1000, "Connections and requests in flight at once; more get 503 (keep under LimitNOFILE)."),
-    Setting(
-        "login_max_days",
-        30,
-        "Days a login lasts (the page's cookie or an API token); logging out or `footfall password` ends it sooner.",
-    ),
+    Setting("login_max_days", 30, "Days a login (cookie or API token) lasts; logout and `footfall password` end it sooner."),
     Setting("api_username", "admin", "The username POST /api/auth/login takes, with the page's password (Umami's is admin)."),
     Setting("write_queue_max", 20_000, "Events that may wait to be written; beyond that requests get 503."),
     Setting("busy_timeout_ms", 5000, "How long a write waits for a lock held by another program before it gets 503."),

@@ -514,3 +514,24 @@ async def test_no_token_or_a_bad_one_is_401(api: Api) -> None:
         {"authorization": f"Token {api.key}"},
     ):
         assert (await api.client.get(f"/api/websites/{api.website}/active", headers=headers)).status_code == 200
+
+
+async def test_no_cors_headers_on_any_read_route(api: Api) -> None:
+    """Nothing reads the numbers cross-origin: no Access-Control-* header to a simple request or a preflight."""
+    day = span(DAY, DAY + 86400)
+    routes = ["/api/websites", "/api/me", f"/api/websites/{api.website}"]
+    routes += [
+        f"/api/websites/{api.website}/{name}" for name in ("stats", "pageviews", "active", "daterange", "events/series")
+    ]
+    origin = {"origin": "https://evil.example", "x-umami-api-key": api.key}
+    for route in [*routes, f"/api/websites/{api.website}/metrics"]:
+        answer = await api.client.get(route, params={**day, "type": "path", "timezone": "UTC"}, headers=origin)
+        assert answer.status_code == 200, (route, answer.text)
+        preflight = await api.client.options(
+            route,
+            headers={**origin, "access-control-request-method": "GET", "access-control-request-headers": "authorization"},
+        )
+        for response in (answer, preflight):
+            assert not [h for h in response.headers if h.startswith("access-control-")], (route, dict(response.headers))
+    login = await api.client.post("/api/auth/login", json={"username": "admin", "password": "x"}, headers=origin)
+    assert login.status_code == 401 and "access-control-allow-origin" not in login.headers

@@ -9,7 +9,6 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-import collector
 import footfall.cli as footfall_cli
 
 from conftest import FIREFOX, LiveServer, rows
@@ -26,9 +25,9 @@ def footfall(db_path: Path, *args: str, stdin: str | None = None) -> str:
 
 @pytest.fixture
 def server(db_path: Path) -> LiveServer:
-    collector.prepare_database(str(db_path))  # `footfall password` needs a database: it never makes one
+    live = LiveServer(db_path, "--no-embedded-geo")  # it makes the database; a login reads the password set next
     footfall(db_path, "password", "--stdin", stdin=PASSWORD + "\n")
-    return LiveServer(db_path, "--no-embedded-geo")
+    return live
 
 
 def login(server: LiveServer, username: str = "admin", password: str = PASSWORD) -> httpx.Response:
