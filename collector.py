@@ -1787,11 +1787,8 @@ def prepare_database(
     migrations: Mapping[int, Callable[[sqlite3.Connection], None]] = MIGRATIONS,
     default_site: bool = True,
 ) -> Prepared:
-    """Create or upgrade the database: schema, migrations, install secret, salts, and a 'default' site if there is none.
-
-    ``default_site``: make that 'default' site when the database has no website at all, removed ones included (`serve`
-    does; `site add` and `import`, which bring their own sites, do not).
-    """
+    """Create or upgrade the database: schema, migrations, install secret, salts, and with ``default_site`` (serve, not
+    site add or import) a 'default' site when the database has no website at all, removed ones included."""
     now = time.time() if now is None else now
     try:
         conn = connect(path)
@@ -2465,14 +2462,10 @@ class Asset(NamedTuple):
 
 
 def make_asset(body: bytes, media_type: str) -> Asset:
-    """An Asset of ``body``: gzipped once (level 9, no timestamp) and tagged with a hash of its bytes.
-
-    ``media_type`` is kept without parameters: Litestar adds ``; charset=utf-8`` to every text/* type itself (a charset
-    given here would be sent twice), and footfall's text assets are UTF-8.
-    """
+    """An Asset of ``body``: gzipped once (level 9, no timestamp) and tagged with a hash of its bytes."""
     import gzip
 
-    bare = media_type.partition(";")[0].strip()
+    bare = media_type.partition(";")[0].strip()  # Litestar adds "; charset=utf-8" to text/*: a second one would follow
     return Asset(body, gzip.compress(body, 9, mtime=0), bare, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
 
 

@@ -96,11 +96,15 @@ COMMANDS: dict[str, tuple[Args, str | None]] = {
     "export": (lambda db, site, f: ["export", "-o", str(f / "out.csv"), "--db", str(db)], None),
     "stats": (lambda db, site, f: ["stats", "--db", str(db)], None),
     "import umami": (lambda db, site, f: ["import", "umami", str(f / "website_event.csv"), "--db", str(db)], None),
+    "api-key create": (lambda db, site, f: ["api-key", "create", "dashboard", "--db", str(db)], None),
+    "api-key list": (lambda db, site, f: ["api-key", "list", "--db", str(db)], None),
+    "api-key revoke": (lambda db, site, f: ["api-key", "revoke", "dashboard", "--db", str(db)], None),
+    "report": (lambda db, site, f: ["report", "--db", str(db)], None),
 }
 #: The commands that make a database where there is none.
 MAKERS = {"serve", "site add", "import umami"}
 #: The commands that only read the database (the others change it, so they need write permission).
-READERS = {"site list", "backup", "check", "export"}
+READERS = {"site list", "backup", "check", "export", "api-key list"}
 
 # command → (arguments with a wrong value, given a database, a site and a folder; the one line it must print).
 BAD_VALUES: dict[str, tuple[Callable[[Path, str, Path], list[str]], Callable[[Path, str, Path], str]]] = {
@@ -172,6 +176,15 @@ BAD_VALUES: dict[str, tuple[Callable[[Path, str, Path], list[str]], Callable[[Pa
         lambda db, site, f: ["import", "umami", str(f / "nothing.csv"), "--db", str(db)],
         lambda db, site, f: (
             f"invalid value for 'FILES...': File '{f / 'nothing.csv'}' does not exist — see `footfall import umami --help`"
+        ),
+    ),
+    "api-key create": (lambda db, site, f: ["api-key", "create", "x", "--db", str(f)], lambda db, site, f: as_directory(f)),
+    "api-key list": (lambda db, site, f: ["api-key", "list", "--db", str(f)], lambda db, site, f: as_directory(f)),
+    "api-key revoke": (lambda db, site, f: ["api-key", "revoke", "x", "--db", str(f)], lambda db, site, f: as_directory(f)),
+    "report": (
+        lambda db, site, f: ["report", "--smtp-port", "0", "--db", str(db)],
+        lambda db, site, f: (
+            "invalid value for '--smtp-port': 0 is not in the range 1<=x<=65535 — see `footfall report --help`"
         ),
     ),
 }
