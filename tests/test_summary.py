@@ -385,6 +385,27 @@ async def test_realtime(db_path: Path, website: str) -> None:
     assert body["realtime"] == {"visitors": 2, "pages": [{"value": "/b", "count": 2}]}
 
 
+async def test_realtime_honours_the_filters(db_path: Path, website: str) -> None:
+    """'Right now' counts only the active visits that match: by page (anywhere in the visit) and by country."""
+    async with summary_client(db_path, website) as client:
+        for ip, country, path, seconds_ago in (
+            ("203.0.113.9", "DE", "/a", 200),
+            ("203.0.113.9", "DE", "/b", 60),
+            ("203.0.113.10", "FR", "/b", 10),
+            ("203.0.113.11", "FR", "/c", 30),
+        ):
+            body = {"type": "event", "payload": {"website": website, "url": path, "timestamp": int(NOW) - seconds_ago}}
+            headers = {"user-agent": FIREFOX, "x-forwarded-for": ip, "cf-ipcountry": country}
+            await client.post("/api/send", json=body, headers=headers)
+        await flush(client)
+        everyone = await summary(client, website=website, period="today")
+        saw_a = await summary(client, website=website, period="today", page="/a")
+        french = await summary(client, website=website, period="today", country="FR")
+    assert everyone["realtime"]["visitors"] == 3
+    assert saw_a["realtime"] == {"visitors": 1, "pages": [{"value": "/b", "count": 1}]}  # where that visitor is now
+    assert french["realtime"] == {"visitors": 2, "pages": [{"value": "/b", "count": 1}, {"value": "/c", "count": 1}]}
+
+
 async def test_unknown_website_and_filter_limits(db_path: Path, website: str) -> None:
     """A website id that is not ours gets 400 'Website not found.'; an overlong filter value gets 400."""
     async with summary_client(db_path, website) as client:
