@@ -369,9 +369,15 @@ async def test_filtered_numbers_match_unfiltered_for_a_filter_everyone_matches(d
     async with summary_client(db_path, website) as client:
         plain = await summary(client, website=website, period="7d")
         everyone = await summary(client, website=website, period="7d", language="en-US")
-    assert plain["totals"] == everyone["totals"]
-    assert plain["chart"] == everyone["chart"]
-    assert plain["lists"] == everyone["lists"]
+        assert plain["totals"] == everyone["totals"]
+        assert plain["chart"] == everyone["chart"]
+        assert plain["lists"] == everyone["lists"]
+        for period in ("today", "yesterday"):  # previous periods with visits in them (counted as totals only)
+            plain = await summary(client, website=website, period=period)
+            everyone = await summary(client, website=website, period=period, language="en-US")
+            assert plain["totals"] == everyone["totals"] and plain["previous_chart"] == everyone["previous_chart"]
+            assert plain["lists"] == everyone["lists"] and plain["goals"] == everyone["goals"]
+            assert period == "yesterday" or plain["totals"]["visits"]["previous"] == 1  # D, yesterday morning
 
 
 async def test_realtime(db_path: Path, website: str) -> None:
