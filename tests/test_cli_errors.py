@@ -275,7 +275,13 @@ def test_install_service_paths(place: Path) -> None:
     )
     made = place / "new" / "units"
     assert invoke(["install-service", "--unit-dir", str(made)]).exit_code == 0
-    assert sorted(p.name for p in made.iterdir()) == ["footfall-backup.service", "footfall-backup.timer", "footfall.service"]
+    assert sorted(p.name for p in made.iterdir()) == [
+        "footfall-backup.service",
+        "footfall-backup.timer",
+        "footfall-report.service",
+        "footfall-report.timer",
+        "footfall.service",
+    ]
 
 
 def test_output_paths_are_named(place: Path) -> None:

@@ -109,8 +109,9 @@ def test_report_without_smtp_is_printed(db_path: Path, website: str) -> None:
     printed = CliRunner().invoke(footfall.cli.cli, ["report", "--db", str(db_path), "--site", website])
     assert printed.exit_code == 0, printed.output
     assert printed.output.startswith("Subject: footfall: test, week of ") and "Visitors:" in printed.output
-    missing = CliRunner().invoke(footfall.cli.cli, ["report", "--db", str(db_path), "--site", "nope"])
-    assert missing.exit_code == 1 and missing.output.strip() == "Error: no website nope; see `footfall site list`"
+    other = "00000000-0000-4000-8000-000000000000"
+    missing = CliRunner().invoke(footfall.cli.cli, ["report", "--db", str(db_path), "--site", other])
+    assert missing.exit_code == 1 and missing.output == f"footfall: error: no website {other}; see `footfall site list`\n"
 
 
 def test_starttls_is_required_by_default(db_path: Path, website: str, smtp: tuple[int, Inbox]) -> None:
@@ -123,8 +124,6 @@ def test_starttls_is_required_by_default(db_path: Path, website: str, smtp: tupl
         env={"FOOTFALL_SMTP_PASSWORD": ""},
     )
     assert result.exit_code == 1 and inbox.messages == []
-    assert (
-        result.output.startswith(f"Error: could not send the report through 127.0.0.1:{port}: ")
-        and "STARTTLS" in result.output
-    )
+    assert result.output.startswith(f"footfall: error: could not send the report through 127.0.0.1:{port}: ")
+    assert "STARTTLS" in result.output and result.output.count("\n") == 1
     assert "Traceback" not in result.output
