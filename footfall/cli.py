@@ -991,21 +991,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 @cli.command()
 @click.option("--site", "website_id", type=WebsiteId(), help="Only this website (default: every website, one section each).")
-@click.option("--email", "emails", multiple=True, metavar="ADDRESS", envvar="FOOTFALL_REPORT_TO",
+@click.option("--email", "emails", multiple=True, envvar="FOOTFALL_REPORT_TO", metavar="ADDRESS",
               help="Send the report to this address (repeat for more) [env FOOTFALL_REPORT_TO, space-separated].")  # fmt: skip
-@click.option(
-    "--smtp-host",
-    envvar="FOOTFALL_SMTP_HOST",
-    metavar="HOST",
-    help="SMTP server [env FOOTFALL_SMTP_HOST]; without it the report is printed.",
-)
+@click.option("--smtp-host", envvar="FOOTFALL_SMTP_HOST", metavar="HOST",
+              help="SMTP server [env FOOTFALL_SMTP_HOST]; without it the report is printed.")  # fmt: skip
 @click.option("--smtp-port", envvar="FOOTFALL_SMTP_PORT", type=click.IntRange(1, 65535), default=587, show_default=True,
-              help="SMTP port [env FOOTFALL_SMTP_PORT].")  # fmt: skip
-@click.option("--smtp-user", envvar="FOOTFALL_SMTP_USER", metavar="USER", help="SMTP login [env FOOTFALL_SMTP_USER]; the password is read "
-              "from FOOTFALL_SMTP_PASSWORD.")  # fmt: skip
+              metavar="PORT", help="SMTP port [env FOOTFALL_SMTP_PORT].")  # fmt: skip
+@click.option("--smtp-user", envvar="FOOTFALL_SMTP_USER", metavar="USER", help="SMTP login [env FOOTFALL_SMTP_USER]; the "
+              "password is read from FOOTFALL_SMTP_PASSWORD.")  # fmt: skip
 @click.option("--starttls/--no-starttls", default=True, show_default=True, help="Encrypt with STARTTLS before logging in.")
-@click.option("--from", "sender", envvar="FOOTFALL_SMTP_FROM", metavar="ADDRESS", default="footfall@localhost", show_default=True,
-              help="Sender address [env FOOTFALL_SMTP_FROM].")  # fmt: skip
+@click.option("--from", "sender", envvar="FOOTFALL_SMTP_FROM", default="footfall@localhost", show_default=True,
+              metavar="ADDRESS", help="Sender address [env FOOTFALL_SMTP_FROM].")  # fmt: skip
 @_db_option
 def report(
     website_id: str | None,

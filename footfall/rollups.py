@@ -265,17 +265,19 @@ class Rollups:
         self.vitals: collections.Counter[tuple[int, int, str, str, float]] = collections.Counter()
         self.event_visitors: collections.Counter[tuple[int, int, str, int]] = collections.Counter()
 
-    def add_event(self, e: EventFact) -> None:
-        """Count one event in its hour: pageviews and pages, custom events, web vitals."""
+    def add_event(self, e: EventFact, detail: bool = True) -> None:
+        """Count one event in its hour: pageviews and pages, custom events, web vitals (without ``detail``: the totals)."""
         hour = bucket_of(e.created_at, self.shift)
         counts = self.counts
         if e.event_type == EVENT_PAGEVIEW:
             counts[(e.website_key, "pageviews", hour, "")] += 1
-            counts[(e.website_key, "page", hour, e.url_path)] += 1
+            if detail:
+                counts[(e.website_key, "page", hour, e.url_path)] += 1
         elif e.event_type == EVENT_CUSTOM:
             counts[(e.website_key, "events", hour, "")] += 1
-            counts[(e.website_key, "event", hour, e.event_name or "")] += 1
-        elif e.event_type == EVENT_PERFORMANCE:
+            if detail:
+                counts[(e.website_key, "event", hour, e.event_name or "")] += 1
+        elif e.event_type == EVENT_PERFORMANCE and detail:
             counts[(e.website_key, "reports", hour, e.url_path)] += 1
             for name, value in zip(VITALS, e[-5:]):
                 if value is not None:
@@ -296,14 +298,16 @@ class Rollups:
         since = 0 if previous is None else bucket_of(previous, self.shift)
         self.event_visitors[(website_key, bucket_of(started_at, self.shift), event_name, since)] += 1
 
-    def add_visit(self, visit: VisitFact) -> None:
-        """Count one visit in the hour it started: totals, bounce, duration and its attributes."""
+    def add_visit(self, visit: VisitFact, detail: bool = True) -> None:
+        """Count one visit in the hour it started: totals, bounce, duration and (with ``detail``) its attributes."""
         hour = bucket_of(visit.started_at, self.shift)
         key = visit.website_key
         counts = self.counts
         counts[(key, "visits", hour, "")] += 1
         counts[(key, "bounces", hour, "")] += visit.pageviews == 1 and visit.custom_events == 0
         counts[(key, "duration", hour, "")] += visit.duration_s
+        if not detail:
+            return
         for name, value in zip(VISIT_DIMENSIONS, visit[_FIRST_DIMENSION:]):
             if value:
                 counts[(key, name, hour, value)] += 1
@@ -395,6 +399,7 @@ def aggregate_visits(
     since_among_all: bool,
     covered: Callable[[int, int], bool] | None = None,
     side: tuple[Callable[[int, int], bool], Rollups] | None = None,
+    detail: Callable[[int, int], bool] | None = None,
 ) -> tuple[Rollups, dict[int, set[int]]]:
     """Rollup rows from the visits in temp.agg_candidate (streamed: memory holds counts, not events).
 
@@ -403,8 +408,10 @@ def aggregate_visits(
     (``since_among_all``: the rollups) or of the matching ones (a filtered page). Returns the rows and the hours outside
     ``covered`` (default: the counted ones) whose visitor count depends on the counted visits (see collect_rollups).
     ``side`` is (predicate, rollups): events and visits counted where that predicate holds also go there, with their
-    visitor rows (totals of a part-hour from the same pass); the predicate implies ``counts``.
+    visitor rows (totals of a part-hour from the same pass); the predicate implies ``counts``. Where ``detail(key, t)``
+    is false, only the totals are counted (a filtered page's previous period needs no lists).
     """
+    detailed = detail or (lambda key, at: True)
     side_counts, side_out = side if side is not None else (None, None)
     covered = covered or counts
     out = Rollups(shift)
@@ -424,13 +431,13 @@ def aggregate_visits(
                 held.clear()
                 return
             for e in held:
-                out.add_event(e)
+                out.add_event(e, detailed(e.website_key, e.created_at))
                 if side_counts is not None and side_counts(e.website_key, e.created_at):
                     side_out.add_event(e)  # type: ignore[union-attr]
             held.clear()
         counted = counts(fact.website_key, fact.started_at)
         if counted:
-            out.add_visit(fact)
+            out.add_visit(fact, detailed(fact.website_key, fact.started_at))
             if side_counts is not None and side_counts(fact.website_key, fact.started_at):
                 side_out.add_visit(fact)  # type: ignore[union-attr]
         pending.append((fact.visit_key, fact.website_key, fact.session_key, fact.started_at, counted))
@@ -459,7 +466,7 @@ def aggregate_visits(
             if filters and not decided_early:
                 held.append(e)
             else:
-                out.add_event(e)
+                out.add_event(e, detailed(e.website_key, e.created_at))
                 if side_counts is not None and side_counts(e.website_key, e.created_at):
                     side_out.add_event(e)  # type: ignore[union-attr]
     if builder is not None:
@@ -472,7 +479,7 @@ def aggregate_visits(
         "WHERE e.event_type = 2"
     )
     for website_key, created_at, name, data_key, value in conn.execute(sql):
-        if counts(website_key, created_at):
+        if counts(website_key, created_at) and detailed(website_key, created_at):
             out.add_event_key(website_key, created_at, name, data_key, value)
     follow: dict[int, set[int]] = collections.defaultdict(set)
     if since_among_all:
@@ -514,7 +521,8 @@ def aggregate_visits(
         "FROM temp.agg_visit_event) w USING (visit_key) WHERE a.counted"
     )
     for website_key, started, name, previous in conn.execute(sql):
-        out.add_event_visitor(website_key, started, name, previous)
+        if detailed(website_key, started):
+            out.add_event_visitor(website_key, started, name, previous)
     return out, dict(follow)
 
 

@@ -551,13 +551,15 @@ def collect_filtered(
     shift: int,
     count_from: int | None = None,
     side: tuple[Callable[[int, int], bool], Rollups] | None = None,
+    detail_from: int | None = None,
 ) -> Rollups:
     """Rollup rows of [start, end) for the visits that match every filter (a segment: all numbers are about them).
 
     Candidates come through an index: a filter on a page, event, referrer or UTM value gives the visits with such an
     event in the range or the day before it (visits are never that long); a session filter alone gives the matching
     sessions' visits that started then; with neither, every visit with an event in the range. The rest is decided visit
-    by visit, and only events and visit starts inside the range (from ``count_from``, if given) are counted.
+    by visit, and only events and visit starts inside the range (from ``count_from``, if given) are counted; before
+    ``detail_from``, only their totals (a previous period's).
     """
     counted_from = start if count_from is None else count_from
     for sql in AGGREGATION_TABLES:
@@ -597,7 +599,9 @@ def collect_filtered(
             "AND e.created_at >= ? AND e.created_at < ?"
         )
         conn.execute(sql, [website_key, start, end])
-    rollups, _ = aggregate_visits(conn, shift, lambda key, at: counted_from <= at < end, filters, False, side=side)
+    detail = None if detail_from is None else (lambda key, at: at >= detail_from)
+    counts = lambda key, at: counted_from <= at < end  # noqa: E731
+    rollups, _ = aggregate_visits(conn, shift, counts, filters, False, side=side, detail=detail)
     return rollups
 
 
@@ -657,7 +661,8 @@ def build_summary(
                 part = Rollups(shift)
                 side = (lambda key, at: cut <= at < previous_end, part)
             first = min(previous_start, period.start)
-            load_filtered(conn, collect_filtered(conn, site.key, first, period.end, filters, shift, side=side))
+            rows = collect_filtered(conn, site.key, first, period.end, filters, shift, side=side, detail_from=period.start)
+            load_filtered(conn, rows)
             src = filtered_source(period.zone)
         totals = panel_totals(conn, src, site.key, period.start, period.until)
         before = panel_previous_totals(conn, src, site.key, previous_start, previous_end, filters, shift, part)

@@ -542,6 +542,7 @@ def page_context(
         "website": site.id if len(viewer.sites) > 1 and not viewer.base.startswith("/share/") else None,
         "period": None if period.name == "custom" else period.name,
         **filters,
+        "show": show,
     }
     if period.name == "custom":
         state["start"] = f"{dt.datetime.fromtimestamp(period.start, period.zone):%Y-%m-%d}"
@@ -612,7 +613,7 @@ def page_context(
             "column": column,
             "rows": list_rows(metric, block["rows"]),
             "more": link(show=metric) if block["more"] and show != metric else None,
-            "csv": link(export=metric),
+            "csv": link(export=metric, show=None),
         }
     goals = summary["goals"]
     events = []
@@ -636,7 +637,7 @@ def page_context(
         "title": "Custom events",
         "rows": events,
         "more": link(show="event") if goals["more"] and show != "event" else None,
-        "csv": link(export="event"),
+        "csv": link(export="event", show=None),
     }
     vitals = []
     for row in summary["vitals"]:
@@ -663,7 +664,7 @@ def page_context(
         "title": "Web vitals (75th percentile)",
         "rows": vitals,
         "more": None,
-        "csv": link(export="vitals"),
+        "csv": link(export="vitals", show=None),
     }
     groups = []
     for ident, heading, names in GROUPS:
@@ -689,7 +690,7 @@ def page_context(
         "show_title": panels[shown]["title"] if shown in panels else "",
         "back": link(show=None),
         "periods": [
-            {"label": label, "href": link(period=key, start=None, end=None, show=None), "current": key == period.name}
+            {"label": label, "href": link(period=key, start=None, end=None), "current": key == period.name}
             for key, label in PERIODS.items()
         ],
         "custom_start": f"{start_local:%Y-%m-%d}",

@@ -137,3 +137,25 @@ def test_views_answer_the_documented_examples(db_path: Path) -> None:
     with contextlib.closing(sqlite3.connect(db_path)) as conn:
         for sql in examples:
             conn.execute(sql).fetchall()
+
+
+def test_a_database_from_before_the_summary_indexes_upgrades_to_a_fresh_one(tmp_path: Path) -> None:
+    """A database without the goal-visitor rollups and the filter indexes (an older footfall's) gains exactly them on the
+    next start: its schema then equals a fresh database's."""
+    fresh, old = tmp_path / "fresh.db", tmp_path / "old.db"
+    collector.prepare_database(str(fresh))
+    collector.prepare_database(str(old))
+    older = ("idx_website_event_website_key_created_at", "idx_website_event_visit_key_created_at")
+    added = [
+        name
+        for (name,) in rows(old, "SELECT name FROM sqlite_master WHERE name LIKE 'rollup%event_visitors' "
+                                 "OR name LIKE 'idx_website_event_%' OR name = 'idx_session_website_key_country'")
+        if name not in older
+    ]  # fmt: skip
+    assert len(added) == 9, added  # two tables, seven indexes
+    with contextlib.closing(collector.connect(str(old))) as conn:
+        for name in added:
+            conn.execute(f"DROP {'TABLE' if name.startswith('rollup') else 'INDEX'} {name}")
+    collector.prepare_database(str(old))
+    schema = "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"
+    assert rows(old, schema) == rows(fresh, schema)

@@ -369,9 +369,15 @@ async def test_filtered_numbers_match_unfiltered_for_a_filter_everyone_matches(d
     async with summary_client(db_path, website) as client:
         plain = await summary(client, website=website, period="7d")
         everyone = await summary(client, website=website, period="7d", language="en-US")
-    assert plain["totals"] == everyone["totals"]
-    assert plain["chart"] == everyone["chart"]
-    assert plain["lists"] == everyone["lists"]
+        assert plain["totals"] == everyone["totals"]
+        assert plain["chart"] == everyone["chart"]
+        assert plain["lists"] == everyone["lists"]
+        for period in ("today", "yesterday"):  # previous periods with visits in them (counted as totals only)
+            plain = await summary(client, website=website, period=period)
+            everyone = await summary(client, website=website, period=period, language="en-US")
+            assert plain["totals"] == everyone["totals"] and plain["previous_chart"] == everyone["previous_chart"]
+            assert plain["lists"] == everyone["lists"] and plain["goals"] == everyone["goals"]
+            assert period == "yesterday" or plain["totals"]["visits"]["previous"] == 1  # D, yesterday morning
 
 
 async def test_realtime(db_path: Path, website: str) -> None:
@@ -383,6 +389,27 @@ async def test_realtime(db_path: Path, website: str) -> None:
         await flush(client)
         body = await summary(client, website=website, period="today")
     assert body["realtime"] == {"visitors": 2, "pages": [{"value": "/b", "count": 2}]}
+
+
+async def test_realtime_honours_the_filters(db_path: Path, website: str) -> None:
+    """'Right now' counts only the active visits that match: by page (anywhere in the visit) and by country."""
+    async with summary_client(db_path, website) as client:
+        for ip, country, path, seconds_ago in (
+            ("203.0.113.9", "DE", "/a", 200),
+            ("203.0.113.9", "DE", "/b", 60),
+            ("203.0.113.10", "FR", "/b", 10),
+            ("203.0.113.11", "FR", "/c", 30),
+        ):
+            body = {"type": "event", "payload": {"website": website, "url": path, "timestamp": int(NOW) - seconds_ago}}
+            headers = {"user-agent": FIREFOX, "x-forwarded-for": ip, "cf-ipcountry": country}
+            await client.post("/api/send", json=body, headers=headers)
+        await flush(client)
+        everyone = await summary(client, website=website, period="today")
+        saw_a = await summary(client, website=website, period="today", page="/a")
+        french = await summary(client, website=website, period="today", country="FR")
+    assert everyone["realtime"]["visitors"] == 3
+    assert saw_a["realtime"] == {"visitors": 1, "pages": [{"value": "/b", "count": 1}]}  # where that visitor is now
+    assert french["realtime"] == {"visitors": 2, "pages": [{"value": "/b", "count": 1}, {"value": "/c", "count": 1}]}
 
 
 async def test_unknown_website_and_filter_limits(db_path: Path, website: str) -> None:

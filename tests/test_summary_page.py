@@ -159,6 +159,11 @@ async def test_show_all_csv_and_compression(db_path: Path, website: str) -> None
         assert ["totals", "pageviews", "", str(total), "", "", ""] in whole
         assert ["page", "/page-00", "", "12", str(round(12 / total, 4)), "", ""] in whole
         assert (await client.get("/", params={"period": "24h", "website": website, "export": "nope"})).status_code == 400
+        filtered = await client.get("/", params={"period": "24h", "website": website, "page": "/page-03"})
+        link = re.search(r'<a class="csv" href="([^"]+)" aria-label="Pages as CSV">', filtered.text)
+        assert link and "page=%2Fpage-03" in link.group(1) and "period=24h" in link.group(1)
+        lines = list(csv.reader(io.StringIO((await client.get(link.group(1).replace("&amp;", "&"))).text)))
+        assert lines == [["page", "pageviews", "share"], ["/page-03", "9", "1.0"]]  # the filter's one visit, as on the page
 
         for path, params in (
             ("/", {"period": "24h", "website": website}),
