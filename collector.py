@@ -2251,9 +2251,13 @@ class Collection:
     def origin(self, request: Request, now: float) -> Origin:
         """Who sent this request; 429 when that client is over --rate-limit."""
         origin = origin_of(request)
+        self.check_rate(origin, now)
+        return origin
+
+    def check_rate(self, origin: Origin, now: float) -> None:
+        """429 when the sender of a request is over --rate-limit."""
         if self.rate_limiter is not None:
             self.rate_limiter.check(origin.client(None, self.policy).address, now)
-        return origin
 
     def answer(self, record: Record, now: float) -> SendResponse:
         """The 200 body for an accepted record, with a fresh cache token."""
@@ -2286,43 +2290,41 @@ def _collection(request: Request) -> Collection:
     return request.app.state.collection  # type: ignore[no-any-return]
 
 
-def _user_agent(request: Request, hit: SendRequest) -> str:
+def _user_agent(headers: Mapping[str, str], hit: SendRequest) -> str:
     """The user agent of a hit: payload.userAgent, else the User-Agent header; one is required (unlike in Umami)."""
-    user_agent = hit.payload.userAgent or request.headers.get("user-agent", "")
+    user_agent = hit.payload.userAgent or headers.get("user-agent", "")
     if not user_agent.strip():
         raise bad_request("User-Agent header is required")
     return user_agent
 
 
-async def post_send(request: Request) -> Response:
-    """POST /api/send: record one pageview, custom event, identify or performance report."""
-    collection = _collection(request)
-    now = collection.clock()
-    origin = collection.origin(request, now)
-    hit = decode_send(await request.body())
-    user_agent = _user_agent(request, hit)
-    token = read_cache_token(request.headers.get("x-umami-cache"), collection.token_key, now)
-    record = await collection.accept(hit, origin, user_agent, token, now)
+# The two bodies below are the whole of /api/send and /api/batch once the client has passed the rate limit and its body
+# is read: Litestar's handlers (post_send, post_batch) and the bare-ASGI fast path (footfall.fastpath) both call them,
+# so the answers are the same bytes whichever way a request came in.
+
+
+async def collect_send(collection: Collection, origin: Origin, body: bytes, now: float) -> bytes:
+    """Record one pageview, custom event, identify or performance report; the JSON answer (ApiError when refused)."""
+    hit = decode_send(body)
+    token = read_cache_token(origin.headers.get("x-umami-cache"), collection.token_key, now)
+    record = await collection.accept(hit, origin, _user_agent(origin.headers, hit), token, now)
     if record is None:
-        return Response(content=BEEP_BOOP, media_type="application/json")
+        return BEEP_BOOP
     await collection.writer.submit([record])
-    return json_response(collection.answer(record, now))
+    return msgspec.json.encode(collection.answer(record, now))
 
 
-async def post_batch(request: Request) -> Response:
-    """POST /api/batch: each item checked on its own, every accepted one written in one transaction."""
-    collection = _collection(request)
-    now = collection.clock()
-    origin = collection.origin(request, now)
-    items = decode_batch(await request.body(), collection.config.batch_max_items)
-    token = read_cache_token(request.headers.get("x-umami-cache"), collection.token_key, now)
+async def collect_batch(collection: Collection, origin: Origin, body: bytes, now: float) -> bytes:
+    """Check each item of a batch on its own, write every accepted one in one transaction; the JSON answer."""
+    items = decode_batch(body, collection.config.batch_max_items)
+    token = read_cache_token(origin.headers.get("x-umami-cache"), collection.token_key, now)
     records: list[Record] = []
     details: list[BatchDetail] = []
     processed = 0
     for index, raw in enumerate(items):
         try:
             hit = decode_send(raw)
-            record = await collection.accept(hit, origin, _user_agent(request, hit), token, now)
+            record = await collection.accept(hit, origin, _user_agent(origin.headers, hit), token, now)
         except ApiError as exc:
             details.append(BatchDetail(index, exc.body()))
             continue
@@ -2332,7 +2334,25 @@ async def post_batch(request: Request) -> Response:
     if records:
         await collection.writer.submit(records)
     cache = collection.answer(records[0], now).cache if records else None
-    return json_response(BatchResponse(len(items), processed, len(details), details, cache))
+    return msgspec.json.encode(BatchResponse(len(items), processed, len(details), details, cache))
+
+
+async def post_send(request: Request) -> Response:
+    """POST /api/send: record one pageview, custom event, identify or performance report."""
+    collection = _collection(request)
+    now = collection.clock()
+    origin = collection.origin(request, now)
+    body = await collect_send(collection, origin, await request.body(), now)
+    return Response(content=body, media_type="application/json")
+
+
+async def post_batch(request: Request) -> Response:
+    """POST /api/batch: each item checked on its own, every accepted one written in one transaction."""
+    collection = _collection(request)
+    now = collection.clock()
+    origin = collection.origin(request, now)
+    body = await collect_batch(collection, origin, await request.body(), now)
+    return Response(content=body, media_type="application/json")
 
 
 class Asset(NamedTuple):

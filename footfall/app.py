@@ -34,6 +34,7 @@ from collector import (
     load_tracker,
 )
 from footfall.auth import PageAuth
+from footfall.fastpath import FastPathApp, fast_routes
 from footfall.geo import Locator, open_locator
 from footfall.openapi import get_openapi, openapi_document
 from footfall.summary import SummaryReader
@@ -79,8 +80,9 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
             locator.close()
 
     handlers = [*collection_routes(config), *page_routes(), get("/api/openapi.json", include_in_schema=False)(get_openapi)]
-    return Litestar(
+    return FastPathApp(
         route_handlers=handlers,
+        fast_routes=fast_routes(config),
         lifespan=[lifespan],
         # The browser tracker posts JSON with an x-umami-cache header from the site's origin, which needs a preflight.
         cors_config=CORSConfig(
