@@ -5,7 +5,7 @@ Not a test: it prints medians of repeated runs, with ratios against a baseline m
     python bench/micro.py            # from the repository, after `pip install -e .`
 
 Figures:
-  * user-agent parsing: cached (LRU hit), uncached through ua-parser's compiled resolver (footfall's path for unseen
+  * user-agent parsing: cached (memo hit), uncached through ua-parser's compiled resolver (footfall's path for unseen
     agents), and uncached through user-agents' own parser (the slow path footfall avoids);
   * geo lookup in the embedded country data, and through the whole locate() step;
   * idle RSS of `footfall serve` with and without the embedded geo data, after one request.
@@ -13,7 +13,6 @@ Figures:
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import os
 import random
@@ -99,7 +98,7 @@ def main() -> None:
     print(f"footfall micro-benchmarks — Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, median of {REPEATS} runs\n")
     rows: list[tuple[str, float, str]] = []
 
-    cached = functools.lru_cache(maxsize=collector.UA_CACHE_SIZE)(collector.parse_agent)
+    cached = collector.Memo(collector.parse_agent, collector.AGENT_MEMO_BYTES)
     warm = unique_agents(1000, 99)
     for agent in warm:
         cached(agent)
@@ -107,7 +106,7 @@ def main() -> None:
     fast_us = median_of(lambda seed: unique_agents(2000, seed), collector.parse_agent, 2000)
     slow_us = median_of(lambda seed: unique_agents(200, 1000 + seed), collector.parse_agent_slow, 200)
     rows += [
-        ("UA parse, cached (LRU hit)", hit_us, f"{slow_us / hit_us:,.0f}x faster than user-agents"),
+        ("UA parse, cached (memo hit)", hit_us, f"{slow_us / hit_us:,.0f}x faster than user-agents"),
         ("UA parse, uncached, ua-parser compiled resolver", fast_us, f"{slow_us / fast_us:,.1f}x faster than user-agents"),
         ("UA parse, uncached, user-agents (baseline)", slow_us, "1.0x"),
     ]
