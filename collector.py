@@ -1968,10 +1968,23 @@ SESSION_INSERT = (
 VISIT_INSERT = "INSERT INTO visit (visit_key, visit_id, session_key, started_at) VALUES (?,?,?,?)"
 
 
-EVENT_INSERT = (
-    f"INSERT INTO website_event (event_key, website_key, session_key, visit_key, {', '.join(EventRow._fields)}) "
-    f"VALUES ({', '.join('?' * (len(EventRow._fields) + 4))})"
-)
+#: EventRow's columns in three parts: what every event has, the campaign parameters, and the vitals and duration.
+_EVENT_BASE, _EVENT_CAMPAIGN, _EVENT_VITALS = slice(0, 12), slice(12, 23), slice(23, 29)
+
+
+def _event_insert(campaign: bool, vitals: bool) -> str:
+    fields = EventRow._fields
+    columns = ["event_key", "website_key", "session_key", "visit_key", *fields[_EVENT_BASE]]
+    columns += [*(fields[_EVENT_CAMPAIGN] if campaign else ()), *(fields[_EVENT_VITALS] if vitals else ())]
+    return f"INSERT INTO website_event ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
+#: The event INSERT for each (has campaign values, has vitals) shape: most pageviews bind 16 values, not 33, and binding
+#: the 17 NULLs they would leave cost as much as the rest of the insert.
+EVENT_INSERTS = {(c, v): _event_insert(c, v) for c in (False, True) for v in (False, True)}
+
+
+_NO_VITALS = (None,) * (_EVENT_VITALS.stop - _EVENT_VITALS.start)
 
 
 EVENT_DATA_INSERT = (
@@ -2216,23 +2229,27 @@ class EventWriter:
                     session_keys[sid] = new_sessions[sid] = next_session
                     session_rows.append((next_session, *r.session))
             visit_keys = self._resolve(conn, "visit", [r.visit_id for r in records], self._visits)
-            visit_rows, event_rows, data_rows, session_data_rows = [], [], [], []
+            visit_rows, data_rows, session_data_rows = [], [], []
+            event_rows: dict[tuple[bool, bool], list[tuple[Any, ...]]] = {shape: [] for shape in EVENT_INSERTS}
             for r in records:
                 session_key = session_keys[r.session.session_id]
                 if r.visit_id not in visit_keys:
                     next_visit += 1
                     visit_keys[r.visit_id] = new_visits[r.visit_id] = next_visit
                     visit_rows.append((next_visit, r.visit_id, session_key, r.visit_started_at))
-                if r.event is not None:
+                if (e := r.event) is not None:
                     next_event += 1
-                    event_rows.append((next_event, r.session.website_key, session_key, visit_keys[r.visit_id], *r.event))
+                    campaign, vitals = e[_EVENT_CAMPAIGN], e[_EVENT_VITALS]
+                    shape = (campaign != _NO_CAMPAIGN, vitals != _NO_VITALS)
+                    row = (next_event, r.session.website_key, session_key, visit_keys[r.visit_id], *e[_EVENT_BASE])
+                    event_rows[shape].append(row + (campaign if shape[0] else ()) + (vitals if shape[1] else ()))
                     data_rows.extend((next_event, *d) for d in r.event_data)
                 for d in r.session_data:
                     session_data_rows.append((session_key, *d, r.session.distinct_id, r.session.created_at))
             for sql, rows in (
                 (SESSION_INSERT, session_rows),
                 (VISIT_INSERT, visit_rows),
-                (EVENT_INSERT, event_rows),
+                *((EVENT_INSERTS[shape], rows) for shape, rows in event_rows.items()),
                 (EVENT_DATA_INSERT, data_rows),
                 (SESSION_DATA_UPSERT, session_data_rows),
                 (_BOT_UPSERT, [(w, d, n) for (w, d), n in bots.items()]),

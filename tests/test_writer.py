@@ -143,3 +143,29 @@ async def test_read_only_database_answers_503_then_recovers(db_path: Path, clock
         await writer.call(lambda conn: read_only(conn, False))
         assert (await post(client, website, "/writable")).status_code == 200
     assert rows(db_path, "SELECT url_path FROM website_event") == [("/writable",)]
+
+
+async def test_every_row_shape_in_one_commit_keeps_its_values_and_order(db_path: Path, clock: Clock, website: str) -> None:
+    """Plain pageviews, campaign URLs, performance reports and a custom event in one batch (written by shape-specific
+    INSERTs): each row holds exactly its values, in the batch's order."""
+    items = [
+        hit(website, url="/plain"),
+        hit(website, url="/utm?utm_source=news&gclid=g1"),
+        hit(website, type_="performance", url="/perf", lcp=1200.5, cls=0.1, duration=5000),
+        hit(website, url="/plain2", name="signup"),
+        hit(website, url="/utm2?utm_campaign=launch"),
+    ]
+    async with open_client(footfall.app.create_app(collector.Config(db=str(db_path)), clock)) as client:
+        answer = await client.post("/api/batch", json=items, headers={"User-Agent": FIREFOX})
+        assert answer.json()["processed"] == 5, answer.text
+    assert rows(
+        db_path,
+        "SELECT url_path, event_type, event_name, utm_source, utm_campaign, gclid, lcp, cls, duration"
+        " FROM website_event ORDER BY event_key",
+    ) == [
+        ("/plain", 1, None, None, None, None, None, None, None),
+        ("/utm", 1, None, "news", None, "g1", None, None, None),
+        ("/perf", 5, None, None, None, None, 1200.5, 0.1, 5000),
+        ("/plain2", 2, "signup", None, None, None, None, None, None),
+        ("/utm2", 1, None, None, "launch", None, None, None, None),
+    ]
