@@ -294,6 +294,11 @@ SETTINGS: tuple[Setting, ...] = (
         "one `footfall password` stores in the database.",
     ),
     Setting("write_queue_max", 20_000, "Events that may wait to be written; beyond that requests get 503."),
+    Setting(
+        "write_queue_max_bytes",
+        4 * 1024 * 1024,
+        "Bytes of request bodies whose events may wait to be written (their memory is ~5x that); beyond that requests get 503.",
+    ),
     Setting("busy_timeout_ms", 5000, "How long a write waits for a lock held by another program before it gets 503."),
     Setting("log_level", "info", "Log verbosity.", ("debug", "info", "warning", "error")),
 )
@@ -325,6 +330,7 @@ class Config:
     timezone: str = "UTC"
     password_hash: str = ""
     write_queue_max: int = 20_000
+    write_queue_max_bytes: int = 4 * 1024 * 1024
     busy_timeout_ms: int = 5000
     log_level: str = "info"
 
@@ -421,6 +427,10 @@ def load_config(options: Mapping[str, Any], environ: Mapping[str, str]) -> Confi
     parse_rate(config.rate_limit)
     if config.write_queue_max < config.batch_max_items:
         raise ConfigError("write_queue_max must be at least batch_max_items, or a full batch could never be written")
+    if config.write_queue_max_bytes < max(config.batch_max_bytes, config.max_body_bytes):
+        raise ConfigError(
+            "write_queue_max_bytes must be at least batch_max_bytes and max_body_bytes, or a full body could never be written"
+        )
     return config
 
 
@@ -1947,6 +1957,7 @@ class WriteJob(NamedTuple):
 
     records: list[Record]
     future: asyncio.Future[None]
+    size: int  # bytes of the request body the records came from
 
 
 class _Call(NamedTuple):
@@ -2014,8 +2025,9 @@ class EventWriter:
     * ``submit()`` returns only after its records are committed: a request is acknowledged only then.
     * Records are group-committed: whatever is queued when a commit starts (up to WRITE_BATCH_MAX_EVENTS) goes into one
       ``BEGIN IMMEDIATE … COMMIT``, so throughput grows with load instead of paying one fsync-free commit per event.
-    * At most ``max_pending`` events wait at once; past that ``submit()`` raises ``unavailable`` (503), so memory stays
-      bounded under overload.
+    * At most ``max_pending`` events, from request bodies of at most ``max_pending_bytes`` together, wait at once; past
+      either ``submit()`` raises ``unavailable`` (503), so memory stays bounded under overload (48 batches of 500 events
+      with 50 data keys each would hold ~300 MB; the body bytes bound it whatever the events carry).
     * ``close()`` queues STOP: everything queued before it is committed, then the connection closes.
     * A database that is busy, full or read-only is retried WRITE_ATTEMPTS times with back-off; then the waiting requests
       get 503, and the writer goes on with the next ones, so footfall recovers by itself when the condition clears.
@@ -2023,11 +2035,13 @@ class EventWriter:
       calls whatever its size.
     """
 
-    def __init__(self, path: str, busy_timeout_ms: int, max_pending: int) -> None:
+    def __init__(self, path: str, busy_timeout_ms: int, max_pending: int, max_pending_bytes: int = 1 << 62) -> None:
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
         self.max_pending = max_pending
+        self.max_pending_bytes = max_pending_bytes
         self.pending = 0  #: events submitted and not yet committed or failed
+        self.pending_bytes = 0  #: bytes of the request bodies of those events
         self.commits = 0  #: transactions committed (a batch request is exactly one)
         self.committed = 0  #: records committed since start
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -2055,15 +2069,17 @@ class EventWriter:
         """Count one refused bot request; folded into the next commit (not acknowledged, so never waited for)."""
         self._bots[(website_key, day)] += 1
 
-    async def submit(self, records: list[Record]) -> None:
-        """Queue records and wait until they are committed; 503 if the queue is full or the database unavailable."""
+    async def submit(self, records: list[Record], size: int = 0) -> None:
+        """Queue records (from a request body of ``size`` bytes) and wait until they are committed; 503 if the queue is
+        full or the database unavailable."""
         if self._closing:
             raise unavailable("footfall is shutting down; send again shortly.")
-        if self.pending + len(records) > self.max_pending:
+        if self.pending + len(records) > self.max_pending or self.pending_bytes + size > self.max_pending_bytes:
             raise unavailable("footfall is overloaded; send again shortly.")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.pending += len(records)
-        self._queue.put_nowait(WriteJob(records, future))
+        self.pending_bytes += size
+        self._queue.put_nowait(WriteJob(records, future, size))
         try:
             await asyncio.shield(future)  # a client hanging up must not cancel a commit other requests share
         except DatabaseUnavailable as exc:
@@ -2097,12 +2113,15 @@ class EventWriter:
 
     async def _writer_loop(self) -> None:
         while True:
-            try:
-                item = await asyncio.wait_for(self._queue.get(), WRITER_IDLE_SECONDS)
-            except asyncio.TimeoutError:
-                if self._bots:
-                    await self._commit_jobs([])
-                continue
+            if not self._queue.empty():
+                item = self._queue.get_nowait()  # under load: no timeout task per commit
+            else:
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), WRITER_IDLE_SECONDS)
+                except asyncio.TimeoutError:
+                    if self._bots:
+                        await self._commit_jobs([])
+                    continue
             if item is STOP:
                 await self._commit_jobs([])  # bot counts
                 return
@@ -2125,6 +2144,7 @@ class EventWriter:
                 jobs.append(nxt)
                 size += len(nxt.records)
             await self._commit_jobs(jobs)
+            jobs = item = nxt = None  # committed: their records are not kept alive while the writer waits for more
             if stop_after:
                 await self._commit_jobs([])
                 return
@@ -2178,6 +2198,7 @@ class EventWriter:
 
     def _settle(self, job: WriteJob, error: BaseException | None) -> None:
         self.pending -= len(job.records)
+        self.pending_bytes -= job.size
         if job.future.done():
             return
         if error is None:
@@ -2293,7 +2314,7 @@ class Collection:
         self.clock = clock
         #: Where a client is (handed in by the app assembly: CDN headers and geo databases live upstairs).
         self.locate = locate
-        self.writer = EventWriter(config.db, config.busy_timeout_ms, config.write_queue_max)
+        self.writer = EventWriter(config.db, config.busy_timeout_ms, config.write_queue_max, config.write_queue_max_bytes)
         self.reader: aiosqlite.Connection | None = None
         self.secret = ""
         self.token_key = b""
@@ -2498,7 +2519,7 @@ async def collect_send(collection: Collection, origin: Origin, body: bytes, now:
     record = await collection.accept(hit, origin, _user_agent(origin.headers, hit), token, now)
     if record is None:
         return BEEP_BOOP
-    await collection.writer.submit([record])
+    await collection.writer.submit([record], len(body))
     return msgspec.json.encode(collection.answer(record, now))
 
 
@@ -2519,10 +2540,13 @@ async def collect_batch(collection: Collection, origin: Origin, body: bytes, now
         processed += 1  # a bot item counts as processed, as in Umami (issue #3337)
         if record is not None:
             records.append(record)
+    size, count = len(body), len(items)
+    del body, items  # the raw items are views of the body: neither is held while the records wait for their commit
+    raw = None
     if records:
-        await collection.writer.submit(records)
+        await collection.writer.submit(records, size)
     cache = collection.answer(records[0], now).cache if records else None
-    return msgspec.json.encode(BatchResponse(len(items), processed, len(details), details, cache))
+    return msgspec.json.encode(BatchResponse(count, processed, len(details), details, cache))
 
 
 async def post_send(request: Request) -> Response:

@@ -169,3 +169,48 @@ async def test_every_row_shape_in_one_commit_keeps_its_values_and_order(db_path:
         ("/plain2", 2, "signup", None, None, None, None, None, None),
         ("/utm2", 1, None, None, "launch", None, None, None, None),
     ]
+
+
+def body_of(website: str, path: str, size: int) -> bytes:
+    """An /api/send body of exactly ``size`` bytes (the title pads it)."""
+    import msgspec
+
+    base = msgspec.json.encode(hit(website, url=path, title=""))
+    return base.replace(b'"title":""', b'"title":"' + b"t" * (size - len(base)) + b'"')
+
+
+async def test_queue_bounded_by_bytes_answers_503_past_the_limit(db_path: Path, clock: Clock, website: str) -> None:
+    """Bodies whose events wait for the writer may add up to write_queue_max_bytes: one byte more gets 503 +
+    Retry-After and is not stored; a body that fits exactly is accepted, and every accepted event lands."""
+    limit = 3000
+    config = collector.Config(
+        db=str(db_path), max_body_bytes=limit, batch_max_bytes=limit, write_queue_max_bytes=limit, busy_timeout_ms=20000
+    )
+    headers = {"User-Agent": FIREFOX, "Content-Type": "application/json"}
+    async with open_client(footfall.app.create_app(config, clock)) as client:
+        writer = client.app.state.collection.writer
+        with write_lock(db_path):
+            first = asyncio.create_task(client.post("/api/send", content=body_of(website, "/first", 1800), headers=headers))
+            while writer.pending_bytes < 1800:
+                await asyncio.sleep(0.01)
+            over = await client.post("/api/send", content=body_of(website, "/over", 1201), headers=headers)
+            assert_api_error(over, 503, "service-unavailable", "overloaded")
+            assert over.headers["retry-after"] == "1"
+            batch = [hit(website, url="/over-batch")]
+            assert_api_error(await client.post("/api/batch", json=batch * 30, headers=headers), 503, "service-unavailable")
+            fits = asyncio.create_task(client.post("/api/send", content=body_of(website, "/fits", 1200), headers=headers))
+            while writer.pending_bytes < limit:
+                await asyncio.sleep(0.01)
+            assert writer.pending_bytes == limit
+        assert [(await t).status_code for t in (first, fits)] == [200, 200]
+        assert writer.pending_bytes == 0
+        assert (await client.post("/api/send", content=body_of(website, "/after", 2999), headers=headers)).status_code == 200
+    stored = sorted(path for (path,) in rows(db_path, "SELECT url_path FROM website_event"))
+    assert stored == ["/after", "/first", "/fits"]
+
+
+def test_queue_bytes_must_hold_a_full_body(db_path: Path) -> None:
+    """A write_queue_max_bytes smaller than the largest body footfall accepts is refused at start, naming the fix."""
+    with pytest.raises(collector.ConfigError, match="write_queue_max_bytes must be at least batch_max_bytes"):
+        collector.load_config({"db": str(db_path), "write_queue_max_bytes": "1000"}, {})
+    assert collector.load_config({"write_queue_max_bytes": str(2**20)}, {}).write_queue_max_bytes == 2**20
