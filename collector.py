@@ -2431,7 +2431,9 @@ class Collection:
         The order of checks is Umami's: validation, website, client, bot, ignored IP, then session and event.
         """
         hit = validate_payload(request, now)
-        website_key = await self.website_key(hit.website_id)
+        website_key = self.websites.get(hit.website_id)
+        if website_key is None:  # not an active site we know: ask the database (a site added a moment ago is found)
+            website_key = await self.website_key(hit.website_id)
         client = origin.client(request.payload.ip, self.policy)
         agent = self.parse_agent(user_agent)
         if agent.is_bot and self.config.bot_check:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import socket
@@ -72,6 +73,9 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
             app.state.static = await asyncio.to_thread(load_static_files)
             app.state.openapi = msgspec.json.encode(openapi_document(config))
             upkeep.start()
+            # Everything start-up made lives as long as the process: kept out of the collector's way, so the garbage
+            # collector's full passes under load walk only what requests made (shorter pauses, fewer slow answers).
+            gc.freeze()
             yield
         finally:
             await upkeep.close()
