@@ -5,15 +5,14 @@ Not a test: it prints medians of repeated runs, with ratios against a baseline m
     python bench/micro.py            # from the repository, after `pip install -e .`
 
 Figures:
-  * user-agent parsing: cached (LRU hit), uncached through ua-parser's compiled resolver (footfall's path for unseen
+  * user-agent parsing: cached (memo hit), uncached through ua-parser's compiled resolver (footfall's path for unseen
     agents), and uncached through user-agents' own parser (the slow path footfall avoids);
   * geo lookup in the embedded country data, and through the whole locate() step;
-  * idle RSS of `footfall serve` with and without the embedded geo data, after one request.
+  * RSS of `footfall serve` with and without the embedded geo data, right after start and idle after 200 pageviews.
 """
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import os
 import random
@@ -66,8 +65,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def idle_rss_mb(*args: str) -> float:
-    """RSS of `footfall serve` after start-up and one request, in MB (from /proc)."""
+def idle_rss_mb(*args: str) -> tuple[float, float]:
+    """RSS of `footfall serve` in MB (from /proc): right after start-up, and idle again after 200 pageviews from 20 agents."""
+
+    def rss(pid: int) -> float:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS")
+
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         process = subprocess.Popen(
@@ -86,10 +92,18 @@ def idle_rss_mb(*args: str) -> float:
                         raise
                     time.sleep(0.05)
             time.sleep(1.0)
-            for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-            raise RuntimeError("no VmRSS")
+            at_start = rss(process.pid)
+            import sqlite3
+
+            with sqlite3.connect(f"{tmp}/f.db") as conn:
+                website = conn.execute("SELECT website_id FROM website").fetchone()[0]
+            agents = unique_agents(20, 7)
+            for n in range(200):
+                body = f'{{"type":"event","payload":{{"website":"{website}","url":"/p/{n % 37}"}}}}'.encode()
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/api/send", body, {"User-Agent": agents[n % 20]})
+                urllib.request.urlopen(request, timeout=5).read()
+            time.sleep(1.0)
+            return at_start, rss(process.pid)
         finally:
             process.terminate()
             process.wait(30)
@@ -99,7 +113,7 @@ def main() -> None:
     print(f"footfall micro-benchmarks — Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, median of {REPEATS} runs\n")
     rows: list[tuple[str, float, str]] = []
 
-    cached = functools.lru_cache(maxsize=collector.UA_CACHE_SIZE)(collector.parse_agent)
+    cached = collector.Memo(collector.parse_agent, collector.AGENT_MEMO_BYTES)
     warm = unique_agents(1000, 99)
     for agent in warm:
         cached(agent)
@@ -107,7 +121,7 @@ def main() -> None:
     fast_us = median_of(lambda seed: unique_agents(2000, seed), collector.parse_agent, 2000)
     slow_us = median_of(lambda seed: unique_agents(200, 1000 + seed), collector.parse_agent_slow, 200)
     rows += [
-        ("UA parse, cached (LRU hit)", hit_us, f"{slow_us / hit_us:,.0f}x faster than user-agents"),
+        ("UA parse, cached (memo hit)", hit_us, f"{slow_us / hit_us:,.0f}x faster than user-agents"),
         ("UA parse, uncached, ua-parser compiled resolver", fast_us, f"{slow_us / fast_us:,.1f}x faster than user-agents"),
         ("UA parse, uncached, user-agents (baseline)", slow_us, "1.0x"),
     ]
@@ -130,12 +144,13 @@ def main() -> None:
     for name, value, note in rows:
         print(f"{name:<52} {value:>10.2f} µs  {note}")
     print()
-    without = statistics.median(idle_rss_mb("--no-embedded-geo") for _ in range(3))
-    with_geo = statistics.median(idle_rss_mb() for _ in range(3))
-    print(f"{'idle RSS of footfall serve, no geo (baseline)':<52} {without:>10.1f} MB")
-    print(
-        f"{'idle RSS of footfall serve, embedded geo':<52} {with_geo:>10.1f} MB  (+{with_geo - without:.1f} MB; target ≤ 60 MB)"
-    )
+    for label, args in (("no geo (baseline)", ("--no-embedded-geo",)), ("embedded geo", ())):
+        runs = [idle_rss_mb(*args) for _ in range(3)]
+        start, after = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+        print(f"{'RSS of footfall serve, ' + label + ', after start':<52} {start:>10.1f} MB")
+        print(
+            f"{'RSS of footfall serve, ' + label + ', after traffic':<52} {after:>10.1f} MB  (200 pageviews; target ≤ 60 MB)"
+        )
 
 
 if __name__ == "__main__":

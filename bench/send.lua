@@ -1,9 +1,11 @@
 -- wrk script: realistic /api/send pageviews. Paths, titles and referrers rotate, some URLs carry UTM parameters, and the
 -- User-Agent comes from a pool of 1,000 browser strings with a skewed (Zipf-like) popularity; with UNIQUE_UA=1 every
--- request has a never-seen user agent instead (a bot storm). BATCH=N posts arrays of N events to /api/batch.
+-- request has a never-seen user agent instead (a bot storm). BATCH=N posts arrays of N events to /api/batch. DELAY_MS=N
+-- makes each connection wait N ms between requests (a paced load, for bench/soak.py).
 local website = os.getenv("WEBSITE")
 local unique = os.getenv("UNIQUE_UA") == "1"
 local batch = tonumber(os.getenv("BATCH") or "0")
+local delay_ms = tonumber(os.getenv("DELAY_MS") or "0")
 local counter = 0
 acknowledged = 0  -- global: done() reads it from each thread
 local threads = {}
@@ -60,6 +62,12 @@ function request()
     return wrk.format("POST", "/api/batch", {["Content-Type"] = "application/json", ["User-Agent"] = agent}, body)
   end
   return wrk.format("POST", "/api/send", {["Content-Type"] = "application/json", ["User-Agent"] = agent}, event())
+end
+
+if delay_ms > 0 then
+  function delay()
+    return delay_ms
+  end
 end
 
 function response(status, headers, body)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import os
 import socket
@@ -37,6 +38,7 @@ from collector import (
     load_tracker,
 )
 from footfall.auth import PageAuth
+from footfall.fastpath import FastPathApp, fast_routes
 from footfall.geo import Locator, open_locator
 from footfall.openapi import get_openapi, openapi_document
 from footfall.readapi import readapi_routes
@@ -77,6 +79,9 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
             app.state.static = await asyncio.to_thread(load_static_files)
             app.state.openapi = msgspec.json.encode(openapi_document(config))
             upkeep.start()
+            # Everything start-up made lives as long as the process: kept out of the collector's way, so the garbage
+            # collector's full passes under load walk only what requests made (shorter pauses, fewer slow answers).
+            gc.freeze()
             yield
         finally:
             await upkeep.close()
@@ -90,8 +95,10 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
         *readapi_routes(),
         get("/api/openapi.json", include_in_schema=False)(get_openapi),
     ]
-    return Litestar(
+    return FastPathApp(
         route_handlers=handlers,
+        fast_routes=fast_routes(config),
+        fast_middleware=[functools.partial(body_guard, timeout=config.body_timeout), collection_cors],
         lifespan=[lifespan],
         middleware=[functools.partial(body_guard, timeout=config.body_timeout)],
         exception_handlers={ApiError: handle_api_error, HTTPException: handle_http_exception, Exception: handle_server_error},

@@ -143,3 +143,74 @@ async def test_read_only_database_answers_503_then_recovers(db_path: Path, clock
         await writer.call(lambda conn: read_only(conn, False))
         assert (await post(client, website, "/writable")).status_code == 200
     assert rows(db_path, "SELECT url_path FROM website_event") == [("/writable",)]
+
+
+async def test_every_row_shape_in_one_commit_keeps_its_values_and_order(db_path: Path, clock: Clock, website: str) -> None:
+    """Plain pageviews, campaign URLs, performance reports and a custom event in one batch (written by shape-specific
+    INSERTs): each row holds exactly its values, in the batch's order."""
+    items = [
+        hit(website, url="/plain"),
+        hit(website, url="/utm?utm_source=news&gclid=g1"),
+        hit(website, type_="performance", url="/perf", lcp=1200.5, cls=0.1, duration=5000),
+        hit(website, url="/plain2", name="signup"),
+        hit(website, url="/utm2?utm_campaign=launch"),
+    ]
+    async with open_client(footfall.app.create_app(collector.Config(db=str(db_path)), clock)) as client:
+        answer = await client.post("/api/batch", json=items, headers={"User-Agent": FIREFOX})
+        assert answer.json()["processed"] == 5, answer.text
+    assert rows(
+        db_path,
+        "SELECT url_path, event_type, event_name, utm_source, utm_campaign, gclid, lcp, cls, duration"
+        " FROM website_event ORDER BY event_key",
+    ) == [
+        ("/plain", 1, None, None, None, None, None, None, None),
+        ("/utm", 1, None, "news", None, "g1", None, None, None),
+        ("/perf", 5, None, None, None, None, 1200.5, 0.1, 5000),
+        ("/plain2", 2, "signup", None, None, None, None, None, None),
+        ("/utm2", 1, None, None, "launch", None, None, None, None),
+    ]
+
+
+def body_of(website: str, path: str, size: int) -> bytes:
+    """An /api/send body of exactly ``size`` bytes (the title pads it)."""
+    import msgspec
+
+    base = msgspec.json.encode(hit(website, url=path, title=""))
+    return base.replace(b'"title":""', b'"title":"' + b"t" * (size - len(base)) + b'"')
+
+
+async def test_queue_bounded_by_bytes_answers_503_past_the_limit(db_path: Path, clock: Clock, website: str) -> None:
+    """Bodies whose events wait for the writer may add up to write_queue_max_bytes: one byte more gets 503 +
+    Retry-After and is not stored; a body that fits exactly is accepted, and every accepted event lands."""
+    limit = 3000
+    config = collector.Config(
+        db=str(db_path), max_body_bytes=limit, batch_max_bytes=limit, write_queue_max_bytes=limit, busy_timeout_ms=20000
+    )
+    headers = {"User-Agent": FIREFOX, "Content-Type": "application/json"}
+    async with open_client(footfall.app.create_app(config, clock)) as client:
+        writer = client.app.state.collection.writer
+        with write_lock(db_path):
+            first = asyncio.create_task(client.post("/api/send", content=body_of(website, "/first", 1800), headers=headers))
+            while writer.pending_bytes < 1800:
+                await asyncio.sleep(0.01)
+            over = await client.post("/api/send", content=body_of(website, "/over", 1201), headers=headers)
+            assert_api_error(over, 503, "service-unavailable", "overloaded")
+            assert over.headers["retry-after"] == "1"
+            batch = [hit(website, url="/over-batch")]
+            assert_api_error(await client.post("/api/batch", json=batch * 30, headers=headers), 503, "service-unavailable")
+            fits = asyncio.create_task(client.post("/api/send", content=body_of(website, "/fits", 1200), headers=headers))
+            while writer.pending_bytes < limit:
+                await asyncio.sleep(0.01)
+            assert writer.pending_bytes == limit
+        assert [(await t).status_code for t in (first, fits)] == [200, 200]
+        assert writer.pending_bytes == 0
+        assert (await client.post("/api/send", content=body_of(website, "/after", 2999), headers=headers)).status_code == 200
+    stored = sorted(path for (path,) in rows(db_path, "SELECT url_path FROM website_event"))
+    assert stored == ["/after", "/first", "/fits"]
+
+
+def test_queue_bytes_must_hold_a_full_body(db_path: Path) -> None:
+    """A write_queue_max_bytes smaller than the largest body footfall accepts is refused at start, naming the fix."""
+    with pytest.raises(collector.ConfigError, match="write_queue_max_bytes must be at least batch_max_bytes"):
+        collector.load_config({"db": str(db_path), "write_queue_max_bytes": "1000"}, {})
+    assert collector.load_config({"write_queue_max_bytes": str(2**20)}, {}).write_queue_max_bytes == 2**20
