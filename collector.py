@@ -51,6 +51,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiosqlite
 import msgspec
+import user_agents
+import user_agents.parsers
 from litestar import Request, Response, get, post
 from litestar.exceptions import HTTPException
 
@@ -1141,113 +1143,60 @@ _OS_NAMES = {
 }
 
 
-# user-agents' device rules (is_mobile, is_tablet and is_bot of user_agents.parsers.UserAgent, MIT), applied to ua-parser
-# 1.x's result directly: importing user-agents compiles ua-parser's ~1,270 legacy regexes with `re` (11 MB of memory),
-# and its wrappers cost more than the lookup itself. parse_agent_slow runs user-agents itself; the tests hold the two
-# paths to the same answers.
-_MOBILE_DEVICE_FAMILIES = frozenset(
-    ("iPhone", "iPod", "Generic Smartphone", "Generic Feature Phone", "PlayStation Vita", "iOS-Device")
-)
-
-
-_MOBILE_OS_FAMILIES = frozenset(
-    ("Windows Phone", "Windows Phone OS", "Symbian OS", "Bada", "Windows CE", "Windows Mobile", "Maemo")
-)
-
-
-_MOBILE_BROWSER_FAMILIES = frozenset(
-    ("IE Mobile", "Opera Mobile", "Opera Mini", "Chrome Mobile", "Chrome Mobile WebView", "Chrome Mobile iOS")
-)
-
-
-_TABLET_DEVICE_FAMILIES = frozenset(
-    (
-        "iPad",
-        "BlackBerry Playbook",
-        "Blackberry Playbook",
-        "Kindle",
-        "Kindle Fire",
-        "Kindle Fire HD",
-        "Galaxy Tab",
-        "Xoom",
-        "Dell Streak",
-    )
-)
-
-
-def _device_kind(ua: str, browser: str, os_family: str, os_version: str, device: str) -> str:
-    """'mobile', 'tablet' or 'desktop' by user-agents' rules, from ua-parser's families."""
-    tablet = (
-        device in _TABLET_DEVICE_FAMILIES
-        or (os_family == "Android" and "Mobile Safari" not in ua and browser != "Firefox Mobile")
-        or (os_family == "Windows" and os_version.startswith("RT"))
-        or (os_family == "Firefox OS" and "Mobile" not in browser)
-    )
-    mobile = (
-        device in _MOBILE_DEVICE_FAMILIES
-        or browser in _MOBILE_BROWSER_FAMILIES
-        or (os_family in ("Android", "Firefox OS") and not tablet)
-        or (os_family == "BlackBerry OS" and device != "Blackberry Playbook")
-        or os_family in _MOBILE_OS_FAMILIES
-        or "J2ME" in ua
-        or "MIDP" in ua
-        or "iPhone;" in ua
-        or "Googlebot-Mobile" in ua
-        or (device == "Spider" and "Mobile" in browser)
-        or ("NokiaBrowser" in ua and "Mobile" in ua)
-    )
-    return "mobile" if mobile else "tablet" if tablet else "desktop"
-
-
-def _version_string(*parts: str | None) -> str:
-    return ".".join(str(int(p)) if p.isdigit() else p for p in parts if p is not None)
-
-
-def _agent(ua: str, browser: str, os_family: str, os_version: str, device: str) -> Agent:
-    is_bot = device == "Spider" or looks_like_bot(ua)
-    shown_browser = _BROWSER_NAMES.get(browser, browser)
-    shown_os = _OS_NAMES.get(os_family, os_family)
-    kind = _device_kind(ua, browser, os_family, os_version, device)
-    return Agent(clip(shown_browser, MAX_AGENT_FIELD_CHARS), clip(shown_os, MAX_AGENT_FIELD_CHARS), kind, is_bot)
-
-
 @functools.cache
 def _ua_parser() -> Callable[[str], Any]:
-    """ua-parser's parse function, without its own cache (Collection's agent memo is the cache); built once (~0.1 s).
-
-    The re2 resolver: ~7 MB of compiled patterns where ua-parser-rs's takes 25 MB (footfall's whole idle budget is
-    60 MB), at ~50 µs a never-seen agent instead of ~22 µs. The patterns of the winning rules compile lazily.
-    """
-    import ua_parser
+    """ua-parser 1.x's parse function over its re2 resolver, built once and without ua-parser's own cache (Collection's
+    agent memo is the cache): ~7 MB of compiled patterns where the default resolver takes ~25 MB of the 60 MB footfall
+    may use, at ~50 µs for a never-seen agent; the patterns of rules that match compile lazily."""
     import ua_parser.re2
 
     return ua_parser.Parser(ua_parser.re2.Resolver(ua_parser.load_lazy_builtins())).parse
 
 
-def parse_agent(user_agent: str) -> Agent:
-    """Classify a user-agent string with ua-parser's compiled resolver (Collection keeps a memo of this function)."""
-    result = _ua_parser()(user_agent)
-    agent, system, device = result.user_agent, result.os, result.device
-    os_version = _version_string(system.major, system.minor, system.patch) if system else ""
-    return _agent(
-        user_agent,
-        agent.family if agent else "Other",
-        system.family if system else "Other",
-        os_version,
-        device.family if device else "Other",
-    )
+class _FastUserAgent(user_agents.parsers.UserAgent):
+    """user-agents' UserAgent (same fields, same is_mobile/is_tablet/is_bot rules) filled by ua-parser 1.x (~50 µs a miss,
+    not ~500 through user-agents' own legacy parser)."""
+
+    def __init__(self, user_agent_string: str) -> None:  # noqa: D107 - same contract as the parent
+        result = _ua_parser()(user_agent_string)
+        agent, system, device = result.user_agent, result.os, result.device
+        self.ua_string = user_agent_string
+        self.browser = (
+            user_agents.parsers.parse_browser(agent.family, agent.major, agent.minor, agent.patch)
+            if agent
+            else user_agents.parsers.parse_browser("Other")
+        )
+        self.os = (
+            user_agents.parsers.parse_operating_system(
+                system.family, system.major, system.minor, system.patch, system.patch_minor
+            )
+            if system
+            else user_agents.parsers.parse_operating_system("Other")
+        )
+        self.device = (
+            user_agents.parsers.parse_device(device.family, device.brand, device.model)
+            if device
+            else user_agents.parsers.parse_device("Other", None, None)
+        )
 
 
-def parse_agent_slow(user_agent: str) -> Agent:
-    """The same through user-agents' own parser (~500 µs); the benchmark and the tests compare it with parse_agent."""
-    import user_agents
-
-    parsed = user_agents.parse(user_agent)
+def classify_agent(parsed: user_agents.parsers.UserAgent) -> Agent:
+    """Display names, device class and bot verdict from a user-agents UserAgent."""
     device = "mobile" if parsed.is_mobile else "tablet" if parsed.is_tablet else "desktop"
-    is_bot = parsed.is_bot or looks_like_bot(user_agent)
+    is_bot = parsed.is_bot or looks_like_bot(parsed.ua_string)
     browser = _BROWSER_NAMES.get(parsed.browser.family, parsed.browser.family)
     system = _OS_NAMES.get(parsed.os.family, parsed.os.family)
     return Agent(clip(browser, MAX_AGENT_FIELD_CHARS), clip(system, MAX_AGENT_FIELD_CHARS), device, is_bot)
+
+
+def parse_agent(user_agent: str) -> Agent:
+    """Classify a user-agent string with the fast resolver (Collection keeps an LRU cache of this function)."""
+    return classify_agent(_FastUserAgent(user_agent))
+
+
+def parse_agent_slow(user_agent: str) -> Agent:
+    """The same through user-agents' own parser (~500 µs); the benchmark compares it with parse_agent."""
+    return classify_agent(user_agents.parse(user_agent))
 
 
 def _device_class(agent: Agent, screen: str | None) -> str:
@@ -2477,7 +2426,6 @@ class Collection:
         await self.load_websites()
         await self.writer.start()
         await self._restore_visits(now)
-        await asyncio.to_thread(_ua_parser)  # its patterns compiled now, not on the first request
 
     async def close(self) -> None:
         """Drain and close the writer, close the reader. Safe to call twice."""
