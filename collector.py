@@ -51,8 +51,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiosqlite
 import msgspec
-import user_agents
-import user_agents.parsers
 from litestar import Request, Response, get, post
 from litestar.exceptions import HTTPException
 
@@ -841,7 +839,7 @@ CAMPAIGN_PARAMS = (
     "ttclid",
     "li_fat_id",
     "twclid",
-)
+)  # fmt: skip  (the UTM fields, then the click ids: two lines that read as the two groups they are)
 
 
 _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError, ValueError)
@@ -1045,158 +1043,14 @@ class Agent(NamedTuple):
     is_bot: bool
 
 
-# Bots and non-browser clients that user-agents' is_bot (device family 'Spider') misses: headless browsers, HTTP
-# libraries, monitoring and SEO crawlers, link-preview fetchers. The Umami Node client's "Mozilla/5.0 Umami/v20.x" is a
-# server-side sender, not a bot, and does not match.
-# Plain substrings (lower case): a loop of `in` tests costs ~3 µs, where one regex alternation of them cost ~90 µs.
-_BOT_TOKENS = (
-    "bot/",
-    "bot;",
-    "bot-",
-    "crawl",
-    "spider",
-    "slurp",
-    "headless",
-    "phantomjs",
-    "puppeteer",
-    "playwright",
-    "selenium",
-    "lighthouse",
-    "pagespeed",
-    "gtmetrix",
-    "curl/",
-    "wget/",
-    "python-requests",
-    "python-urllib",
-    "python-httpx",
-    "aiohttp",
-    "httpie",
-    "go-http-client",
-    "okhttp",
-    "axios/",
-    "node-fetch",
-    "undici",
-    "java/",
-    "apache-httpclient",
-    "libwww-perl",
-    "guzzlehttp",
-    "scrapy",
-    "feedfetcher",
-    "facebookexternalhit",
-    "whatsapp/",
-    "telegrambot",
-    "skypeuripreview",
-    "embedly",
-    "preview",
-    "uptime",
-    "pingdom",
-    "monitor",
-    "statuscake",
-    "site24x7",
-    "ahrefs",
-    "semrush",
-    "mj12",
-    "dataforseo",
-    "bytespider",
-    "gptbot",
-    "ccbot",
-    "claude",
-    "perplexity",
-    "qwantify",
-    "exabot",
-    "archive.org",
-    "ia_archiver",
-)
+#: How the collector learns what a user agent is: ``parse_agent(user_agent) -> Agent``. The app assembly hands in
+#: footfall.agents' (user-agents over ua-parser, and footfall's bot list); the collector alone sees every agent as unknown.
+ParseAgent = Callable[[str], Agent]
 
 
-_BOT_WORD_RE = re.compile(r"bot\b")
-
-
-def looks_like_bot(user_agent: str) -> bool:
-    """True for user agents on footfall's own bot list (what user-agents' is_bot misses)."""
-    lowered = user_agent.lower()
-    return any(token in lowered for token in _BOT_TOKENS) or ("bot" in lowered and bool(_BOT_WORD_RE.search(lowered)))
-
-
-# Family names from ua-parser → the display names footfall stores.
-_BROWSER_NAMES = {
-    "Chrome Mobile": "Chrome",
-    "Chrome Mobile iOS": "Chrome",
-    "Chrome Mobile WebView": "Chrome",
-    "Mobile Safari": "Safari",
-    "Mobile Safari UI/WKWebView": "Safari",
-    "Firefox Mobile": "Firefox",
-    "Firefox iOS": "Firefox",
-    "Edge Mobile": "Edge",
-    "Opera Mobile": "Opera",
-    "Other": None,
-}
-
-
-_OS_NAMES = {
-    "Mac OS X": "macOS",
-    "Chrome OS": "ChromeOS",
-    "Ubuntu": "Linux",
-    "Fedora": "Linux",
-    "Debian": "Linux",
-    "Other": None,
-}
-
-
-@functools.cache
-def _ua_parser() -> Callable[[str], Any]:
-    """ua-parser 1.x's parse function over its re2 resolver, built once and without ua-parser's own cache (Collection's
-    agent memo is the cache): ~7 MB of compiled patterns where the default resolver takes ~25 MB of the 60 MB footfall
-    may use, at ~50 µs for a never-seen agent; the patterns of rules that match compile lazily."""
-    import ua_parser.re2
-
-    return ua_parser.Parser(ua_parser.re2.Resolver(ua_parser.load_lazy_builtins())).parse
-
-
-class _FastUserAgent(user_agents.parsers.UserAgent):
-    """user-agents' UserAgent (same fields, same is_mobile/is_tablet/is_bot rules) filled by ua-parser 1.x (~50 µs a miss,
-    not ~500 through user-agents' own legacy parser)."""
-
-    def __init__(self, user_agent_string: str) -> None:  # noqa: D107 - same contract as the parent
-        result = _ua_parser()(user_agent_string)
-        agent, system, device = result.user_agent, result.os, result.device
-        self.ua_string = user_agent_string
-        self.browser = (
-            user_agents.parsers.parse_browser(agent.family, agent.major, agent.minor, agent.patch)
-            if agent
-            else user_agents.parsers.parse_browser("Other")
-        )
-        self.os = (
-            user_agents.parsers.parse_operating_system(
-                system.family, system.major, system.minor, system.patch, system.patch_minor
-            )
-            if system
-            else user_agents.parsers.parse_operating_system("Other")
-        )
-        self.device = (
-            user_agents.parsers.parse_device(device.family, device.brand, device.model)
-            if device
-            else user_agents.parsers.parse_device("Other", None, None)
-        )
-
-
-def classify_agent(parsed: user_agents.parsers.UserAgent) -> Agent:
-    """Display names, device class and bot verdict from a user-agents UserAgent."""
-    device = "mobile" if parsed.is_mobile else "tablet" if parsed.is_tablet else "desktop"
-    is_bot = parsed.is_bot or looks_like_bot(parsed.ua_string)
-    browser = _BROWSER_NAMES.get(parsed.browser.family, parsed.browser.family)
-    system = _OS_NAMES.get(parsed.os.family, parsed.os.family)
-    return Agent(clip(browser, MAX_AGENT_FIELD_CHARS), clip(system, MAX_AGENT_FIELD_CHARS), device, is_bot)
-
-
-def parse_agent(user_agent: str) -> Agent:
-    """Classify a user-agent string with the fast resolver (Collection keeps an LRU cache of this function)."""
-    return classify_agent(_FastUserAgent(user_agent))
-
-
-def parse_agent_slow(user_agent: str) -> Agent:
-    """The same through user-agents' own parser (~500 µs); the benchmark compares it with parse_agent."""
-    return classify_agent(user_agents.parse(user_agent))
+def unknown_agent(user_agent: str) -> Agent:
+    """The ParseAgent of a collector without an agent parser: no browser, no OS, a desktop, not a bot."""
+    return Agent(None, None, "desktop", False)
 
 
 def _device_class(agent: Agent, screen: str | None) -> str:
@@ -2378,7 +2232,13 @@ class EventWriter:
 class Collection:
     """The collector's running state: config, writer, read connection, salts, visits, websites and caches."""
 
-    def __init__(self, config: Config, clock: Callable[[], float] = time.time, locate: Locate = locate_nowhere) -> None:
+    def __init__(
+        self,
+        config: Config,
+        clock: Callable[[], float] = time.time,
+        locate: Locate = locate_nowhere,
+        parse_agent: ParseAgent = unknown_agent,
+    ) -> None:
         self.config = config
         self.clock = clock
         #: Where a client is (handed in by the app assembly: CDN headers and geo databases live upstairs).
@@ -2647,62 +2507,18 @@ async def post_batch(request: Request) -> Response:
     return Response(content=body, media_type="application/json")
 
 
-class Asset(NamedTuple):
-    """A file served as is: plain and gzipped bytes, media type and a strong ETag, prepared once at start-up."""
-
-    body: bytes
-    gzipped: bytes
-    media_type: str
-    etag: str
-
-
-def make_asset(body: bytes, media_type: str) -> Asset:
-    """An Asset of ``body``: gzipped once (level 9, no timestamp) and tagged with a hash of its bytes."""
-    import gzip
-
-    bare = media_type.partition(";")[0].strip()  # Litestar adds "; charset=utf-8" to text/*: a second one would follow
-    return Asset(body, gzip.compress(body, 9, mtime=0), bare, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
-
-
-def serve_asset(request: Request, asset: Asset, headers: Mapping[str, str]) -> Response:
-    """Answer with an Asset: 304 when the client's ETag matches, gzip when it accepts it (the one ETag/gzip path)."""
-    headers = {**headers, "ETag": asset.etag, "Vary": "Accept-Encoding"}
-    if asset.etag in request.headers.get("if-none-match", ""):
-        return Response(content=b"", status_code=304, headers=headers)
-    if "gzip" in request.headers.get("accept-encoding", ""):
-        headers["Content-Encoding"] = "gzip"
-        return Response(content=asset.gzipped, media_type=asset.media_type, headers=headers)
-    return Response(content=asset.body, media_type=asset.media_type, headers=headers)
-
-
-def load_tracker(collect_path: str = "") -> Asset:
-    """Read assets/script.js, point it at ``collect_path`` when set, and precompute its gzip form and ETag."""
-    body = asset_path("script.js").read_bytes()
-    if collect_path:
-        body = body.replace(b'"/api/send"', msgspec.json.encode(collect_path))
-    return make_asset(body, "text/javascript")
-
-
-_SCRIPT_HEADERS = {"Cache-Control": f"public, max-age={DAY_SECONDS}"}  # CORS: the app assembly's, for these routes only
-
-
-async def get_script(request: Request) -> Response:
-    """GET /script.js (and --tracker-path): the tracker, cacheable for a day, revalidated by ETag."""
-    return serve_asset(request, request.app.state.tracker, _SCRIPT_HEADERS)
-
-
 async def get_heartbeat() -> Response:
     """GET /api/heartbeat: liveness, as the umami-analytics client expects."""
     return Response(content=b'{"ok":true}', media_type="application/json")
 
 
 def collection_routes(config: Config) -> list[Any]:
-    """The collection handlers, with their body limits; the app assembly mounts them (and CORS for them only)."""
+    """The collection handlers, with their body limits; the app assembly mounts them, the tracker script beside them
+    (footfall.assets), and CORS for them only."""
     routes = [
         post("/api/send", request_max_body_size=config.max_body_bytes, status_code=200)(post_send),
         post("/api/batch", request_max_body_size=config.batch_max_bytes, status_code=200)(post_batch),
         get("/api/heartbeat")(get_heartbeat),
-        get(["/script.js", *([config.tracker_path] if config.tracker_path else [])], include_in_schema=False)(get_script),
     ]
     if config.collect_path:
         routes.append(

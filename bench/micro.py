@@ -29,7 +29,8 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import collector  # noqa: E402
+import collector
+import footfall.agents  # noqa: E402
 import footfall.geo  # noqa: E402
 
 REPEATS = 5
@@ -113,13 +114,13 @@ def main() -> None:
     print(f"footfall micro-benchmarks — Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, median of {REPEATS} runs\n")
     rows: list[tuple[str, float, str]] = []
 
-    cached = collector.Memo(collector.parse_agent, collector.AGENT_MEMO_BYTES)
+    cached = collector.Memo(footfall.agents.parse_agent, collector.AGENT_MEMO_BYTES)
     warm = unique_agents(1000, 99)
     for agent in warm:
         cached(agent)
     hit_us = statistics.median(per_call_us(cached, warm) for _ in range(REPEATS))
-    fast_us = median_of(lambda seed: unique_agents(2000, seed), collector.parse_agent, 2000)
-    slow_us = median_of(lambda seed: unique_agents(200, 1000 + seed), collector.parse_agent_slow, 200)
+    fast_us = median_of(lambda seed: unique_agents(2000, seed), footfall.agents.parse_agent, 2000)
+    slow_us = median_of(lambda seed: unique_agents(200, 1000 + seed), footfall.agents.parse_agent_slow, 200)
     rows += [
         ("UA parse, cached (memo hit)", hit_us, f"{slow_us / hit_us:,.0f}x faster than user-agents"),
         ("UA parse, uncached, ua-parser compiled resolver", fast_us, f"{slow_us / fast_us:,.1f}x faster than user-agents"),

@@ -35,8 +35,9 @@ from collector import (
     handle_api_error,
     handle_http_exception,
     handle_server_error,
-    load_tracker,
 )
+from footfall.agents import parse_agent
+from footfall.assets import load_tracker, tracker_route
 from footfall.auth import PageAuth
 from footfall.fastpath import FastPathApp, fast_routes
 from footfall.geo import Locator, open_locator
@@ -52,7 +53,7 @@ log = logging.getLogger("footfall")
 def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litestar:
     """The Litestar app: the collector's routes, the page, Umami-shaped errors, and the lifespan that runs them."""
     locator = Locator([], config.cdn_geo)
-    collection = Collection(config, clock, locate=lambda client, headers: locator(client, headers))
+    collection = Collection(config, clock, locate=lambda client, headers: locator(client, headers), parse_agent=parse_agent)
     summary = SummaryReader(
         config.db, config.busy_timeout_ms, config.timezone, clock, config.summary_timeout, config.wal_autocheckpoint
     )
@@ -90,7 +91,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
             locator.close()
 
     handlers = [
-        Router("/", route_handlers=collection_routes(config), middleware=[collection_cors]),
+        Router("/", route_handlers=[*collection_routes(config), tracker_route(config)], middleware=[collection_cors]),
         *page_routes(),
         *readapi_routes(),
         get("/api/openapi.json", include_in_schema=False)(get_openapi),

@@ -24,15 +24,13 @@ from collector import (
     DAY_SECONDS,
     HOUR_SECONDS,
     ApiError,
-    Asset,
     Collection,
     Config,
     asset_path,
     bad_request,
-    make_asset,
     origin_of,
-    serve_asset,
 )
+from footfall.assets import Asset, make_asset, serve_asset
 from footfall.auth import SESSION_COOKIE, PageAuth, is_https, is_local_browser, is_same_origin, safe_next
 from footfall.rollups import VITALS
 from footfall.summary import (

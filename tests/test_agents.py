@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-import collector
+import footfall.agents
 from conftest import AppClient, flush, hit, rows
 
 # (user agent, expected (browser, os, device)) for browsers; device is before the screen-width laptop rule.
@@ -197,7 +197,7 @@ BOTS = [
     "Mozilla/5.0 (compatible; DataForSeoBot/1.0; +https://dataforseo.com/dataforseo-bot)",
 ]
 
-PARSERS = [collector.parse_agent, collector.parse_agent_slow]
+PARSERS = [footfall.agents.parse_agent, footfall.agents.parse_agent_slow]
 
 
 def test_table_has_enough_real_user_agents() -> None:
@@ -223,7 +223,7 @@ def test_bots_are_flagged(parse, agent: str) -> None:  # type: ignore[no-untyped
 
 def test_umami_node_client_is_not_a_bot() -> None:
     """@umami/node's default user agent is a server-side sender, not a bot (Umami accepts it too)."""
-    assert collector.parse_agent("Mozilla/5.0 Umami/v20.20.2").is_bot is False
+    assert footfall.agents.parse_agent("Mozilla/5.0 Umami/v20.20.2").is_bot is False
 
 
 @pytest.mark.anyio
