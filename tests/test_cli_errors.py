@@ -26,6 +26,8 @@ import footfall.ops
 from conftest import add_website, rows
 
 SOME_ID = "b59e9c65-ae32-47f1-8400-119fcf4861c4"
+#: A ClickHouse URL where nothing answers: every case below fails before footfall would talk to it.
+NO_CLICKHOUSE = "http://127.0.0.1:9"
 NOBODY = 65534
 
 
@@ -100,9 +102,11 @@ COMMANDS: dict[str, tuple[Args, str | None]] = {
     "api-key list": (lambda db, site, f: ["api-key", "list", "--db", str(db)], None),
     "api-key revoke": (lambda db, site, f: ["api-key", "revoke", "dashboard", "--db", str(db)], None),
     "report": (lambda db, site, f: ["report", "--db", str(db)], None),
+    "ship clickhouse": (lambda db, site, f: ["ship", "clickhouse", "--url", NO_CLICKHOUSE, "--db", str(db)], None),
+    "import clickhouse": (lambda db, site, f: ["import", "clickhouse", "--url", NO_CLICKHOUSE, "--db", str(db)], None),
 }
 #: The commands that make a database where there is none.
-MAKERS = {"serve", "site add", "import umami"}
+MAKERS = {"serve", "site add", "import umami", "import clickhouse"}
 #: The commands that only read the database (the others change it, so they need write permission).
 READERS = {"site list", "backup", "check", "export", "api-key list"}
 
@@ -187,6 +191,19 @@ BAD_VALUES: dict[str, tuple[Callable[[Path, str, Path], list[str]], Callable[[Pa
             "invalid value for '--smtp-port': 0 is not in the range 1<=x<=65535 — see `footfall report --help`"
         ),
     ),
+    "ship clickhouse": (
+        lambda db, site, f: ["ship", "clickhouse", "--batch-size", "5", "--db", str(db)],
+        lambda db, site, f: (
+            "invalid value for '--batch-size': 5 is not in the range 100<=x<=1000000 — see `footfall ship clickhouse --help`"
+        ),
+    ),
+    "import clickhouse": (
+        lambda db, site, f: ["import", "clickhouse", "--site", "blog", "--db", str(db)],
+        lambda db, site, f: (
+            "invalid value for '--site': 'blog' is not a website id (a UUID like "
+            "67fdaff4-97d0-4e97-b367-29bd0e201c2d; `footfall site list` shows them) — see `footfall import clickhouse --help`"
+        ),
+    ),
 }
 
 
@@ -207,8 +224,8 @@ def test_no_database(command: str, place: Path) -> None:
     args, stdin = COMMANDS[command]
     (place / "website_event.csv").write_text("event_id,website_id,session_id,created_at,event_type\n")
     db = place / "missing.db"
-    if command == "serve":
-        pytest.skip("serve makes the database and then serves: test_cli.py::test_serve_end_to_end")
+    if command in ("serve", "import clickhouse"):
+        pytest.skip(f"{command} makes the database, then serves or reads ClickHouse: their own tests show it")
     result = invoke(args(db, SOME_ID, place), stdin)
     if command in MAKERS:
         assert result.exit_code == 0, result.output
