@@ -692,6 +692,7 @@ def import_umami_command(files: tuple[Path, ...], db: str) -> None:
     """
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
+    new_file(db, f"--db {db}", "database file")
     try:
         prepared = prepare_database(db)
     except ConfigError as exc:
