@@ -23,14 +23,12 @@ import socket
 import sqlite3
 import sys
 import time
-import traceback
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
-from click.core import ParameterSource
 
 from collector import (
     MIGRATIONS,
@@ -74,6 +72,7 @@ from footfall.params import (
     Domain,
     Duration,
     Failure,
+    FootfallGroup,
     Rate,
     Retention,
     SiteName,
@@ -92,65 +91,8 @@ from footfall.umami import drop_empty_site, export_umami, import_umami
 
 
 ###############################################################################################################################
-# Errors: one line, the right exit status
+# Errors: one line, the right exit status (FootfallGroup in footfall.params prints them)
 ###############################################################################################################################
-#: Set by ``footfall --debug``: unexpected errors then show their traceback.
-_debug = False
-
-
-def error_line(exc: click.ClickException) -> str:
-    """The one line a ClickException prints: ``footfall: error: …``, with where to read more for a usage error."""
-    if isinstance(exc, click.BadParameter) and exc.ctx is not None and exc.param is not None and exc.param.envvar:
-        if exc.ctx.get_parameter_source(exc.param.name or "") is ParameterSource.ENVIRONMENT:
-            exc.param_hint = f"{exc.param.envvar} (the environment's {exc.param.opts[0]})"
-    message = " ".join(exc.format_message().split()).replace(". Did you mean", " — did you mean")
-    if message[:1].isupper() and message[1:2].islower():
-        message = message[0].lower() + message[1:]
-    if isinstance(exc, click.UsageError) and exc.ctx is not None and " — " not in message:
-        message = f"{message.rstrip('.')} — see `{exc.ctx.command_path} --help`"
-    return f"footfall: error: {message}"
-
-
-def _unexpected_line(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.filename:
-        return f"footfall: error: {exc.filename}: {(exc.strerror or str(exc)).lower()} — `footfall --debug …` shows where"
-    return (
-        f"footfall: error: unexpected {type(exc).__name__}: {exc} — `footfall --debug …` shows the traceback; please report it"
-    )
-
-
-class FootfallGroup(click.Group):
-    """click's group, reporting every error as one line (see the module docstring) instead of click's usage text."""
-
-    def main(  # type: ignore[override]
-        self,
-        args: Sequence[str] | None = None,
-        prog_name: str | None = None,
-        complete_var: str | None = None,
-        standalone_mode: bool = True,
-        **extra: Any,
-    ) -> int:
-        global _debug
-        _debug = False
-        try:
-            result = super().main(args, prog_name or "footfall", complete_var, standalone_mode=False, **extra)
-            code = result if isinstance(result, int) else 0
-        except click.ClickException as exc:
-            click.echo(error_line(exc), err=True)
-            code = exc.exit_code
-        except click.exceptions.Abort:
-            click.echo("footfall: error: stopped before finishing — nothing more was done", err=True)
-            code = 1
-        except Exception as exc:
-            if _debug:
-                traceback.print_exc()
-            click.echo(_unexpected_line(exc), err=True)
-            code = 1
-        if standalone_mode:
-            sys.exit(code)
-        return code
-
-
 def _checked(fn: Callable[..., Any], db: str, *args: Any, **kwargs: Any) -> Any:
     """Run an operation on the database ``db``; its ConfigError or database error becomes a one-line failure."""
     try:
@@ -289,8 +231,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
     Run without a command to serve with the defaults (same as `footfall serve`).
     """
-    global _debug
-    _debug = debug
+    ctx.command.debug = debug  # type: ignore[attr-defined]  # FootfallGroup shows tracebacks then
     if ctx.invoked_subcommand is None:  # read options from the environment exactly as `footfall serve` does
         serve.main(args=[], prog_name=f"{ctx.command_path} serve", standalone_mode=False)
 
@@ -751,6 +692,7 @@ def import_umami_command(files: tuple[Path, ...], db: str) -> None:
     """
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
+    new_file(db, f"--db {db}", "database file")
     try:
         prepared = prepare_database(db)
     except ConfigError as exc:
@@ -790,15 +732,23 @@ def _clickhouse_target(url: str | None, chdb: str | None, database: str) -> Any:
 
 _clickhouse_options = [
     click.option(
-        "--url", help="ClickHouse's HTTP(S) interface, e.g. https://ch.example.org:8443 [env FOOTFALL_CLICKHOUSE_URL]."
+        "--url",
+        metavar="URL",
+        help="ClickHouse's HTTP(S) interface, e.g. https://ch.example.org:8443 [env FOOTFALL_CLICKHOUSE_URL].",
     ),
     click.option(
         "--chdb", type=click.Path(file_okay=False), help="Use an in-process chDB database in this directory instead."
     ),
-    click.option("--database", default="umami", show_default=True, help="The ClickHouse database holding Umami's tables."),
+    click.option(
+        "--database",
+        metavar="NAME",
+        default="umami",
+        show_default=True,
+        help="The ClickHouse database holding Umami's tables.",
+    ),
     click.option(
         "--batch-size",
-        type=click.IntRange(100, 1_000_000),
+        type=WholeNumber(100, 1_000_000),
         default=10_000,
         show_default=True,
         help="Events per batch: what is held in memory and inserted at once.",
@@ -908,7 +858,7 @@ def ship_clickhouse(
 
 @import_.command("clickhouse")
 @_with_clickhouse_options
-@click.option("--site", "website_id", help="Only this website (default: all).")
+@click.option("--site", "website_id", type=WebsiteId(), help="Only this website (default: all).")
 @click.option("--merge", is_flag=True, help="Add to a site that already has events in the file (else refused).")
 @_db_option
 def import_clickhouse_command(
@@ -922,6 +872,7 @@ def import_clickhouse_command(
 
     from footfall.clickhouse_import import import_clickhouse
 
+    new_file(db, f"--db {db}", "database file")
     target = _clickhouse_target(url, chdb, database)
     try:
         with Progress(SpinnerColumn(), TextColumn("{task.description} {task.completed} events"), console=_console()) as bar:

@@ -1,10 +1,10 @@
-"""What the ``footfall`` command accepts: click parameter types, and the checks of the paths it is given.
+"""What the ``footfall`` command accepts and how it says no: click parameter types, path checks, one-line errors.
 
-Owns: how each kind of command-line value is read and what a wrong one is told (durations, CIDR lists, host names,
-website ids, names and retentions, rates, time zones, database paths), and the one sentence that explains a path footfall
-cannot use (a directory, a missing directory, no database there, no permission). A wrong value is a usage error (exit 2,
-from click); a path or database that cannot be used is a ``Failure`` (exit 1). Imports collector and footfall.ops; only
-footfall.cli imports it.
+Owns: the one error line and exit status of every mistake (``FootfallGroup``); how each kind of command-line value is
+read and what a wrong one is told (durations, CIDR lists, host names, website ids, names and retentions, rates, time
+zones, database paths); and the one sentence that explains a path footfall cannot use (a directory, a missing
+directory, no database there, no permission). A wrong value is a usage error (exit 2, from click); a path or database
+that cannot be used is a ``Failure`` (exit 1). Imports collector and footfall.ops; only footfall.cli imports it.
 """
 
 from __future__ import annotations
@@ -14,10 +14,14 @@ import errno
 import os
 import sqlite3
 import stat
+import sys
+import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import click
+from click.core import ParameterSource
 
 from collector import UUID_RE, ConfigError, load_zone, parse_networks, parse_rate
 from footfall.ops import parse_age
@@ -25,6 +29,65 @@ from footfall.ops import parse_age
 
 class Failure(click.ClickException):
     """A command could not do its work (exit 1); the message is one sentence naming the path or value and what to do."""
+
+
+###############################################################################################################################
+# Errors: one line, the right exit status
+###############################################################################################################################
+def error_line(exc: click.ClickException) -> str:
+    """The one line a ClickException prints: ``footfall: error: …``, with where to read more for a usage error."""
+    if isinstance(exc, click.BadParameter) and exc.ctx is not None and exc.param is not None and exc.param.envvar:
+        if exc.ctx.get_parameter_source(exc.param.name or "") is ParameterSource.ENVIRONMENT:
+            exc.param_hint = f"{exc.param.envvar} (the environment's {exc.param.opts[0]})"
+    message = " ".join(exc.format_message().split()).replace(". Did you mean", " — did you mean")
+    if message[:1].isupper() and message[1:2].islower():
+        message = message[0].lower() + message[1:]
+    if isinstance(exc, click.UsageError) and exc.ctx is not None and " — " not in message:
+        message = f"{message.rstrip('.')} — see `{exc.ctx.command_path} --help`"
+    return f"footfall: error: {message}"
+
+
+def _unexpected_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename:
+        return f"footfall: error: {exc.filename}: {(exc.strerror or str(exc)).lower()} — `footfall --debug …` shows where"
+    return (
+        f"footfall: error: unexpected {type(exc).__name__}: {exc} — `footfall --debug …` shows the traceback; please report it"
+    )
+
+
+class FootfallGroup(click.Group):
+    """click's group, reporting every error as one line ``footfall: error: …`` instead of click's usage text: exit 2
+    for a usage error, 1 for a failure, and the traceback of an unexpected error only after ``footfall --debug``."""
+
+    #: Set by ``footfall --debug`` for this run.
+    debug = False
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> int:
+        self.debug = False
+        try:
+            result = super().main(args, prog_name or "footfall", complete_var, standalone_mode=False, **extra)
+            code = result if isinstance(result, int) else 0
+        except click.ClickException as exc:
+            click.echo(error_line(exc), err=True)
+            code = exc.exit_code
+        except click.exceptions.Abort:
+            click.echo("footfall: error: stopped before finishing — nothing more was done", err=True)
+            code = 1
+        except Exception as exc:
+            if self.debug:
+                traceback.print_exc()
+            click.echo(_unexpected_line(exc), err=True)
+            code = 1
+        if standalone_mode:
+            sys.exit(code)
+        return code
 
 
 ###############################################################################################################################

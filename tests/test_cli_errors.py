@@ -23,9 +23,14 @@ from click.testing import CliRunner, Result
 import collector
 import footfall.cli
 import footfall.ops
+import footfall.umami
 from conftest import add_website, rows
 
 SOME_ID = "b59e9c65-ae32-47f1-8400-119fcf4861c4"
+#: A ClickHouse URL where nothing answers: every case below fails before footfall would talk to it.
+NO_CLICKHOUSE = "http://127.0.0.1:9"
+#: An Umami website_event table with no rows, as psql writes it.
+EVENTS_HEADER = ",".join(footfall.umami.UMAMI_COLUMNS["website_event"]) + "\n"
 NOBODY = 65534
 
 
@@ -100,9 +105,11 @@ COMMANDS: dict[str, tuple[Args, str | None]] = {
     "api-key list": (lambda db, site, f: ["api-key", "list", "--db", str(db)], None),
     "api-key revoke": (lambda db, site, f: ["api-key", "revoke", "dashboard", "--db", str(db)], None),
     "report": (lambda db, site, f: ["report", "--db", str(db)], None),
+    "ship clickhouse": (lambda db, site, f: ["ship", "clickhouse", "--url", NO_CLICKHOUSE, "--db", str(db)], None),
+    "import clickhouse": (lambda db, site, f: ["import", "clickhouse", "--url", NO_CLICKHOUSE, "--db", str(db)], None),
 }
 #: The commands that make a database where there is none.
-MAKERS = {"serve", "site add", "import umami"}
+MAKERS = {"serve", "site add", "import umami", "import clickhouse"}
 #: The commands that only read the database (the others change it, so they need write permission).
 READERS = {"site list", "backup", "check", "export", "api-key list"}
 
@@ -187,6 +194,19 @@ BAD_VALUES: dict[str, tuple[Callable[[Path, str, Path], list[str]], Callable[[Pa
             "invalid value for '--smtp-port': 0 is not in the range 1<=x<=65535 — see `footfall report --help`"
         ),
     ),
+    "ship clickhouse": (
+        lambda db, site, f: ["ship", "clickhouse", "--batch-size", "5", "--db", str(db)],
+        lambda db, site, f: (
+            "invalid value for '--batch-size': 5 is not in the range 100<=x<=1000000 — see `footfall ship clickhouse --help`"
+        ),
+    ),
+    "import clickhouse": (
+        lambda db, site, f: ["import", "clickhouse", "--site", "blog", "--db", str(db)],
+        lambda db, site, f: (
+            "invalid value for '--site': 'blog' is not a website id (a UUID like "
+            "67fdaff4-97d0-4e97-b367-29bd0e201c2d; `footfall site list` shows them) — see `footfall import clickhouse --help`"
+        ),
+    ),
 }
 
 
@@ -205,14 +225,15 @@ def database_files(folder: Path) -> list[str]:
 def test_no_database(command: str, place: Path) -> None:
     """Pointed at a path with no database, a command that reads or changes one says so and creates nothing."""
     args, stdin = COMMANDS[command]
-    (place / "website_event.csv").write_text("event_id,website_id,session_id,created_at,event_type\n")
+    (place / "website_event.csv").write_text(EVENTS_HEADER)
     db = place / "missing.db"
-    if command == "serve":
-        pytest.skip("serve makes the database and then serves: test_cli.py::test_serve_end_to_end")
+    if command in ("serve", "import clickhouse"):
+        pytest.skip(f"{command} makes the database, then serves or reads ClickHouse: their own tests show it")
     result = invoke(args(db, SOME_ID, place), stdin)
     if command in MAKERS:
         assert result.exit_code == 0, result.output
-        assert rows(db, "SELECT count(*) FROM website WHERE name = 'default'") == [(0,)]  # and no empty 'default'
+        if command == "site add":  # and no empty 'default' beside it
+            assert rows(db, "SELECT name FROM website") == [("blog",)]
         return
     assert_one_line(result, 1, no_database(db))
     assert database_files(place) == []
@@ -223,7 +244,7 @@ def test_unreadable_database(command: str, place: Path) -> None:
     """A database this user may not open gets a sentence naming it and who may (never 'disk I/O error')."""
     args, stdin = COMMANDS[command]
     db, site = footfall_db(place)
-    (place / "website_event.csv").write_text("event_id,website_id,session_id,created_at,event_type\n")
+    (place / "website_event.csv").write_text(EVENTS_HEADER)
     (place / "website_event.csv").chmod(0o644)
     db.chmod(0)
     with as_another_user():
@@ -248,7 +269,7 @@ def test_bad_value(command: str, place: Path) -> None:
 def test_missing_directory(command: str, place: Path) -> None:
     """A --db in a directory that does not exist names that directory; makers say to create it, readers that it is wrong."""
     args, stdin = COMMANDS[command]
-    (place / "website_event.csv").write_text("event_id,website_id,session_id,created_at,event_type\n")
+    (place / "website_event.csv").write_text(EVENTS_HEADER)
     db = place / "gone" / "footfall.db"
     result = invoke(args(db, SOME_ID, place), stdin)
     if command in MAKERS:
@@ -263,7 +284,7 @@ def test_missing_directory(command: str, place: Path) -> None:
 def test_directory_as_database(command: str, place: Path) -> None:
     """A directory given as --db is a wrong value (exit 2) with the file to pass instead."""
     args, stdin = COMMANDS[command]
-    (place / "website_event.csv").write_text("event_id,website_id,session_id,created_at,event_type\n")
+    (place / "website_event.csv").write_text(EVENTS_HEADER)
     result = invoke(args(place, SOME_ID, place), stdin)
     assert_one_line(result, 2, as_directory(place))
     assert database_files(place) == []

@@ -300,7 +300,7 @@ def test_a_lock_that_is_never_released_is_one_clear_error(db_path: Path, monkeyp
     holder.join()
     assert result.exit_code == 1
     assert result.output.strip().endswith(
-        "Error: the database stayed locked for 2 tries of 0.1 s; another program holds a long write transaction "
+        "footfall: error: the database stayed locked for 2 tries of 0.1 s; another program holds a long write transaction "
         "(a sqlite3 shell?); end it and run this again"
     )
     assert "Traceback" not in result.output

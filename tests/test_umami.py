@@ -119,7 +119,7 @@ def test_a_bad_value_is_one_line_and_nothing_is_imported(
     paths = export(tmp_path / "umami", **{file: with_cell(texts[file], column, value, line)})
     code, output = run_import(db_path, paths)
     assert code == 1
-    assert output.startswith(f"Error: {tmp_path / 'umami' / f'{file}.csv'}, line {line}, column {column}: ")
+    assert output.startswith(f"footfall: error: {tmp_path / 'umami' / f'{file}.csv'}, line {line}, column {column}: ")
     assert message in output and output.count("\n") == 1 and "Traceback" not in output
     assert counts(db_path) == dict.fromkeys(TABLES, 0)
 
@@ -147,7 +147,7 @@ def test_a_malformed_file_is_one_line(db_path: Path, tmp_path: Path, text: str, 
     binary = tmp_path / "binary.csv"
     binary.write_bytes(b"\xff\xfe\x00garbage")
     code, output = run_import(db_path, [binary])
-    assert code == 1 and f"Error: {binary}, line 1: not a CSV psql wrote" in output and output.count("\n") == 1
+    assert code == 1 and f"footfall: error: {binary}, line 1: not a CSV psql wrote" in output and output.count("\n") == 1
 
 
 def test_an_import_into_a_database_with_sites_keeps_them(db_path: Path, tmp_path: Path) -> None:
