@@ -56,9 +56,7 @@ from litestar.exceptions import HTTPException
 
 __version__ = "0.1.0"
 
-
 log = logging.getLogger("footfall")
-
 
 ###############################################################################################################################
 # Constants and defaults
@@ -70,167 +68,121 @@ DAY_SECONDS = 24 * HOUR_SECONDS
 #: Largest /api/send body, in bytes (a tracker hit is ~300 bytes; 64 KiB leaves room for generous ``data``).
 MAX_SEND_BODY_BYTES = 64 * 1024
 
-
 #: Largest /api/batch body, in bytes.
 MAX_BATCH_BODY_BYTES = 1024 * 1024
-
 
 #: Most items in one /api/batch request.
 MAX_BATCH_ITEMS = 500
 
-
 # Column limits, mirrored as CHECKs in schema.sql. Longer values are truncated (Umami answers 500 there).
 MAX_URL_CHARS = 500  #: url_path, url_query, referrer_*, page_title
 
-
 MAX_EVENT_NAME_CHARS = 50
-
 
 MAX_TAG_CHARS = 50
 
-
 MAX_HOSTNAME_CHARS = 100
-
 
 MAX_LANGUAGE_CHARS = 35
 
-
 MAX_SCREEN_CHARS = 11
-
 
 MAX_CAMPAIGN_CHARS = 255  #: utm_* and click ids
 
-
 MAX_DISTINCT_ID_CHARS = 50
 
-
 MAX_AGENT_FIELD_CHARS = 20  #: browser, os, device
-
 
 # Bounds on ``data`` (Umami's tracker documents them; Umami's server does not enforce them).
 MAX_DATA_KEYS = 50  #: flattened keys per event or identify
 
-
 MAX_DATA_DEPTH = 5  #: nesting levels of objects
-
 
 MAX_DATA_STRING_CHARS = 500  #: longer string values are truncated
 
-
 MAX_DATA_KEY_CHARS = 500  #: a longer dotted key is refused
-
 
 #: A timestamp further than this in the future is refused, in seconds.
 MAX_FUTURE_SECONDS = HOUR_SECONDS
 
-
 #: A page's reported visible time (payload.duration, from footfall's tracker) is capped at this, in milliseconds.
 MAX_DURATION_MS = DAY_SECONDS * 1000
-
 
 #: Web vitals in milliseconds must lie in [0, MAX_VITAL_MS]; CLS in [0, MAX_CLS] (Umami's bounds).
 MAX_VITAL_MS = 60_000
 
-
 MAX_CLS = 100
-
 
 #: An event this much older than the start of its session's visit still joins it (clock skew, batch order), in seconds.
 VISIT_BACKWARD_SECONDS = 5 * 60
 
-
 #: No visit spans more than this, in seconds: an event that would stretch one further starts a new visit.
 MAX_VISIT_SECONDS = DAY_SECONDS
-
 
 #: A previous period's salt is kept this long after its period ends, in seconds, for late batches.
 SALT_GRACE_SECONDS = HOUR_SECONDS
 
-
 #: A cache token older than this is stale and ignored, in seconds.
 TOKEN_MAX_AGE_SECONDS = DAY_SECONDS
-
 
 #: Bytes of user-agent strings whose verdict (browser, OS, device, bot) is kept in memory: ~10,000 typical agents; a hit
 #: costs ~0.2 µs, a miss ~30 µs. Counted in bytes, so a flood of 8 KB user agents cannot make it hold 4,096 of them.
 AGENT_MEMO_BYTES = 2 * 1024 * 1024
 
-
 #: Bytes of (website, client, agent, salt, id) inputs whose session id is kept in memory (two hashes saved on a repeat).
 SESSION_MEMO_BYTES = 2 * 1024 * 1024
-
 
 #: Bytes of URL and referrer strings whose split and derived fields are kept in memory; longer ones are never kept.
 URL_MEMO_BYTES = 1024 * 1024
 
-
 MAX_MEMO_URL_CHARS = 2048
-
 
 #: Sessions whose visit state is kept in memory at most; the oldest are forgotten first.
 MAX_TRACKED_SESSIONS = 200_000
 
-
 #: Unknown website ids remembered (for a second each) so floods of random ids stay cheap.
 MAX_MISSING_WEBSITES = 10_000
-
 
 #: Key lookups (session and visit UUID → integer key) the writer keeps in memory, per table.
 MAX_CACHED_KEYS = 100_000
 
-
 #: Events one transaction commits at most (a group commit of 2,000 small rows takes ~20 ms).
 WRITE_BATCH_MAX_EVENTS = 2000
-
 
 #: Attempts at one group commit when the database is busy, full or read-only, before its requests get 503.
 WRITE_ATTEMPTS = 3
 
-
 #: First back-off between attempts, in seconds; doubles each time.
 WRITE_BACKOFF_SECONDS = 0.1
-
 
 #: The writer wakes at least this often to flush bot counts, in seconds.
 WRITER_IDLE_SECONDS = 1.0
 
-
 #: Seconds a client is asked to wait (Retry-After) when footfall is overloaded or the database is unavailable.
 RETRY_AFTER_SECONDS = 1
-
 
 #: Size the WAL file is truncated back to once checkpointed, in bytes (it grows past it only while a reader holds it).
 WAL_SIZE_LIMIT_BYTES = 32 * 1024 * 1024
 
-
 #: Current schema version, kept in ``PRAGMA user_version``.
 SCHEMA_VERSION = 1
-
 
 #: UUID namespace of Umami's ``uuid()`` helper (the DNS namespace), so session ids match Umami's formula.
 UMAMI_UUID_NAMESPACE = uuid.NAMESPACE_DNS
 
-
 EVENT_PAGEVIEW = 1
-
 
 EVENT_CUSTOM = 2
 
-
 EVENT_PERFORMANCE = 5
-
 
 DATA_STRING = 1
 
-
 DATA_NUMBER = 2
-
 
 DATA_BOOLEAN = 3
 
-
 DATA_DATE = 4
-
 
 DATA_ARRAY = 5
 
@@ -257,6 +209,7 @@ class Setting(NamedTuple):
 
 
 #: Every setting footfall has. Each is a ``footfall serve --NAME`` option and a ``FOOTFALL_NAME`` environment variable.
+# fmt: off
 SETTINGS: tuple[Setting, ...] = (
     Setting("db", "footfall.db", "Path of the SQLite database file; created with its schema if missing."),
     Setting("host", "127.0.0.1", "Address to listen on. Put a reverse proxy in front to serve the internet."),
@@ -267,45 +220,27 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("salt_rotation", "month", "How often the random session salt changes.", ("day", "week", "month")),
     Setting("visit_timeout", 30, "Minutes without activity after which a session's next event starts a new visit."),
     Setting("bot_check", True, 'Refuse bot user agents: answer {"beep":"boop"} and only count them.'),
-    Setting(
-        "trusted_proxies",
-        "127.0.0.1/32,::1/128",
-        "Peers (comma list of IPs/CIDRs) whose forwarding headers are believed; skipped when walking X-Forwarded-For.",
-    ),
-    Setting(
-        "client_ip_header",
-        "",
-        "Read the client IP only from this header, e.g. cf-connecting-ip behind Cloudflare (as Umami's CLIENT_IP_HEADER); "
-        "empty: X-Forwarded-For walked from the right past trusted proxies, else X-Real-IP.",
-    ),
-    Setting(
-        "cdn_geo",
-        "off",
-        "Believe this CDN's location headers from trusted proxies (cloudflare: CF-IPCountry …); off: locate by address.",
-        ("off", "cloudflare", "vercel", "cloudfront", "edgeone"),
-    ),
+    Setting("trusted_proxies", "127.0.0.1/32,::1/128",
+            "Peers (comma list of IPs/CIDRs) whose forwarding headers are believed; skipped when walking X-Forwarded-For."),
+    Setting("client_ip_header", "",
+            "Read the client IP only from this header, e.g. cf-connecting-ip behind Cloudflare (as Umami's CLIENT_IP_HEADER); "
+            "empty: X-Forwarded-For walked from the right past trusted proxies, else X-Real-IP."),
+    Setting("cdn_geo", "off",
+            "Believe this CDN's location headers from trusted proxies (cloudflare: CF-IPCountry …); off: locate by address.",
+            ("off", "cloudflare", "vercel", "cloudfront", "edgeone")),
     Setting("allow_payload_ip", False, "Honour payload.ip from any sender, not only from trusted proxies."),
-    Setting(
-        "ignore_ip",
-        "",
-        "IPs/CIDRs whose hits get 403 and are not stored (as Umami's IGNORE_IP); an IPv6 address covers its --ipv6-prefix.",
-    ),
+    Setting("ignore_ip", "",
+            "IPs/CIDRs whose hits get 403 and are not stored (as Umami's IGNORE_IP); an IPv6 address covers its --ipv6-prefix."),
     Setting("ipv6_prefix", 64, "IPv6 network bits that name one client for --rate-limit, the login limit and --ignore-ip."),
     Setting("geoip_db", "", "A MaxMind-format City or Country database (.mmdb) for country, region and city."),
     Setting("embedded_geo", True, "Locate countries with the data shipped in the package (no download, ~6 MB)."),
     Setting("remove_trailing_slash", False, "Store /about/ as /about (as Umami's REMOVE_TRAILING_SLASH)."),
-    Setting(
-        "rate_limit",
-        "",
-        "Requests one client may make to the collection endpoints, e.g. 4/s or 120/m (429 beyond it); empty: no limit.",
-    ),
+    Setting("rate_limit", "",
+            "Requests one client may make to the collection endpoints, e.g. 4/s or 120/m (429 beyond it); empty: no limit."),
     Setting("tracker_path", "", "Also serve the tracker script at this path (ad blockers block /script.js), e.g. /stats.js."),
     Setting("collect_path", "", "Also accept hits at this path, answering as /api/send; the served tracker posts there."),
-    Setting(
-        "timezone",
-        "UTC",
-        "Time zone of the summary page: its days, hours and chart labels (an IANA name, e.g. Europe/Berlin).",
-    ),
+    Setting("timezone", "UTC",
+            "Time zone of the summary page: its days, hours and chart labels (an IANA name, e.g. Europe/Berlin)."),
     Setting("password_hash", "", "The page's password hash (`footfall password --print-hash`); overrides the stored one."),
     Setting("summary_timeout", 20, "Seconds a summary may compute; a slower one answers 503 (choose a shorter period)."),
     Setting("body_timeout", 10, "Seconds a client may take to send a request body; a slower one gets 408 and is dropped."),
@@ -314,20 +249,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("login_max_days", 30, "Days a login (cookie or API token) lasts; logout and `footfall password` end it sooner."),
     Setting("api_username", "admin", "The username POST /api/auth/login takes, with the page's password (Umami's is admin)."),
     Setting("write_queue_max", 20_000, "Events that may wait to be written; beyond that requests get 503."),
-    Setting(
-        "write_queue_max_bytes",
-        4 * 1024 * 1024,
-        "Bytes of request bodies whose events may wait to be written (their memory is ~5x that); beyond that requests get 503.",
-    ),
+    Setting("write_queue_max_bytes", 4 * 1024 * 1024,
+            "Bytes of request bodies whose events may wait to be written (their memory is ~5x that); beyond that requests get 503."),
     Setting("busy_timeout_ms", 5000, "How long a write waits for a lock held by another program before it gets 503."),
-    Setting(
-        "wal_autocheckpoint",
-        1000,
-        "Checkpoint the WAL into the database after a commit leaves this many pages in it (SQLite's default); "
-        "0 leaves checkpoints to Litestream, as it advises for busy servers (README, When one machine is not enough).",
-    ),
+    Setting("wal_autocheckpoint", 1000,
+            "Checkpoint the WAL into the database after a commit leaves this many pages in it (SQLite's default); "
+            "0 leaves checkpoints to Litestream, as it advises for busy servers (README, When one machine is not enough)."),
     Setting("log_level", "info", "Log verbosity.", ("debug", "info", "warning", "error")),
 )
+# fmt: on
 
 
 @dataclasses.dataclass(frozen=True)
@@ -376,9 +306,7 @@ class ConfigError(ValueError):
 
 _TRUE_WORDS = {"1", "true", "yes", "on"}
 
-
 _FALSE_WORDS = {"0", "false", "no", "off"}
-
 
 #: Whole-number settings for which 0 means something (port 0: any free port; wal_autocheckpoint 0: no checkpoints).
 _ZERO_ALLOWED = frozenset({"port", "wal_autocheckpoint"})
@@ -803,29 +731,21 @@ UUID_RE = re.compile(
     re.IGNORECASE,
 )
 
-
 # Umami's DATETIME_REGEX (src/lib/constants.ts): such strings are stored as dates.
 _DATETIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{3}(Z|\+[0-9]{2}:[0-9]{2})?)?")
 
-
 _SPECIAL_SCHEMES = frozenset({"http", "https", "ws", "wss", "ftp"})
 
-
 _FORBIDDEN_HOST_CHARS = frozenset(' <>^|\\%\t\n\r"`{}')
-
 
 # WHATWG URL parsing removes tabs and newlines anywhere and C0 controls and spaces at the ends.
 _URL_STRIP_CHARS = "".join(chr(c) for c in range(0x21))
 
-
 _URL_DROP = str.maketrans("", "", "\t\n\r")
-
 
 _RESERVED_IN_PATH = frozenset(";/?:@&=+$,#")
 
-
 _PERCENT_RUN_RE = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
-
 
 CAMPAIGN_PARAMS = (
     "utm_source",
@@ -840,7 +760,6 @@ CAMPAIGN_PARAMS = (
     "li_fat_id",
     "twclid",
 )  # fmt: skip  (the UTM fields, then the click ids: two lines that read as the two groups they are)
-
 
 _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError, ValueError)
 
@@ -1206,9 +1125,7 @@ def _url_key_size(key: tuple[Any, ...]) -> int:
 #: What enrich derives from a page's URL and from a referrer, once per distinct value (pure functions of their keys).
 _page_memo = Memo(_page_fields, URL_MEMO_BYTES, _url_key_size)
 
-
 _referrer_memo = Memo(_referrer_fields, URL_MEMO_BYTES, _url_key_size)
-
 
 ###############################################################################################################################
 # Client and location
@@ -1226,12 +1143,9 @@ CLIENT_IP_HEADERS = (
     "x-nf-client-connection-ip", "do-connecting-ip", "x-appengine-user-ip", "x-client-ip", "x-cluster-client-ip", "x-forwarded"
 )  # fmt: skip
 
-
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
 
 _FORWARDED_FOR_RE = re.compile(r'for="?(\[[^\]"]*\]?|[^;,"\s]*)', re.IGNORECASE)
 
@@ -1423,7 +1337,6 @@ class Location(NamedTuple):
 
 
 NOWHERE = Location(None, None, None)
-
 
 #: How the collector learns where a client is: ``locate(client, headers)``. The app assembly hands in footfall.geo's
 #: (trusted CDN headers, then the geo databases); the collector alone locates nobody.
@@ -1631,7 +1544,6 @@ class CacheToken(NamedTuple):
 
 
 _TOKEN_LAYOUT = struct.Struct(">16s16s16sI")
-
 
 _TOKEN_MAC_BYTES = 16
 
@@ -1877,15 +1789,12 @@ class _Call(NamedTuple):
 
 STOP = object()  #: Queued by close(): everything before it is committed, then the writer ends.
 
-
 SESSION_INSERT = (
     "INSERT INTO session (session_key, session_id, website_key, browser, os, device, screen, language, "
     "country, region, city, distinct_id, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 
-
 VISIT_INSERT = "INSERT INTO visit (visit_key, visit_id, session_key, started_at) VALUES (?,?,?,?)"
-
 
 #: EventRow's columns in three parts: what every event has, the campaign parameters, and the vitals and duration.
 _EVENT_BASE, _EVENT_CAMPAIGN, _EVENT_VITALS = slice(0, 12), slice(12, 23), slice(23, 29)
@@ -1902,15 +1811,12 @@ def _event_insert(campaign: bool, vitals: bool) -> str:
 #: the 17 NULLs they would leave cost as much as the rest of the insert.
 EVENT_INSERTS = {(c, v): _event_insert(c, v) for c in (False, True) for v in (False, True)}
 
-
 _NO_VITALS = (None,) * (_EVENT_VITALS.stop - _EVENT_VITALS.start)
-
 
 EVENT_DATA_INSERT = (
     "INSERT OR REPLACE INTO event_data (event_key, data_key, data_type, string_value, number_value, "
     "date_value) VALUES (?,?,?,?,?,?)"
 )
-
 
 SESSION_DATA_UPSERT = (
     "INSERT INTO session_data (session_key, data_key, data_type, string_value, number_value, date_value, distinct_id, "
@@ -1919,10 +1825,8 @@ SESSION_DATA_UPSERT = (
     "distinct_id = excluded.distinct_id, created_at = excluded.created_at"
 )
 
-
 #: visit.started_at stays its first event's time when an event up to VISIT_BACKWARD_SECONDS earlier joins the visit.
 _VISIT_START_UPDATE = "UPDATE visit SET started_at = ?1 WHERE visit_key = ?2 AND started_at > ?1"
-
 
 _BOT_UPSERT = (
     "INSERT INTO bot_counter (website_key, day, hits) VALUES (?,?,?) "
