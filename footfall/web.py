@@ -724,10 +724,21 @@ def page_context(
 EXPORTS = (*LIST_TITLES, "event", "vitals", "all")
 
 
+class _SafeWriter:
+    """csv.writer for values visitors sent: a text cell that a spreadsheet would run as a formula (it starts with =, +, -,
+    @, a tab or a carriage return) gets a leading apostrophe, as OWASP advises against CSV injection."""
+
+    def __init__(self, writer: Any) -> None:
+        self.writer = writer
+
+    def writerow(self, row: list[Any]) -> None:
+        self.writer.writerow(["'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") else v for v in row])
+
+
 def summary_csv(summary: dict[str, Any], export: str, country_names: Mapping[str, str]) -> str:
     """The numbers of one panel (or of the whole view, for 'all') as CSV: the same values the page shows, unformatted."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
+    writer = _SafeWriter(csv.writer(out, lineterminator="\r\n"))
 
     def list_part(metric: str, with_panel: bool) -> None:
         block = summary["goals"] if metric == "event" else summary["lists"][metric]

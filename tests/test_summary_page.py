@@ -159,6 +159,10 @@ async def test_show_all_csv_and_compression(db_path: Path, website: str) -> None
         assert ["totals", "pageviews", "", str(total), "", "", ""] in whole
         assert ["page", "/page-00", "", "12", str(round(12 / total, 4)), "", ""] in whole
         assert (await client.get("/", params={"period": "24h", "website": website, "export": "nope"})).status_code == 400
+        await send(client, website, "/x", FIREFOX, "203.0.113.99", "DE", timestamp=at + 5, name="=HYPERLINK(1)")
+        await flush(client)
+        events = await client.get("/", params={"period": "24h", "website": website, "export": "event"})
+        assert list(csv.reader(io.StringIO(events.text)))[1][0] == "'=HYPERLINK(1)"  # never a formula in a spreadsheet
         filtered = await client.get("/", params={"period": "24h", "website": website, "page": "/page-03"})
         link = re.search(r'<a class="csv" href="([^"]+)" aria-label="Pages as CSV">', filtered.text)
         assert link and "page=%2Fpage-03" in link.group(1) and "period=24h" in link.group(1)
