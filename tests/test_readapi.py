@@ -19,7 +19,7 @@ from click.testing import CliRunner
 import collector
 import footfall.app
 import footfall.cli
-from conftest import FIREFOX, AppClient, Clock, assert_api_error, flush, open_client
+from conftest import FIREFOX, AppClient, Clock, add_website, assert_api_error, flush, open_client
 
 pytestmark = pytest.mark.anyio
 
@@ -122,8 +122,8 @@ async def send_traffic(client: AppClient, website: str) -> None:
 class Api:
     """The read API with an API key, beside the page's JSON twin (loopback, no password: the page answers it)."""
 
-    def __init__(self, client: AppClient, website: str, key: str) -> None:
-        self.client, self.website, self.key = client, website, key
+    def __init__(self, client: AppClient, website: str, key: str, db_path: Path) -> None:
+        self.client, self.website, self.key, self.db_path = client, website, key, db_path
 
     async def get(self, where: str, /, **params: Any) -> Any:
         """GET a read API route (a path under this website, or a whole /api/ path) with the key; its 200 JSON."""
@@ -153,12 +153,20 @@ async def traffic(db_path: Path, website: str, **settings: Any) -> AsyncIterator
     config = collector.Config(db=str(db_path), geoip_db=str(geo), **settings)
     async with open_client(footfall.app.create_app(config, Clock(NOW))) as client:
         await send_traffic(client, website)
-        yield Api(client, website, key)
+        yield Api(client, website, key, db_path)
 
 
-@pytest.fixture
-async def api(db_path: Path, website: str) -> AsyncIterator[Api]:
-    async with traffic(db_path, website) as found:
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
+    """One app with TRAFFIC for the module: the tests only read (the one that adds a website removes it again)."""
+    db_path = tmp_path_factory.mktemp("readapi") / "footfall.db"
+    collector.prepare_database(str(db_path), now=NOW)
+    async with traffic(db_path, add_website(db_path)) as found:
         yield found
 
 
@@ -427,8 +435,9 @@ async def test_filters_it_cannot_answer_are_refused_by_name(api: Api) -> None:
     assert (await api.client.get(url, params={**day, "match": "all"}, headers=headers)).status_code == 200
 
 
-async def test_websites_list_and_detail(api: Api, db_path: Path) -> None:
+async def test_websites_list_and_detail(api: Api) -> None:
     """/api/websites pages active sites by name (search in name or domain); /api/websites/{id}; unknown ids are 404."""
+    db_path = api.db_path
     result = CliRunner().invoke(footfall.cli.cli, ["site", "add", "blog", "--domain", "blog.example", "--db", str(db_path)])
     blog = result.output.strip()
     listed = await api.get("/api/websites")

@@ -24,7 +24,7 @@ from footfall.readapi import COMPARES, FILTER_PARAMS, OPERATORS, UNANSWERED_PARA
 from footfall.readnumbers import METRIC_TYPES
 
 #: Generated requests per endpoint.
-EXAMPLES = 40
+EXAMPLES = 25
 SENT: collections.Counter[str] = collections.Counter()
 #: Requests per endpoint that got 200 (so the numbers themselves were computed, not only the parameters checked).
 ANSWERED: collections.Counter[str] = collections.Counter()
