@@ -86,8 +86,8 @@ from footfall.params import (
     new_folder,
 )
 from footfall.rollups import set_setting
-from footfall.server import uvicorn_config
-from footfall.umami import drop_empty_site, export_umami, import_umami
+from footfall.server import NotifyingServer, uvicorn_config
+from footfall.umami import export_umami, import_umami
 
 
 ###############################################################################################################################
@@ -267,8 +267,6 @@ def serve(**options: Any) -> None:
 
     Example: footfall serve --db /var/lib/footfall/footfall.db --port 8000
     """
-    import uvicorn
-
     try:
         config = load_config(options, os.environ)
     except ConfigError as exc:
@@ -290,25 +288,8 @@ def serve(**options: Any) -> None:
         click.echo(f"Created website 'default' with id {prepared.default_website_id}. Paste this into your pages:")
         click.echo(f'  <script defer src="{base}/script.js" data-website-id="{prepared.default_website_id}"></script>')
 
-    class NotifyingServer(uvicorn.Server):
-        """uvicorn's server, telling systemd when it is listening (READY=1) and when it starts to drain (STOPPING=1)."""
-
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets)
-            if self.started:
-                sd_notify(f"READY=1\nSTATUS=listening on {base}")
-
-        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-            sd_notify("STOPPING=1\nSTATUS=committing queued events")
-            await super().shutdown(sockets)
-
-    server = NotifyingServer(uvicorn_config(create_app(config), config))  # limits and timeouts: footfall.server
-    # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to the handler that was in place before it started.
-    # A drained, committed shutdown is a success, so that handler does nothing and the exit code is 0 (systemd expects it).
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: None)
-    with sock:
-        server.run(sockets=[sock])
+    server = NotifyingServer(uvicorn_config(create_app(config), config), sd_notify, base)  # limits: footfall.server
+    server.run_until_stopped(sock)
     if not server.started:
         raise Failure(f"could not serve on {base} — the lines above say why")
 
@@ -536,10 +517,8 @@ def _console() -> Any:
 
 
 def _waiting(console: Any) -> Callable[[int, int], None]:
-    """Tell the person running prune or forget that the database is locked and the command tries again."""
-    return lambda attempt, attempts: console.print(
-        f"The database is locked by another writer; trying again ({attempt + 1} of {attempts})…"
-    )
+    """Tell whoever runs prune or forget that the database is locked and the command tries again."""
+    return lambda done, of: console.print(f"The database is locked by another writer; trying again ({done + 1} of {of})…")
 
 
 @cli.command()
@@ -605,14 +584,8 @@ def prune(older_than: Age, website_id: str | None, db: str) -> None:
     existing_database(db, write=True)
     with Progress(SpinnerColumn(), TextColumn("{task.description} {task.completed} events"), console=_console()) as bar:
         task = bar.add_task("Deleting", total=None)
-        counts = _checked(
-            prune_events,
-            db,
-            older_than.seconds,
-            website_id,
-            progress=lambda n: bar.advance(task, n),
-            waiting=_waiting(bar.console),
-        )
+        advance = lambda n: bar.advance(task, n)  # noqa: E731
+        counts = _checked(prune_events, db, older_than.seconds, website_id, progress=advance, waiting=_waiting(bar.console))
     click.echo(f"deleted {counts['events']} events, {counts['visits']} visits, {counts['sessions']} sessions")
 
 
@@ -626,9 +599,8 @@ def forget(distinct_id: str, website_id: str | None, db: str) -> None:
     Example: footfall forget --distinct-id user-42
     """
     existing_database(db, write=True)
-    console = _console()
-    with console.status("Deleting…"):
-        counts = _checked(forget_person, db, distinct_id, website_id, waiting=_waiting(console))
+    with _console().status("Deleting…") as status:
+        counts = _checked(forget_person, db, distinct_id, website_id, waiting=_waiting(status.console))
     click.echo(", ".join(f"deleted {n} {what}" for what, n in counts.items()))
 
 
@@ -692,24 +664,12 @@ def import_umami_command(files: tuple[Path, ...], db: str) -> None:
     """
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
-    new_file(db, f"--db {db}", "database file")
-    try:
-        prepared = prepare_database(db)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    _open_for_cli(db).close()  # a new database gets no 'default' site: the import brings Umami's
     columns, console = (SpinnerColumn(), TextColumn("{task.description} {task.completed} rows")), _console()
     with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("Importing", total=None)
-
-        def progress(rows: int, name: str) -> None:
-            bar.update(task, advance=rows, description=f"Importing {name}:")
-
-        try:
-            counts = _checked(import_umami, db, files, progress=progress, empty_site=prepared.default_website_id)
-        except click.ClickException:
-            if prepared.default_website_id:  # a failed import into a new database leaves no empty 'default' site
-                _checked(drop_empty_site, db, prepared.default_website_id)
-            raise
+        update = lambda rows, name: bar.update(task, advance=rows, description=f"Importing {name}:")  # noqa: E731
+        counts = _checked(import_umami, db, files, progress=update)
     click.echo(", ".join(f"{n} {what}" for what, n in sorted(counts.items())))
 
 

@@ -1,12 +1,16 @@
-"""How `footfall serve` runs uvicorn: its limits and timeouts, and the HTTP protocol that bounds a request's headers.
+"""How `footfall serve` runs uvicorn: its limits and timeouts, the HTTP protocol that bounds a request's headers, and
+the server that tells systemd when it is ready and when it drains.
 
-Owns: the uvicorn settings footfall chooses (no proxy-header rewrite, no access log, concurrency limit, keep-alive) and
-the header timeout uvicorn lacks. Imports collector only.
+Owns: the uvicorn settings footfall chooses (no proxy-header rewrite, no access log, concurrency limit, keep-alive), the
+header timeout uvicorn lacks, signal handling for a clean exit. Imports collector only (sd_notify is handed in).
 """
 
 from __future__ import annotations
 
 import asyncio
+import signal
+import socket
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -85,3 +89,30 @@ def uvicorn_config(app: Any, config: Config) -> uvicorn.Config:
         limit_concurrency=config.max_connections,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
+
+
+class NotifyingServer(uvicorn.Server):
+    """uvicorn's server, telling systemd through ``notify`` (footfall.app.sd_notify) when it is listening (READY=1) and
+    when it starts to drain (STOPPING=1)."""
+
+    def __init__(self, config: uvicorn.Config, notify: Callable[[str], object], base: str) -> None:
+        super().__init__(config)
+        self.notify, self.base = notify, base
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.notify(f"READY=1\nSTATUS=listening on {self.base}")
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.notify("STOPPING=1\nSTATUS=committing queued events")
+        await super().shutdown(sockets)
+
+    def run_until_stopped(self, sock: socket.socket) -> None:
+        """Serve on ``sock`` (closed afterwards) until SIGTERM or SIGINT, then drain and return (exit 0, as systemd wants)."""
+        # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to the handler in place before it started. A
+        # drained, committed shutdown is a success, so that handler does nothing.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, frame: None)
+        with sock:
+            self.run(sockets=[sock])

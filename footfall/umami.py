@@ -416,14 +416,12 @@ def import_umami(
     db: str,
     paths: Sequence[Path],
     progress: Callable[[int, str], None] | None = None,
-    empty_site: str | None = None,
     now: float | None = None,
 ) -> dict[str, int]:
     """Load Umami CSVs into footfall in one transaction (all files or nothing), checking every value as the collection
     API would; websites keep their Umami ids (and names, from website.csv), so tracking snippets keep working.
 
     Importing the same export again inserts nothing twice (events are keyed by their Umami id in ``umami_event``).
-    ``empty_site``: the website prepare_database just made for a new database, dropped again when the import brings sites.
     A bad value, a malformed file or a missing column is a ConfigError of one line naming the file, line and column.
     """
     import csv
@@ -431,12 +429,7 @@ def import_umami(
     now = time.time() if now is None else now
     files: dict[str, list[Path]] = collections.defaultdict(list)
     for path in paths:
-        header = _read_header(path)
-        table = _umami_table(header)
-        missing = [name for name in _REQUIRED_COLUMNS[table] if name not in header]
-        if missing:
-            raise ConfigError(f"{path}: the {table} CSV has no column {', '.join(missing)}")
-        files[table].append(path)
+        files[_umami_table(_read_header(path))].append(path)
     with contextlib.closing(connect(db)) as conn:
         job = _Import(conn, now)
         with transaction(conn):  # all files or nothing
@@ -447,6 +440,9 @@ def import_umami(
                         started = 2  # the file line the row being read starts on (line 1 is the header)
                         try:
                             for number, row in enumerate(reader, 1):
+                                missing = [name for name in _REQUIRED_COLUMNS[table] if name not in row]
+                                if missing:  # (a file of its header alone imports nothing, whatever its columns)
+                                    raise ConfigError(f"{path}: the {table} CSV has no column {', '.join(missing)}")
                                 if None in row or None in row.values():
                                     raise csv.Error("a row with a different number of fields than the header")
                                 job.row(table, _Cells(row, now))
@@ -459,26 +455,12 @@ def import_umami(
                             raise ConfigError(f"{path}, line {started}: not a CSV psql wrote ({exc})") from None
                         except sqlite3.IntegrityError as exc:
                             raise ConfigError(f"{path}, line {started}: refused by the schema ({exc})") from None
-            if empty_site is not None and job.counts["websites"]:
-                conn.execute(_DROP_EMPTY_SITE, (empty_site,))
         if job.first_event_key is not None:  # imported keys may lie below the rollups' watermark: lower it
             conn.execute(
                 "UPDATE setting SET value = min(CAST(value AS INTEGER), ?) WHERE name = 'rollup_event_key'",
                 (job.first_event_key - 1,),
             )
     return dict(job.counts)
-
-
-_DROP_EMPTY_SITE = (
-    "DELETE FROM website WHERE website_id = ? AND NOT EXISTS (SELECT 1 FROM session s WHERE s.website_key = "
-    "website.website_key) AND NOT EXISTS (SELECT 1 FROM share_link l WHERE l.website_key = website.website_key)"
-)
-
-
-def drop_empty_site(db: str, website_id: str) -> None:
-    """Delete a website that has nothing (the 'default' a new database got when an import into it failed)."""
-    with contextlib.closing(connect(db)) as conn, transaction(conn):
-        conn.execute(_DROP_EMPTY_SITE, (website_id,))
 
 
 def _read_header(path: Path) -> list[str]:
