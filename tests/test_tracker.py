@@ -276,6 +276,6 @@ def test_tracked_visit_appears_on_the_summary_page(browser: Any, site: Site, ser
     assert summary.locator("#panel-page a", has_text="/landing.html").count() == 1
     assert summary.locator("#realtime-visitors").inner_text() == "1"
     assert summary.locator(".card[data-metric=Pageviews] .value").inner_text() == "1"
-    assert "1 pageviews, 1 visitors" in summary.locator(".chart svg").inner_html()
+    assert "1 pageview, 1 visitor" in summary.locator(".chart svg.plot-wide").inner_html()
     assert page.errors == []
     page.context.close()
