@@ -87,7 +87,7 @@ def test_slow_request_headers_are_cut_off(db_path: Path) -> None:
         answer, waited = read_until_closed(keep, since)
         first, _, second = answer.partition(b"}HTTP/1.1 ")
         assert first.startswith(b"HTTP/1.1 200 OK") and second.startswith(b"408 Request Timeout"), answer
-        assert 0.9 <= waited <= 3, waited
+        assert 0.7 <= waited <= 3, waited  # its clock starts when the first answer went out, up to 0.2 s before ours
     assert send_one(server, website) == 200
     server.stop()
     assert "Traceback" not in server.log.read_text()
