@@ -16,7 +16,6 @@ import user_agents.parsers
 
 from collector import MAX_AGENT_FIELD_CHARS, Agent, clip
 
-
 # Bots and non-browser clients that user-agents' is_bot (device family 'Spider') misses: headless browsers, HTTP
 # libraries, monitoring and SEO crawlers, link-preview fetchers. The Umami Node client's "Mozilla/5.0 Umami/v20.x" is a
 # server-side sender, not a bot, and does not match.

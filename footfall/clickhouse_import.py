@@ -67,6 +67,17 @@ _READ_NAMES = (
 _R = {name: i for i, name in enumerate(_READ_NAMES)}
 
 
+def _ensure_website(conn: sqlite3.Connection, site: str, websites: dict[str, int], counts: dict[str, int]) -> None:
+    """Add the website ``site`` (named after ClickHouse and its id) unless the file has it; ``websites`` maps id → key."""
+    if site not in websites:
+        cur = conn.execute(
+            "INSERT INTO website (website_id, name, created_at) VALUES (?, ?, ?)",
+            (site, f"clickhouse {site[:8]}", int(time.time())),
+        )
+        websites[site] = int(cur.lastrowid or 0)
+        counts["websites"] += 1
+
+
 def _windows(target: Target, where: str, size: int) -> list[tuple[int, int]]:
     """[from, to) ranges of whole hours holding about ``size`` events each, in time order (the primary key's order)."""
     hours = target.rows(
@@ -144,13 +155,7 @@ def import_clickhouse(
         visits: dict[str, int] = {}
         with transaction(conn):
             for site in site_ids:
-                if site not in websites:
-                    cur = conn.execute(
-                        "INSERT INTO website (website_id, name, created_at) VALUES (?, ?, ?)",
-                        (site, f"clickhouse {site[:8]}", int(time.time())),
-                    )
-                    websites[site] = int(cur.lastrowid or 0)
-                    counts["websites"] += 1
+                _ensure_website(conn, site, websites, counts)
         next_key = _next_event_key(conn)  # above every watermark: the rollups and any ship see the imported events
         for low, high in _windows(target, where, batch_size):
             span = f"{where} AND created_at >= toDateTime({low}, 'UTC') AND created_at < toDateTime({high}, 'UTC')"
@@ -337,13 +342,7 @@ def _import_session_data(
             break
         with transaction(conn):
             for site, session_id, data_key, data_type, string_value, number_value, date_value, distinct_id, created in rows:
-                if site not in websites:
-                    cur = conn.execute(
-                        "INSERT INTO website (website_id, name, created_at) VALUES (?, ?, ?)",
-                        (site, f"clickhouse {site[:8]}", int(time.time())),
-                    )
-                    websites[site] = int(cur.lastrowid or 0)
-                    counts["websites"] += 1
+                _ensure_website(conn, site, websites, counts)
                 attrs = [None] * len(SESSION_COLUMNS) + [distinct_id or None]
                 session = _session_key(conn, session_id, websites[site], int(created), attrs, sessions)
                 conn.execute(

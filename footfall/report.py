@@ -19,21 +19,11 @@ from typing import Any, NamedTuple
 
 from collector import ConfigError, connect, load_zone
 from footfall.rollups import bucket_shift, refresh_rollups, stored_alignment
-from footfall.summary import Site, build_summary, resolve_range
+from footfall.summary import HEADLINES, Site, build_summary, resolve_range
 
 #: Rows of each list in the e-mail.
 REPORT_ROWS = 5
 
-
-#: (headline key, label) in the order the page shows them.
-_HEADLINES = (
-    ("visitors", "Visitors"),
-    ("visits", "Visits"),
-    ("pageviews", "Pageviews"),
-    ("views_per_visit", "Views per visit"),
-    ("bounce_rate", "Bounce rate"),
-    ("avg_duration_s", "Visit duration"),
-)
 
 _LISTS = (("page", "Pages", "pageviews"), ("referrer", "Referrers", "visits"), ("country", "Countries", "visits"))
 
@@ -108,7 +98,7 @@ def build_report(
         title = site["name"] + (f" ({site['domain']})" if site["domain"] else "")
         text += [title, "=" * len(title)]
         parts.append(f"<h2>{html.escape(title)}</h2><table>")
-        for key, label in _HEADLINES:
+        for key, label in HEADLINES:
             cell = summary["totals"][key]
             value, change = _value(key, cell["value"]), _change(cell["change"], cell["value"])
             previous = _value(key, cell["previous"])

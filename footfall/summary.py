@@ -85,6 +85,17 @@ _LAST_SUMMARY_SECONDS = int(dt.datetime(3000, 1, 1, tzinfo=dt.timezone.utc).time
 _OUT_OF_RANGE = f"start and end must lie between {FIRST_SUMMARY_DAY} and {LAST_SUMMARY_DAY}"
 
 
+#: (headline key, label) in the order the page, the report and the CSV show them.
+HEADLINES = (
+    ("visitors", "Visitors"),
+    ("visits", "Visits"),
+    ("pageviews", "Pageviews"),
+    ("views_per_visit", "Views per visit"),
+    ("bounce_rate", "Bounce rate"),
+    ("avg_duration_s", "Visit duration"),
+)
+
+
 class SummaryRange(NamedTuple):
     """The period a summary covers: [start, end) for the chart, [start, until) for the numbers, in Unix seconds."""
 

@@ -35,6 +35,7 @@ from footfall.auth import SESSION_COOKIE, PageAuth, is_https, is_local_browser, 
 from footfall.rollups import VITALS
 from footfall.summary import (
     FILTERS,
+    HEADLINES,
     PERIODS,
     Site,
     SummaryRange,
@@ -102,16 +103,6 @@ FILTER_LABELS = {
     "language": "Language",
     "screen": "Screen",
 }
-
-
-HEADLINES = (
-    ("visitors", "Visitors"),
-    ("visits", "Visits"),
-    ("pageviews", "Pageviews"),
-    ("views_per_visit", "Views per visit"),
-    ("bounce_rate", "Bounce rate"),
-    ("avg_duration_s", "Visit duration"),
-)
 
 
 class Viewer(NamedTuple):
