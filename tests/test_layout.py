@@ -86,4 +86,6 @@ def test_readme_code_map_matches_the_tree() -> None:
     listed = set(re.findall(r"`((?:footfall/)?[\w/]+\.py)`", section))
     files = {"collector.py", *(f"footfall/{p.name}" for p in PACKAGE.glob("*.py") if p.name != "__init__.py")}
     assert files - listed == set(), "missing from the code map"
+    rows = re.findall(r"^\| `((?:footfall/)?[\w/]+\.py)`", section, flags=re.M)
+    assert sorted(rows) == sorted(set(rows)), "a module has two rows in the code map"
     assert {f for f in listed if f.endswith(".py") and "/" in f and f.startswith("footfall/")} - files == set()
