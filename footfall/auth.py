@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import secrets
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -240,6 +240,12 @@ def revoke_sessions(conn: sqlite3.Connection) -> int:
     return conn.execute("DELETE FROM login_session").rowcount
 
 
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    """The token of ``Authorization: Bearer TOKEN``: the header's second word, as Umami reads it (the scheme is not checked)."""
+    words = headers.get("authorization", "").split(" ")
+    return words[1] if len(words) > 1 and words[1] else None
+
+
 ###############################################################################################################################
 # The running state
 ###############################################################################################################################
@@ -348,6 +354,16 @@ class PageAuth:
         if used is None or now - used >= LAST_USED_SECONDS:
             await self._write([("UPDATE api_key SET last_used_at = ? WHERE key_hash = ?", (int(now), digest))])
         return Login("api-key", digest, name)
+
+    async def bearer(self, headers: Mapping[str, str], now: float) -> Login | None:
+        """Who a script's request is: an API login token or an API key in ``Authorization: Bearer …``, or an API key in
+        ``x-umami-api-key``. A browser never sends these headers by itself (unlike a cookie), so no other page can borrow them.
+        """
+        token = bearer_token(headers)
+        if token is not None and (found := await self.session(token, "api", now) or await self.api_key(token, now)):
+            return found
+        key = headers.get("x-umami-api-key")
+        return await self.api_key(key.strip(), now) if key else None
 
     def _store(self) -> Collection:
         if self._collection is None or self._collection.reader is None:

@@ -31,7 +31,7 @@ from collector import (
     transaction,
     umami_uuid,
 )
-from footfall.auth import Login, PageAuth
+from footfall.auth import Login, PageAuth, bearer_token
 from footfall.readnumbers import (
     ALL_ROWS,
     EXTRA_FILTERS,
@@ -482,21 +482,9 @@ def _answer(body: Any) -> Response:
     return json_response(body, headers=NO_STORE)
 
 
-def _bearer(request: Request) -> str | None:
-    """The token of ``Authorization: Bearer TOKEN``: the header's second word, as Umami reads it (the scheme is not checked)."""
-    words = request.headers.get("authorization", "").split(" ")
-    return words[1] if len(words) > 1 and words[1] else None
-
-
 async def who(request: Request) -> Login:
     """The login session or API key a request carries (Bearer token, or x-umami-api-key); 401 without a valid one."""
-    auth, now = _auth(request), _collection(request).clock()
-    token = _bearer(request)
-    found = None
-    if token is not None:
-        found = await auth.session(token, "api", now) or await auth.api_key(token, now)
-    if found is None and (key := request.headers.get("x-umami-api-key")):
-        found = await auth.api_key(key.strip(), now)
+    found = await _auth(request).bearer(request.headers, _collection(request).clock())
     if found is None:
         raise ApiError(401, "unauthorized", "Unauthorized")
     return found
@@ -621,7 +609,7 @@ async def post_auth_logout(request: Request) -> Response:
     """POST /api/auth/logout: end the login session the token belongs to (an API key stays until revoked)."""
     login = await who(request)
     if login.kind == "session":
-        await _auth(request).close_session(_bearer(request))
+        await _auth(request).close_session(bearer_token(request.headers))
     return _answer(Ok(True))
 
 

@@ -126,9 +126,11 @@ async def _viewer(request: Request, token: str | None) -> Viewer:
         if website_key is None:
             raise Denied("not-found")
         return Viewer([s for s in sites if s.key == website_key], f"/share/{token}", False)
-    auth = _auth(request)
+    auth, now = _auth(request), _summary(request).clock()
+    if await auth.bearer(request.headers, now) is not None:  # a script with an API key or token (README: /api/summary)
+        return Viewer(sites, "/", True)
     if auth.password_hash:
-        if await auth.session(request.cookies.get(SESSION_COOKIE), "page", _summary(request).clock()) is not None:
+        if await auth.session(request.cookies.get(SESSION_COOKIE), "page", now) is not None:
             return Viewer(sites, "/", True)
         raise Denied("login")
     if is_local_browser(request):
@@ -258,7 +260,7 @@ async def get_summary_json(request: Request) -> Response:
         if reason == "not-found":
             raise ApiError(404, "not-found", "Share link not found.") from None
         if reason == "login":
-            raise ApiError(401, "unauthorized", "Log in first (POST /login), or use a share link.") from None
+            raise ApiError(401, "unauthorized", "Log in first (POST /login), send an API key (Authorization: Bearer KEY), or use a share link.") from None
         raise ApiError(403, "forbidden", "Set a password with `footfall password` to read the summary remotely.") from None
     site, period, filters = _summary_request(request, viewer, reader)
     summary = await reader.summary(site, period, filters)

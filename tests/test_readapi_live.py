@@ -107,6 +107,32 @@ def test_api_key_in_both_headers_until_revoked(server: LiveServer, db_path: Path
     assert httpx.get(server.url + "/api/me", headers={"x-umami-api-key": other}).status_code == 200
 
 
+def test_api_key_reads_the_summary_json(server: LiveServer, db_path: Path) -> None:
+    """/api/summary answers a script's API key or login token with the page's numbers; without one, or revoked, 401."""
+    website = rows(db_path, "SELECT website_id FROM website")[0][0]
+    for path in ("/", "/pricing"):
+        sent = httpx.post(
+            server.url + "/api/send",
+            json={"type": "event", "payload": {"website": website, "url": path}},
+            headers={"user-agent": FIREFOX},
+        )
+        assert sent.status_code == 200, sent.text
+    key = footfall(db_path, "api-key", "create", "summary-script").strip()
+    token = login(server).json()["token"]
+    for headers in ({"authorization": f"Bearer {key}"}, {"x-umami-api-key": key}, {"authorization": f"Bearer {token}"}):
+        answer = httpx.get(server.url + "/api/summary", params={"period": "24h"}, headers=headers)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["totals"]["pageviews"]["value"] == 2
+        assert "access-control-allow-origin" not in answer.headers
+    refused = httpx.get(server.url + "/api/summary", params={"period": "24h"})
+    assert refused.status_code == 401
+    assert refused.json()["error"]["message"] == (
+        "Log in first (POST /login), send an API key (Authorization: Bearer KEY), or use a share link."
+    )
+    footfall(db_path, "api-key", "revoke", "summary-script")
+    assert httpx.get(server.url + "/api/summary", headers={"x-umami-api-key": key}).status_code == 401
+
+
 def test_login_refusals(server: LiveServer) -> None:
     """Wrong password or username: 401 incorrect-username-password; a bad body: 400; then the login limiter's 429."""
     for username, password in (("admin", "wrong password!"), ("root", PASSWORD)):
