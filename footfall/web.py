@@ -260,7 +260,11 @@ async def get_summary_json(request: Request) -> Response:
         if reason == "not-found":
             raise ApiError(404, "not-found", "Share link not found.") from None
         if reason == "login":
-            raise ApiError(401, "unauthorized", "Log in first (POST /login), send an API key (Authorization: Bearer KEY), or use a share link.") from None
+            raise ApiError(
+                401,
+                "unauthorized",
+                "Log in first (POST /login), send an API key (Authorization: Bearer KEY), or use a share link.",
+            ) from None
         raise ApiError(403, "forbidden", "Set a password with `footfall password` to read the summary remotely.") from None
     site, period, filters = _summary_request(request, viewer, reader)
     summary = await reader.summary(site, period, filters)
