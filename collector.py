@@ -2339,7 +2339,8 @@ def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | Non
     )
 
 
-def _collection(request: Request) -> Collection:
+def collection_of(request: Request) -> Collection:
+    """The running Collection a request is served by (the app keeps it on ``app.state``)."""
     return request.app.state.collection  # type: ignore[no-any-return]
 
 
@@ -2395,7 +2396,7 @@ async def collect_batch(collection: Collection, origin: Origin, body: bytes, now
 
 async def post_send(request: Request) -> Response:
     """POST /api/send: record one pageview, custom event, identify or performance report."""
-    collection = _collection(request)
+    collection = collection_of(request)
     now = collection.clock()
     origin = collection.origin(request, now)
     body = await collect_send(collection, origin, await request.body(), now)
@@ -2404,7 +2405,7 @@ async def post_send(request: Request) -> Response:
 
 async def post_batch(request: Request) -> Response:
     """POST /api/batch: each item checked on its own, every accepted one written in one transaction."""
-    collection = _collection(request)
+    collection = collection_of(request)
     now = collection.clock()
     origin = collection.origin(request, now)
     body = await collect_batch(collection, origin, await request.body(), now)

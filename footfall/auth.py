@@ -241,7 +241,7 @@ def revoke_sessions(conn: sqlite3.Connection) -> int:
 
 
 def bearer_token(headers: Mapping[str, str]) -> str | None:
-    """The token of ``Authorization: Bearer TOKEN``: the header's second word, as Umami reads it (the scheme is not checked)."""
+    """The token of ``Authorization: Bearer TOKEN``: the header's second word, as Umami reads it (scheme not checked)."""
     words = headers.get("authorization", "").split(" ")
     return words[1] if len(words) > 1 and words[1] else None
 
@@ -249,6 +249,11 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
 ###############################################################################################################################
 # The running state
 ###############################################################################################################################
+def auth_of(request: Request) -> PageAuth:
+    """The PageAuth a request is served by (the app keeps it on ``app.state``)."""
+    return request.app.state.auth  # type: ignore[no-any-return]
+
+
 class Login(NamedTuple):
     """Who an API request is: a login session ('session', its token's digest) or an API key ('api-key', its name)."""
 

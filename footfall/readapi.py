@@ -26,16 +26,18 @@ from collector import (
     ApiError,
     Collection,
     bad_request,
+    collection_of,
     json_response,
     origin_of,
     transaction,
     umami_uuid,
 )
-from footfall.auth import Login, PageAuth, bearer_token
+from footfall.auth import Login, auth_of, bearer_token
 from footfall.readnumbers import (
     ALL_ROWS,
     EXTRA_FILTERS,
     METRIC_TYPES,
+    PAGE_METRICS,
     Buckets,
     Scope,
     active_visitors,
@@ -48,7 +50,7 @@ from footfall.readnumbers import (
     stats_numbers,
 )
 from footfall.rollups import ROLLUP_BUCKET_SECONDS, bucket_of, refresh_rollups
-from footfall.summary import FILTERS, SummaryReader
+from footfall.summary import FILTERS, reader_of
 
 # How a request goes: its query string is checked first (400, as Umami's parseRequest does), then the token or API key
 # (401), then the website (404). The numbers are read on the summary's own connection, after the same rollup refresh a
@@ -231,25 +233,10 @@ UNITS = ("minute", "hour", "day", "month", "year")
 COMPARES = ("prev", "yoy")
 
 
-#: Umami's filter parameters footfall answers → the filter they set. The first group are the page's own filters (the
-#: page's code makes the segment); the rest only this API has (see collect_segment). ``url`` is Umami v2's ``path``.
+#: Umami's filter parameters footfall answers → the filter they set: the page's lists are the page's own filters (the
+#: page's code makes the segment), the rest only this API has (see collect_segment). ``url`` is Umami v2's ``path``.
 FILTER_PARAMS = {
-    "path": "page",
-    "url": "page",
-    "event": "event",
-    "entry": "entry",
-    "exit": "exit",
-    "referrer": "referrer",
-    "domain": "referrer",
-    "utmSource": "utm_source",
-    "utmMedium": "utm_medium",
-    "utmCampaign": "utm_campaign",
-    "country": "country",
-    "browser": "browser",
-    "os": "os",
-    "device": "device",
-    "language": "language",
-    "screen": "screen",
+    **PAGE_METRICS,
     "title": "title",
     "query": "query",
     "hostname": "hostname",
@@ -466,25 +453,13 @@ def iso(t: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int(round((t - whole) * 1000)):03d}Z"
 
 
-def _collection(request: Request) -> Collection:
-    return request.app.state.collection  # type: ignore[no-any-return]
-
-
-def _auth(request: Request) -> PageAuth:
-    return request.app.state.auth  # type: ignore[no-any-return]
-
-
-def _reader(request: Request) -> SummaryReader:
-    return request.app.state.summary  # type: ignore[no-any-return]
-
-
 def _answer(body: Any) -> Response:
     return json_response(body, headers=NO_STORE)
 
 
 async def who(request: Request) -> Login:
     """The login session or API key a request carries (Bearer token, or x-umami-api-key); 401 without a valid one."""
-    found = await _auth(request).bearer(request.headers, _collection(request).clock())
+    found = await auth_of(request).bearer(request.headers, collection_of(request).clock())
     if found is None:
         raise ApiError(401, "unauthorized", "Unauthorized")
     return found
@@ -497,7 +472,7 @@ def user_id(collection: Collection) -> str:
 
 async def the_user(request: Request) -> User:
     """footfall's one user (created when the database was)."""
-    collection = _collection(request)
+    collection = collection_of(request)
     assert collection.reader is not None
     async with collection.reader.execute("SELECT updated_at FROM setting WHERE name = 'install_secret'") as cur:
         row = await cur.fetchone()
@@ -516,7 +491,7 @@ class SiteRow(NamedTuple):
 
 
 async def _sites(request: Request, website_id: str | None = None) -> list[SiteRow]:
-    reader = _collection(request).reader
+    reader = collection_of(request).reader
     assert reader is not None
     sql = (
         "SELECT w.website_key, w.website_id, w.name, w.domain, w.created_at, l.token FROM website w "
@@ -563,7 +538,7 @@ async def numbers(
     request: Request, site: SiteRow, filters: Mapping[str, str], fn: Callable[[sqlite3.Connection, Scope], T]
 ) -> T:
     """``fn(connection, scope)`` on the summary's connection, after the rollup refresh a page view does, in one snapshot."""
-    reader = _reader(request)
+    reader = reader_of(request)
     scope = Scope(site.key, filters, reader.shift, reader.zone)
 
     def job(conn: sqlite3.Connection) -> T:
@@ -580,7 +555,7 @@ async def post_auth_login(request: Request) -> Response:
         body = msgspec.json.decode(await request.body(), type=LoginRequest)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise bad_request(f"username and password are required: {exc}") from None
-    collection, auth = _collection(request), _auth(request)
+    collection, auth = collection_of(request), auth_of(request)
     address = origin_of(request).client(None, collection.policy).address
     right_name = hmac.compare_digest(body.username.encode(), collection.config.api_username.encode())
     token = await auth.log_in(body.password, address, collection.clock(), "api", right_name)
@@ -609,7 +584,7 @@ async def post_auth_logout(request: Request) -> Response:
     """POST /api/auth/logout: end the login session the token belongs to (an API key stays until revoked)."""
     login = await who(request)
     if login.kind == "session":
-        await _auth(request).close_session(bearer_token(request.headers))
+        await auth_of(request).close_session(bearer_token(request.headers))
     return _answer(Ok(True))
 
 
@@ -624,7 +599,7 @@ async def get_websites(request: Request) -> Response:
     if search:
         needle = search.casefold()
         sites = [s for s in sites if needle in s.name.casefold() or needle in (s.domain or "").casefold()]
-    collection = _collection(request)
+    collection = collection_of(request)
     owner, username = user_id(collection), collection.config.api_username
     shown = [_website(s, owner, username, True) for s in sites[(page - 1) * size : page * size]]
     return _answer(WebsitePage(shown, len(sites), page, size, search))
@@ -634,7 +609,7 @@ async def get_website(request: Request) -> Response:
     """GET /api/websites/{id}."""
     await who(request)
     site = await the_site(request)
-    collection = _collection(request)
+    collection = collection_of(request)
     return _answer(_website(site, user_id(collection), collection.config.api_username, False))
 
 
@@ -643,7 +618,7 @@ async def get_active(request: Request) -> Response:
     filters = pick_filters(query_params(request))
     await who(request)
     site = await the_site(request)
-    now = _reader(request).clock()
+    now = reader_of(request).clock()
     return _answer(Active(await numbers(request, site, filters, lambda conn, scope: active_visitors(conn, scope, now))))
 
 
@@ -658,11 +633,11 @@ def _range_request(request: Request, shift: int) -> tuple[dict[str, str], Asked,
 
 async def get_stats(request: Request) -> Response:
     """GET /api/websites/{id}/stats: pageviews, visitors, visits, bounces, totaltime, and the comparison range's."""
-    params, _, start, end = _range_request(request, _reader(request).shift)
+    params, _, start, end = _range_request(request, reader_of(request).shift)
     compare, filters = pick_compare(params), pick_filters(params)
     await who(request)
     site = await the_site(request)
-    before = previous(start, end, compare, _reader(request).shift)
+    before = previous(start, end, compare, reader_of(request).shift)
 
     def job(conn: sqlite3.Connection, scope: Scope) -> Stats:
         now, then = stats_numbers(conn, scope, start, end), stats_numbers(conn, scope, *before)
@@ -673,7 +648,7 @@ async def get_stats(request: Request) -> Response:
 
 async def get_pageviews(request: Request) -> Response:
     """GET /api/websites/{id}/pageviews: pageviews and visitors (Umami's "sessions") per ``unit`` in ``timezone``."""
-    shift = _reader(request).shift
+    shift = reader_of(request).shift
     params, asked, start, end = _range_request(request, shift)
     unit, zone, compare, filters = pick_unit(params, asked), pick_zone(params), pick_compare(params), pick_filters(params)
     current = buckets(start, end, unit, zone)
@@ -706,7 +681,7 @@ async def get_pageviews(request: Request) -> Response:
 
 async def get_metrics(request: Request) -> Response:
     """GET /api/websites/{id}/metrics?type=…: the values of one type, most first (limit, offset, search)."""
-    params, _, start, end = _range_request(request, _reader(request).shift)
+    params, _, start, end = _range_request(request, reader_of(request).shift)
     kind = params.get("type")
     if kind not in METRIC_TYPES:
         raise bad_request(f"type must be one of {', '.join(METRIC_TYPES)}" if kind else "type is required")
@@ -738,7 +713,7 @@ async def get_daterange(request: Request) -> Response:
 
 async def get_event_series(request: Request) -> Response:
     """GET /api/websites/{id}/events/series: custom events per name and ``unit`` (startAt, endAt and timezone required)."""
-    shift = _reader(request).shift
+    shift = reader_of(request).shift
     params = query_params(request)
     asked = asked_range(params, dates=False)
     unit, zone = pick_unit(params, asked), pick_zone(params, required=True)

@@ -41,7 +41,8 @@ from footfall.summary import (
 # for are queried here, and they are counted the way the page counts its own: a pageview in the bucket it happened in, a
 # visit (and its attributes) in the bucket it started in, a visitor once per session with a visit that started in it.
 
-#: metrics ``type`` → the page's list (panel_top metric) it reads.
+#: metrics ``type`` → the page's list (panel_top metric) it reads; the same names set the page's filters
+#: (readapi.FILTER_PARAMS).
 PAGE_METRICS = {
     "path": "page",
     "url": "page",

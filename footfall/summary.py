@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 import aiosqlite
 import msgspec
+from litestar import Request
 
 from collector import DAY_SECONDS, EVENT_CUSTOM, EVENT_PAGEVIEW, bad_request, connect, load_zone, transaction, unavailable
 from footfall.rollups import (
@@ -750,6 +751,11 @@ SUMMARY_REFRESH_ROUND_EVENTS = 50_000
 
 #: SQLite virtual-machine steps between two looks at a summary's deadline (a look costs ~0.1 µs; 10,000 steps ~1 ms).
 _DEADLINE_CHECK_STEPS = 10_000
+
+
+def reader_of(request: Request) -> SummaryReader:
+    """The SummaryReader a request is served by (the app keeps it on ``app.state``)."""
+    return request.app.state.summary  # type: ignore[no-any-return]
 
 
 class SummaryReader:

@@ -24,14 +24,14 @@ from collector import (
     DAY_SECONDS,
     HOUR_SECONDS,
     ApiError,
-    Collection,
     Config,
     asset_path,
     bad_request,
+    collection_of,
     origin_of,
 )
 from footfall.assets import Asset, make_asset, serve_asset
-from footfall.auth import SESSION_COOKIE, PageAuth, is_https, is_local_browser, is_same_origin, safe_next
+from footfall.auth import SESSION_COOKIE, auth_of, is_https, is_local_browser, is_same_origin, safe_next
 from footfall.rollups import VITALS
 from footfall.summary import (
     FILTERS,
@@ -41,22 +41,10 @@ from footfall.summary import (
     SummaryRange,
     SummaryReader,
     list_sites,
+    reader_of,
     resolve_range,
     shared_site,
 )
-
-
-def _collection(request: Request) -> Collection:
-    return request.app.state.collection  # type: ignore[no-any-return]
-
-
-def _summary(request: Request) -> SummaryReader:
-    return request.app.state.summary  # type: ignore[no-any-return]
-
-
-def _auth(request: Request) -> PageAuth:
-    return request.app.state.auth  # type: ignore[no-any-return]
-
 
 #: Headers on every summary response: no script may run, nothing may frame it, nothing leaks in Referer, nothing is cached.
 PAGE_HEADERS = {
@@ -118,7 +106,7 @@ class Denied(Exception):
 
 
 async def _viewer(request: Request, token: str | None) -> Viewer:
-    reader = _collection(request).reader
+    reader = collection_of(request).reader
     assert reader is not None
     sites = await list_sites(reader)
     if token is not None:
@@ -126,7 +114,7 @@ async def _viewer(request: Request, token: str | None) -> Viewer:
         if website_key is None:
             raise Denied("not-found")
         return Viewer([s for s in sites if s.key == website_key], f"/share/{token}", False)
-    auth, now = _auth(request), _summary(request).clock()
+    auth, now = auth_of(request), reader_of(request).clock()
     if await auth.bearer(request.headers, now) is not None:  # a script with an API key or token (README: /api/summary)
         return Viewer(sites, "/", True)
     if auth.password_hash:
@@ -208,7 +196,7 @@ async def get_share_page(request: Request) -> Response[Any] | Template:
 
 
 async def _summary_page(request: Request, token: str | None) -> Response[Any] | Template:
-    reader = _summary(request)
+    reader = reader_of(request)
     try:
         viewer = await _viewer(request, token)
     except Denied as denied:
@@ -252,7 +240,7 @@ async def _summary_page(request: Request, token: str | None) -> Response[Any] | 
 
 async def get_summary_json(request: Request) -> Response:
     """GET /api/summary?website=…&period=…|start=…&end=…[&share=…][&country=…]: the summary page's numbers as JSON."""
-    reader = _summary(request)
+    reader = reader_of(request)
     try:
         viewer = await _viewer(request, request.query_params.get("share"))
     except Denied as denied:
@@ -273,14 +261,14 @@ async def get_summary_json(request: Request) -> Response:
 
 async def get_login(request: Request) -> Response[Any] | Template:
     """GET /login: the login form."""
-    if not _auth(request).password_hash:
+    if not auth_of(request).password_hash:
         return Redirect(path="/", status_code=303, headers=PAGE_HEADERS)
     return _page("login.html", {"next": safe_next(request.query_params.get("next")), "error": None})
 
 
 async def post_login(request: Request) -> Response[Any] | Template:
     """POST /login (urlencoded or multipart form): check the password; on success start a session and go to ``next``."""
-    auth, collection = _auth(request), _collection(request)
+    auth, collection = auth_of(request), collection_of(request)
     if not is_same_origin(request):
         return _page("message.html", {"title": "Refused", "message": "Log in from footfall's own login page."}, 403)
     form = await request.form()
@@ -313,7 +301,7 @@ async def post_logout(request: Request) -> Response[Any] | Template:
     """POST /logout: end the session (its cookie is refused from now on, copies included) and drop the cookie."""
     if not is_same_origin(request):
         return _page("message.html", {"title": "Refused", "message": "Log out from footfall's own pages."}, 403)
-    await _auth(request).close_session(request.cookies.get(SESSION_COOKIE))
+    await auth_of(request).close_session(request.cookies.get(SESSION_COOKIE))
     response = Redirect(path="/login", status_code=303, headers=PAGE_HEADERS)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
