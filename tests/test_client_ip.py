@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import re
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +17,7 @@ import pytest
 
 import collector
 import footfall.app
-from conftest import FIREFOX, Clock, assert_api_error, flush, hit, open_client, rows
+from conftest import FIREFOX, ROOT, Clock, assert_api_error, flush, free_port, hit, open_client, rows
 
 pytestmark = pytest.mark.anyio
 
@@ -195,9 +202,10 @@ def test_bad_network_settings_are_explained() -> None:
 
 
 def through_nginx(visitor: str, sent: dict[str, str]) -> dict[str, str]:
-    """The headers the README's nginx block forwards for a request from ``visitor`` carrying ``sent``: every header as the
-    visitor sent it, Host as is, X-Real-IP set to $remote_addr, and $proxy_add_x_forwarded_for (the visitor's own
-    X-Forwarded-For, then ", $remote_addr")."""
+    """The headers the README's nginx block would forward for a request from ``visitor`` (a public address, which a test
+    on 127.0.0.1 cannot connect from) carrying ``sent``: every header as the visitor sent it, Host as is, X-Real-IP set
+    to $remote_addr, and $proxy_add_x_forwarded_for (the visitor's own X-Forwarded-For, then ", $remote_addr").
+    test_forged_headers_through_a_real_nginx runs the block itself."""
     forwarded = {k: v for k, v in sent.items() if k.lower() not in ("x-real-ip", "x-forwarded-for", "x-forwarded-proto")}
     own = sent.get("x-forwarded-for")
     forwarded["x-real-ip"] = visitor
@@ -208,8 +216,9 @@ def through_nginx(visitor: str, sent: dict[str, str]) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_forged_headers_through_the_readme_nginx_config_change_nothing(db_path: Path) -> None:
-    """Through the README's nginx config (nginx on 127.0.0.1), a visitor's own True-Client-IP, CF-Connecting-IP, leftmost
-    X-Forwarded-For and CF-IPCountry change neither the address (--ignore-ip, --rate-limit) nor the country."""
+    """With the headers the README's nginx config forwards, a visitor's own True-Client-IP, CF-Connecting-IP, leftmost
+    X-Forwarded-For and CF-IPCountry change neither the address (--ignore-ip, --rate-limit) nor the country, which
+    comes from the real (public) address."""
     import httpx
 
     from conftest import LiveServer
@@ -237,3 +246,86 @@ def test_forged_headers_through_the_readme_nginx_config_change_nothing(db_path: 
             assert_api_error(send("9.9.9.9", forged), 403, "forbidden")  # the ignored visitor stays ignored
     server.stop()
     assert rows(db_path, "SELECT country, region, city FROM session") == [("US", None, None)]  # 8.8.8.8, not DE/Berlin
+
+
+def readme_block(first_line: str) -> str:
+    """The README's code block that starts with ``first_line``."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```[a-z]*\n(.*?)^```$", readme, flags=re.S | re.M)
+    found = [b for b in blocks if b.startswith(first_line)]
+    assert len(found) == 1, first_line
+    return found[0]
+
+
+@contextlib.contextmanager
+def readme_nginx(tmp_path: Path, footfall_port: int) -> Iterator[int]:
+    """Debian's nginx on 127.0.0.1 running the README's nginx server block as printed (only its upstream port changed and
+    a listen line added); yields its port."""
+    block = readme_block("server {\n    server_name analytics.example.com;")
+    assert block.count("http://127.0.0.1:8000") == 1
+    port = free_port()
+    block = block.replace("http://127.0.0.1:8000", f"http://127.0.0.1:{footfall_port}")
+    block = block.replace("server {\n", f"server {{\n    listen 127.0.0.1:{port};\n", 1)
+    temp = " ".join(f"{kind}_temp_path {tmp_path}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(
+        f"daemon off; master_process off; pid {tmp_path}/nginx.pid; error_log {tmp_path}/nginx-error.log;\n"
+        f"events {{}}\nhttp {{\n    access_log off; {temp}\n{block}}}\n"
+    )
+    process = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", str(conf)], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            assert time.monotonic() < deadline, "nginx did not start"
+            time.sleep(0.05)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+#: Debian's nginx (.ci/run installs it).
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+@pytest.mark.slow
+def test_forged_headers_through_a_real_nginx(db_path: Path, tmp_path: Path) -> None:
+    """Through Debian's nginx running the README's block, visitors on 127.0.0.2 and 127.0.0.3 who send their own
+    True-Client-IP, CF-Connecting-IP, X-Real-IP, leftmost X-Forwarded-For and CF-IPCountry stay who they are: one session
+    each, the rate limit counts them, --ignore-ip holds, and no country or city is taken from their headers."""
+    import httpx
+
+    from conftest import LiveServer
+
+    collector.prepare_database(str(db_path))
+    server = LiveServer(db_path, "--ignore-ip", "127.0.0.3", "--rate-limit", "4/m")
+    website = rows(db_path, "SELECT website_id FROM website")[0][0]
+    forgeries = [
+        {},
+        {"true-client-ip": "1.1.1.1"},
+        {"cf-connecting-ip": "1.1.1.1", "cf-ipcountry": "DE", "cf-ipcity": "Berlin"},
+        {"x-forwarded-for": "1.1.1.1, 127.0.0.9", "x-real-ip": "1.1.1.1", "cf-ipcountry": "DE"},
+    ]
+    try:
+        with readme_nginx(tmp_path, server.port) as port:
+
+            def send(visitor: str, forged: dict[str, str]) -> httpx.Response:
+                transport = httpx.HTTPTransport(local_address=visitor)
+                with httpx.Client(base_url=f"http://127.0.0.1:{port}", transport=transport) as http:
+                    headers = {"host": "analytics.example.com", "user-agent": FIREFOX, **forged}
+                    return http.post("/api/send", json=hit(website, url="/"), headers=headers)
+
+            answers = [send("127.0.0.2", forged) for forged in forgeries]
+            assert [a.status_code for a in answers] == [200, 200, 200, 200], [a.text for a in answers]
+            assert len({a.json()["sessionId"] for a in answers}) == 1  # one visitor, whatever they claimed
+            assert_api_error(send("127.0.0.2", {"x-forwarded-for": "203.0.113.1"}), 429, "too-many-requests")
+            for forged in forgeries:
+                assert_api_error(send("127.0.0.3", forged), 403, "forbidden")  # the ignored visitor stays ignored
+            claimed = send("127.0.0.4", {"x-forwarded-for": "127.0.0.3", "x-real-ip": "127.0.0.3"})
+            assert claimed.status_code == 200, claimed.text  # and nobody is ignored by claiming its address
+    finally:
+        server.stop()
+    assert rows(db_path, "SELECT count(*), count(country), count(city) FROM session") == [(2, 0, 0)]
