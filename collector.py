@@ -2171,6 +2171,13 @@ class Collection:
         self.prepared: Prepared | None = None
         self._missing_websites: dict[str, float] = {}  # website id → monotonic time until which it counts as missing
 
+    def forget_memos(self) -> None:
+        """Empty the enrichment memos (upkeep does when the server falls quiet: what they hold was allocated among a
+        burst's garbage and would keep its memory from going back to the OS)."""
+        for memo in (self.parse_agent, self.session_id, _split_url_memo, _page_memo, _referrer_memo):
+            memo.clear()
+        normalize_ip.cache_clear()
+
     def _derive_session_id(self, key: tuple[str, str, str, str, str | None]) -> str:
         website_id, ip, user_agent, salt, distinct_id = key
         return derive_session_id(website_id, ip, user_agent, salt, self.secret, distinct_id)

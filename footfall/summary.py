@@ -784,6 +784,7 @@ class SummaryReader:
         #: Longest a summary may compute (--summary-timeout), in seconds.
         self.timeout = timeout
         self.lock = asyncio.Lock()
+        self.runs = 0  #: jobs run on the connection since start (upkeep releases its page cache after new ones)
         self._conn: sqlite3.Connection | None = None
 
     async def start(self) -> None:
@@ -813,6 +814,7 @@ class SummaryReader:
             conn = self._conn
             if conn is None:
                 raise unavailable("footfall is shutting down; try again shortly.")
+            self.runs += 1
             if timeout is None:
                 return await asyncio.to_thread(fn, conn)
             return await asyncio.to_thread(_run_with_deadline, conn, fn, time.monotonic() + timeout)

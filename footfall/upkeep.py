@@ -1,13 +1,15 @@
 """Periodic work while footfall serves, as a table of tasks (GoatCounter's cron): name, period, function.
 
 Owns: collection upkeep (websites, salts, idle visits, rate buckets), the page's password reload, the login limiter's
-sweep, rollup refreshes paced by the ingest rate, and per-site retention. Imports collector, footfall.auth, footfall.ops,
-footfall.rollups and footfall.summary.
+sweep, rollup refreshes paced by the ingest rate, per-site retention, and handing freed memory back to the OS. Imports
+collector, footfall.auth, footfall.ops, footfall.rollups and footfall.summary.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -25,6 +27,20 @@ log = logging.getLogger("footfall")
 TICK_SECONDS = 2.0
 #: Per-site retention (website.retention_days) is applied this often, in seconds.
 RETENTION_INTERVAL_SECONDS = DAY_SECONDS
+
+
+#: glibc's malloc_trim, where the C library has one (musl and macOS have none: there the task does nothing).
+_MALLOC_TRIM = getattr(ctypes.CDLL(None), "malloc_trim", None)
+
+
+def release_free_memory() -> None:
+    """Give the heap pages that are free back to the OS (glibc's ``malloc_trim(0)``; ~1 ms).
+
+    glibc keeps what a burst freed (decoded batches, a rollup refresh's counts) mapped for reuse, fragmented between
+    what is still live, so a server that has answered 48 maximal batches stayed at 195 MB with 40 MB of it in use.
+    """
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 class Task(NamedTuple):
@@ -50,10 +66,13 @@ class Upkeep:
             Task("login-limiter", TICK_SECONDS, self.sweep_login_limiter),
             Task("rollups", TICK_SECONDS, self.refresh_rollups_when_quiet),
             Task("retention", RETENTION_INTERVAL_SECONDS, lambda: apply_retention(collection, summary, collection.clock())),
+            Task("memory", TICK_SECONDS, self.release_memory),
         )
         self._last_run = {task.name: 0.0 for task in self.tasks}
         self._loop: asyncio.Task[None] | None = None
         self._rollups_at = 0.0
+        self._committed_last_tick = 0
+        self._released_at = (0, 0)  # (writer.committed, summary.runs) when memory was last released
 
     def start(self) -> None:
         """Start the scheduler task; every task first runs at its first tick."""
@@ -89,6 +108,25 @@ class Upkeep:
     async def sweep_login_limiter(self) -> None:
         """Forget login clients whose attempts are back in full, so the limiter holds only recent ones."""
         self.auth.login_limiter.sweep(self.collection.clock())
+
+    async def release_memory(self) -> None:
+        """After new work (events written, summaries or refreshes run), hand what it freed back to the OS.
+
+        The summary connection's page cache (up to SUMMARY_CACHE_KIB) serves one summary's repeated reads; between
+        summaries it would only hold memory (a commit by the writer makes SQLite drop it at the next read anyway), so
+        it is emptied here, then glibc gives the free pages back.
+        """
+        committed = self.collection.writer.committed
+        busy, self._committed_last_tick = committed != self._committed_last_tick, committed
+        seen = (committed, self.summary.runs)
+        if busy or seen == self._released_at:
+            return
+        if self.summary.runs != self._released_at[1]:
+            await self.summary.run(lambda conn: conn.execute("PRAGMA shrink_memory"))
+        self.collection.forget_memos()
+        gc.collect()
+        self._released_at = (self.collection.writer.committed, self.summary.runs)
+        release_free_memory()
 
     async def refresh_rollups_when_quiet(self) -> None:
         """Refresh the rollups, unless events arrive faster than ROLLUP_BUSY_EVENTS_PER_SECOND.
