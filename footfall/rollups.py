@@ -707,7 +707,8 @@ def store_rollups(conn: sqlite3.Connection, dirty: Mapping[int, set[int]], rollu
             conn.execute("DELETE FROM rollup_visit WHERE website_key = ? AND started_at >= ? AND started_at < ?", params)
     insert_rollups(conn, rollups, "main")
     marks = ",".join("?" * (len(VisitFact._fields) + 1))
-    conn.executemany(f"INSERT OR REPLACE INTO rollup_visit VALUES ({marks})", [(*f, names) for f, names in rollups.facts or ()])
+    facts = [(*fact, names) for fact, names in rollups.facts or ()]
+    conn.executemany(f"INSERT OR REPLACE INTO rollup_visit VALUES ({marks})", facts)
     for website_key, hours in dirty.items():
         for day in sorted({day_of(hour, zone) for hour in hours}):
             sum_day(conn, website_key, day, next_day(day, zone))
