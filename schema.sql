@@ -314,6 +314,34 @@ CREATE TABLE IF NOT EXISTS rollup_daily_event_visitors (
     PRIMARY KEY (website_key, day, event_name, since)
 ) WITHOUT ROWID;
 
+-- One row per visit with events, as the rollups count it, written with the hour the visit starts in (recomputed with it,
+-- never updated; dropped and rebuilt with the other rollups). A filtered summary reads these facts of its segment's visits
+-- by key and aggregates them with SQL instead of rebuilding every visit from its events. Columns as in the `visits` view
+-- and the definitions above (entry, exit, referrer and UTM of the visit; the session's attributes copied from `session`).
+CREATE TABLE IF NOT EXISTS rollup_visit (
+    visit_key     INTEGER PRIMARY KEY,             -- the visit (visit.visit_key)
+    website_key   INTEGER NOT NULL,                -- the website
+    session_key   INTEGER NOT NULL,                -- the visit's session
+    started_at    INTEGER NOT NULL,                -- its first event, Unix seconds
+    pageviews     INTEGER NOT NULL,                -- its pageviews
+    custom_events INTEGER NOT NULL,                -- its custom events (a bounce: 1 pageview, 0 custom events)
+    duration_s    INTEGER NOT NULL,                -- as visits.duration_s
+    entry         TEXT,                            -- url_path of its first pageview (NULL: no pageview)
+    exit          TEXT,                            -- url_path of its last pageview
+    referrer      TEXT,                            -- referrer_domain of its first pageview, unless a self-referral
+    utm_source    TEXT,                            -- utm_source of its first pageview
+    utm_medium    TEXT,                            -- utm_medium of its first pageview
+    utm_campaign  TEXT,                            -- utm_campaign of its first pageview
+    country       TEXT,                            -- the session's country, as in `session`
+    browser       TEXT,                            -- the session's browser
+    os            TEXT,                            -- the session's os
+    device        TEXT,                            -- the session's device
+    language      TEXT,                            -- the session's language
+    screen        TEXT,                            -- the session's screen
+    event_names   TEXT                             -- JSON array of its custom events' names, sorted; NULL: none
+);
+CREATE INDEX IF NOT EXISTS idx_rollup_visit_website_key_started_at ON rollup_visit (website_key, started_at);
+
 -- Public, read-only share links of the summary page: one per website at most. Written by `footfall site share`.
 CREATE TABLE IF NOT EXISTS share_link (
     token       TEXT    PRIMARY KEY CHECK (length(token) >= 32), -- the unguessable part of /share/TOKEN

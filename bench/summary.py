@@ -12,7 +12,8 @@ footfall writes them: ~3.4 events per visit, ~1.4 visits per session, 300 pages 
 referrers, UTM on 10% of visits, 5% custom events with data, 3% performance events), then its rollups are built from
 nothing (timed: that is also what a time-zone change costs), then `footfall serve` is started on it exactly as users start
 it and the page is fetched over loopback, as a browser would: full HTML rendering included. Each figure is the median of 7 fetches after one warm-up; the JSON twin, other periods
-and the filtered pages (computed from the matching visits' events, found through indexes) are reported beside it.
+and the filtered pages (computed from the matching visits' stored facts and their events, found through indexes) are
+reported beside it.
 Nothing here asserts a time.
 """
 

@@ -94,12 +94,14 @@ def bucket_of(at: int, shift: int) -> int:
 #: The hourly rollup tables and their daily sums (in this order: see summary.RollupSource).
 HOURLY_TABLES = ("rollup", "rollup_visitors", "rollup_vitals", "rollup_event_visitors")
 DAILY_TABLES = ("rollup_daily", "rollup_daily_visitors", "rollup_daily_vitals", "rollup_daily_event_visitors")
-ROLLUP_TABLES = (*HOURLY_TABLES, *DAILY_TABLES)
+#: One row per visit, as the rollups count it (schema.sql): what a filtered summary aggregates instead of the events.
+VISIT_FACTS_TABLE = "rollup_visit"
+ROLLUP_TABLES = (*HOURLY_TABLES, *DAILY_TABLES, VISIT_FACTS_TABLE)
 
 
 #: What the rollups hold; a database whose rollups were made by another version is rebuilt (2: event data values and
-#: visitors per custom event).
-ROLLUP_VERSION = 2
+#: visitors per custom event; 3: rollup_visit, the per-visit facts).
+ROLLUP_VERSION = 3
 
 
 #: A custom event's data value is counted by its first this many characters (keeps a free-text value's rows bounded).
@@ -258,21 +260,27 @@ class VisitBuilder:
 class Rollups:
     """Rollup rows being computed for a set of hours: what the three rollup tables will hold for them."""
 
-    def __init__(self, shift: int) -> None:
+    def __init__(self, shift: int, keep_facts: bool = False) -> None:
         self.shift = shift
+        #: With ``keep_facts``, every visit counted (and its custom event names), for rollup_visit.
+        self.facts: list[tuple[VisitFact, str | None]] | None = [] if keep_facts else None
         self.counts: collections.Counter[tuple[int, str, int, str]] = collections.Counter()
         self.visitors: collections.Counter[tuple[int, int, int]] = collections.Counter()
         self.vitals: collections.Counter[tuple[int, int, str, str, float]] = collections.Counter()
         self.event_visitors: collections.Counter[tuple[int, int, str, int]] = collections.Counter()
+
+    def add_pageviews(self, website_key: int, hour: int, url_path: str, n: int, detail: bool = True) -> None:
+        """Count ``n`` pageviews of ``url_path`` in the rollup hour starting at ``hour`` (without ``detail``: the total)."""
+        self.counts[(website_key, "pageviews", hour, "")] += n
+        if detail:
+            self.counts[(website_key, "page", hour, url_path)] += n
 
     def add_event(self, e: EventFact, detail: bool = True) -> None:
         """Count one event in its hour: pageviews and pages, custom events, web vitals (without ``detail``: the totals)."""
         hour = bucket_of(e.created_at, self.shift)
         counts = self.counts
         if e.event_type == EVENT_PAGEVIEW:
-            counts[(e.website_key, "pageviews", hour, "")] += 1
-            if detail:
-                counts[(e.website_key, "page", hour, e.url_path)] += 1
+            self.add_pageviews(e.website_key, hour, e.url_path, 1, detail)
         elif e.event_type == EVENT_CUSTOM:
             counts[(e.website_key, "events", hour, "")] += 1
             if detail:
@@ -298,8 +306,14 @@ class Rollups:
         since = 0 if previous is None else bucket_of(previous, self.shift)
         self.event_visitors[(website_key, bucket_of(started_at, self.shift), event_name, since)] += 1
 
-    def add_visit(self, visit: VisitFact, detail: bool = True) -> None:
-        """Count one visit in the hour it started: totals, bounce, duration and (with ``detail``) its attributes."""
+    def add_visit(self, visit: VisitFact, detail: bool = True, names: Iterable[str] = ()) -> None:
+        """Count one visit in the hour it started: totals, bounce, duration and (with ``detail``) its attributes.
+
+        ``names`` are its custom events' names (kept with the fact, if facts are kept).
+        """
+        if self.facts is not None:
+            found = sorted(names)
+            self.facts.append((visit, msgspec.json.encode(found).decode() if found else None))
         hour = bucket_of(visit.started_at, self.shift)
         key = visit.website_key
         counts = self.counts
@@ -346,6 +360,7 @@ AGGREGATION_TABLES = (
     "CREATE TEMP TABLE IF NOT EXISTS agg_session_visit (visit_key INTEGER PRIMARY KEY, session_key INTEGER, started_at INTEGER)",
     "CREATE TEMP TABLE IF NOT EXISTS agg_visit_event (visit_key INTEGER, session_key INTEGER, started_at INTEGER, "
     "event_name TEXT, PRIMARY KEY (visit_key, event_name))",
+    f"CREATE TEMP TABLE IF NOT EXISTS agg_event ({', '.join(EventFact._fields)})",
 )
 
 
@@ -400,6 +415,7 @@ def aggregate_visits(
     covered: Callable[[int, int], bool] | None = None,
     side: tuple[Callable[[int, int], bool], Rollups] | None = None,
     detail: Callable[[int, int], bool] | None = None,
+    keep_facts: bool = False,
 ) -> tuple[Rollups, dict[int, set[int]]]:
     """Rollup rows from the visits in temp.agg_candidate (streamed: memory holds counts, not events).
 
@@ -409,12 +425,13 @@ def aggregate_visits(
     ``covered`` (default: the counted ones) whose visitor count depends on the counted visits (see collect_rollups).
     ``side`` is (predicate, rollups): events and visits counted where that predicate holds also go there, with their
     visitor rows (totals of a part-hour from the same pass); the predicate implies ``counts``. Where ``detail(key, t)``
-    is false, only the totals are counted (a filtered page's previous period needs no lists).
+    is false, only the totals are counted (a filtered page's previous period needs no lists). With ``keep_facts``, the
+    rows keep every counted visit's fact (for rollup_visit).
     """
     detailed = detail or (lambda key, at: True)
     side_counts, side_out = side if side is not None else (None, None)
     covered = covered or counts
-    out = Rollups(shift)
+    out = Rollups(shift, keep_facts)
     conn.execute("DELETE FROM temp.agg_visit")
     conn.execute("DELETE FROM temp.agg_visit_event")
     pending: list[tuple[int, int, int, int, int]] = []
@@ -437,7 +454,7 @@ def aggregate_visits(
             held.clear()
         counted = counts(fact.website_key, fact.started_at)
         if counted:
-            out.add_visit(fact, detailed(fact.website_key, fact.started_at))
+            out.add_visit(fact, detailed(fact.website_key, fact.started_at), visit.names)
             if side_counts is not None and side_counts(fact.website_key, fact.started_at):
                 side_out.add_visit(fact)  # type: ignore[union-attr]
         pending.append((fact.visit_key, fact.website_key, fact.session_key, fact.started_at, counted))
@@ -481,6 +498,23 @@ def aggregate_visits(
     for website_key, created_at, name, data_key, value in conn.execute(sql):
         if counts(website_key, created_at) and detailed(website_key, created_at):
             out.add_event_key(website_key, created_at, name, data_key, value)
+    return out, _count_visitors(conn, out, shift, since_among_all, covered, side, detailed)
+
+
+def _count_visitors(
+    conn: sqlite3.Connection,
+    out: Rollups,
+    shift: int,
+    since_among_all: bool,
+    covered: Callable[[int, int], bool],
+    side: tuple[Callable[[int, int], bool], Rollups] | None,
+    detailed: Callable[[int, int], bool],
+) -> dict[int, set[int]]:
+    """Visitor and goal-visitor rows of the visits in temp.agg_visit (their custom event names in temp.agg_visit_event).
+
+    Returns the hours outside ``covered`` whose visitor counts depend on these visits (see aggregate_visits).
+    """
+    side_counts, side_out = side if side is not None else (None, None)
     follow: dict[int, set[int]] = collections.defaultdict(set)
     if since_among_all:
         # Each counted visit's neighbours among all its session's visits, by start: visit.started_at is the visit's first
@@ -523,7 +557,95 @@ def aggregate_visits(
     for website_key, started, name, previous in conn.execute(sql):
         if detailed(website_key, started):
             out.add_event_visitor(website_key, started, name, previous)
-    return out, dict(follow)
+    return dict(follow)
+
+
+_VISIT_FACT_COLUMNS = ", ".join(f"f.{name}" for name in VisitFact._fields)
+
+
+def aggregate_segment(
+    conn: sqlite3.Connection,
+    shift: int,
+    start: int,
+    end: int,
+    filters: Mapping[str, str],
+    side: tuple[int, int, Rollups] | None = None,
+    detail_from: int | None = None,
+) -> Rollups:
+    """Rollup rows of the segment among the visits in temp.agg_candidate, from their facts (rollup_visit) and events.
+
+    The rows aggregate_visits would give for a filtered page, without rebuilding visits: each candidate's fact is read
+    by key and the filters on visit and session attributes and on custom events are decided on it; a page filter must
+    already hold for every candidate (the page index found them). Then only the segment's events in [start, end) are
+    read, once, and counted per hour and value in SQL. Visits and events before ``detail_from`` (an hour start) count
+    in the totals only; those in ``side``'s [from, to) also go to its rollups (a previous period's last part-hour).
+    temp.agg_visit holds the segment's visits afterwards.
+    """
+    out = Rollups(shift)
+    side_from, side_to, side_out = side if side is not None else (0, 0, Rollups(shift))
+
+    def detailed(key: int, at: int) -> bool:
+        return detail_from is None or at >= detail_from
+
+    def in_side(key: int, at: int) -> bool:
+        return side_from <= at < side_to
+
+    for sql in AGGREGATION_TABLES:
+        conn.execute(sql)
+    for table in ("agg_visit", "agg_visit_event", "agg_event"):
+        conn.execute(f"DELETE FROM temp.{table}")
+    checks = [(name, value) for name, value in filters.items() if name in VISIT_DIMENSIONS]
+    where = "".join(f" AND f.{name} = ?" for name, _ in checks)
+    params: list[Any] = [value for _, value in checks]
+    if "event" in filters:  # a custom event anywhere in the visit ('' for one without a name, as VisitBuilder keeps it)
+        where += " AND EXISTS (SELECT 1 FROM json_each(f.event_names) j WHERE j.value = ?)"
+        params.append(filters["event"])
+    sql = (
+        f"SELECT {_VISIT_FACT_COLUMNS}, f.event_names FROM temp.agg_candidate c CROSS JOIN rollup_visit f "
+        f"ON f.visit_key = c.visit_key WHERE 1{where}"
+    )
+    pending: list[tuple[int, int, int, int, bool]] = []
+    named: list[tuple[int, int, int, str]] = []
+    for row in conn.execute(sql, params):
+        fact = VisitFact(*row[:-1])
+        counted = start <= fact.started_at < end
+        if counted:
+            out.add_visit(fact, detailed(fact.website_key, fact.started_at))
+            if in_side(fact.website_key, fact.started_at):
+                side_out.add_visit(fact)
+        pending.append((fact.visit_key, fact.website_key, fact.session_key, fact.started_at, counted))
+        if row[-1]:
+            named.extend((fact.visit_key, fact.session_key, fact.started_at, name) for name in msgspec.json.decode(row[-1]))
+    conn.executemany("INSERT INTO temp.agg_visit VALUES (?,?,?,?,?)", pending)
+    conn.executemany("INSERT OR IGNORE INTO temp.agg_visit_event VALUES (?,?,?,?)", named)
+    conn.execute(
+        f"INSERT INTO temp.agg_event SELECT {_FACT_COLUMNS} FROM temp.agg_visit a CROSS JOIN website_event e "
+        f"ON e.visit_key = a.visit_key WHERE e.created_at >= ? AND e.created_at < ?",
+        (start, end),
+    )
+    sql = (
+        "SELECT website_key, created_at - (created_at - ?) % ? AS hour, url_path, count(*), created_at >= ? "
+        f"AND created_at < ?, created_at >= ? FROM temp.agg_event WHERE event_type = {EVENT_PAGEVIEW} GROUP BY 1, 2, 3, 5, 6"
+    )
+    params = [shift, ROLLUP_BUCKET_SECONDS, side_from, side_to, start if detail_from is None else detail_from]
+    for website_key, hour, url_path, n, in_part, detail in conn.execute(sql, params):
+        out.add_pageviews(website_key, hour, url_path, n, bool(detail))
+        if in_part:
+            side_out.add_pageviews(website_key, hour, url_path, n)
+    for row in conn.execute(f"SELECT * FROM temp.agg_event WHERE event_type != {EVENT_PAGEVIEW}"):
+        e = EventFact(*row)
+        out.add_event(e, detailed(e.website_key, e.created_at))
+        if in_side(e.website_key, e.created_at):
+            side_out.add_event(e)
+    sql = (
+        "SELECT e.website_key, e.created_at, e.event_name, d.data_key, d.string_value FROM temp.agg_event e "
+        f"CROSS JOIN event_data d ON d.event_key = e.event_key WHERE e.event_type = {EVENT_CUSTOM}"
+    )
+    for website_key, created_at, name, data_key, value in conn.execute(sql):
+        if detailed(website_key, created_at):
+            out.add_event_key(website_key, created_at, name, data_key, value)
+    _count_visitors(conn, out, shift, False, lambda key, at: True, (in_side, side_out), detailed)
+    return out
 
 
 def collect_rollups(
@@ -553,6 +675,7 @@ def collect_rollups(
         {},
         True,
         lambda key, at: bucket_of(at, shift) in dirty.get(key, ()) or bucket_of(at, shift) in scope.get(key, ()),
+        keep_facts=True,
     )
 
 
@@ -581,7 +704,11 @@ def store_rollups(conn: sqlite3.Connection, dirty: Mapping[int, set[int]], rollu
             conn.execute("DELETE FROM rollup_visitors WHERE website_key = ? AND hour >= ? AND hour < ?", params)
             conn.execute("DELETE FROM rollup_vitals WHERE website_key = ? AND hour >= ? AND hour < ?", params)
             conn.execute("DELETE FROM rollup_event_visitors WHERE website_key = ? AND hour >= ? AND hour < ?", params)
+            conn.execute("DELETE FROM rollup_visit WHERE website_key = ? AND started_at >= ? AND started_at < ?", params)
     insert_rollups(conn, rollups, "main")
+    marks = ",".join("?" * (len(VisitFact._fields) + 1))
+    facts = [(*fact, names) for fact, names in rollups.facts or ()]
+    conn.executemany(f"INSERT OR REPLACE INTO rollup_visit VALUES ({marks})", facts)
     for website_key, hours in dirty.items():
         for day in sorted({day_of(hour, zone) for hour in hours}):
             sum_day(conn, website_key, day, next_day(day, zone))
@@ -793,6 +920,7 @@ def drop_pruned_rollups(
         with transaction(conn):
             for table in ROLLUP_TABLES:
                 column, first = ("day", first_day) if "daily" in table else ("hour", first_hour)
+                column = "started_at" if table == VISIT_FACTS_TABLE else column
                 conn.execute(
                     f"DELETE FROM {table} WHERE {column} < ?{site}", (first,) if website_key is None else (first, website_key)
                 )

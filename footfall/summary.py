@@ -31,6 +31,7 @@ from footfall.rollups import (
     VISIT_DIMENSIONS,
     VITALS,
     Rollups,
+    aggregate_segment,
     aggregate_visits,
     bucket_of,
     bucket_shift,
@@ -562,16 +563,17 @@ def collect_filtered(
     filters: Mapping[str, str],
     shift: int,
     count_from: int | None = None,
-    side: tuple[Callable[[int, int], bool], Rollups] | None = None,
+    side: tuple[int, int, Rollups] | None = None,
     detail_from: int | None = None,
 ) -> Rollups:
     """Rollup rows of [start, end) for the visits that match every filter (a segment: all numbers are about them).
 
     Candidates come through an index: a filter on a page, event, referrer or UTM value gives the visits with such an
     event in the range or the day before it (visits are never that long); a session filter alone gives the matching
-    sessions' visits that started then; with neither, every visit with an event in the range. The rest is decided visit
-    by visit, and only events and visit starts inside the range (from ``count_from``, if given) are counted; before
-    ``detail_from``, only their totals (a previous period's).
+    sessions' visits that started then; with neither, every visit with an event in the range. The rest is decided
+    on each candidate's stored facts (rollups.aggregate_segment), and only events and visit starts inside the range (from
+    ``count_from``, if given) are counted; before ``detail_from``, only their totals (a previous period's). ``side`` is
+    (from, to, rollups): what falls in [from, to) is also counted there.
     """
     counted_from = start if count_from is None else count_from
     for sql in AGGREGATION_TABLES:
@@ -579,7 +581,7 @@ def collect_filtered(
     conn.execute("DELETE FROM temp.agg_candidate")
     narrow, params = [], []
     # Each event-level or visit-level filter keeps the visits with a matching event in the span (found through its
-    # index); whether the visit really matches (its landing referrer, its last page …) is decided visit by visit.
+    # index); whether the visit really matches (its landing referrer, its last page …) is decided on its facts.
     keyed = [name for name in filters if name in _NARROWING]
     for name in keyed:
         column, condition = _NARROWING[name]
@@ -611,10 +613,7 @@ def collect_filtered(
             "AND e.created_at >= ? AND e.created_at < ?"
         )
         conn.execute(sql, [website_key, start, end])
-    detail = None if detail_from is None else (lambda key, at: at >= detail_from)
-    counts = lambda key, at: counted_from <= at < end  # noqa: E731
-    rollups, _ = aggregate_visits(conn, shift, counts, filters, False, side=side, detail=detail)
-    return rollups
+    return aggregate_segment(conn, shift, counted_from, end, filters, side, detail_from)
 
 
 def load_filtered(conn: sqlite3.Connection, rollups: Rollups) -> None:
@@ -671,7 +670,7 @@ def build_summary(
             side = None
             if cut != previous_end and cut >= previous_start:
                 part = Rollups(shift)
-                side = (lambda key, at: cut <= at < previous_end, part)
+                side = (cut, previous_end, part)
             first = min(previous_start, period.start)
             rows = collect_filtered(conn, site.key, first, period.end, filters, shift, side=side, detail_from=period.start)
             load_filtered(conn, rows)
