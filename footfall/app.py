@@ -131,11 +131,12 @@ def body_guard(app: ASGIApp, timeout: float) -> ASGIApp:
             nonlocal deadline, complete
             if complete:
                 return await receive()
-            loop = asyncio.get_running_loop()
-            deadline = deadline or loop.time() + timeout
+            deadline = deadline or asyncio.get_running_loop().time() + timeout
             try:
-                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.001))
-            except asyncio.TimeoutError:
+                # A timer on this task, not wait_for's task per read (a body read is one per request on the hot routes).
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
                 log.info("event=body-timeout method=%s path=%s seconds=%g", scope["method"], scope["path"], timeout)
                 raise ApiError(
                     408, "request-timeout", f"The request body did not arrive within {timeout:g} s.", {"Connection": "close"}
