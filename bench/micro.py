@@ -154,9 +154,9 @@ def main() -> None:
     for label, args in (("no geo (baseline)", ("--no-embedded-geo",)), ("embedded geo", ())):
         runs = [idle_rss_mb(*args) for _ in range(3)]
         start, after, idle = (statistics.median(r[n] for r in runs) for n in range(3))
-        print(f"{'RSS of footfall serve, ' + label + ', after start':<52} {start:>10.1f} MB")
-        print(f"{'RSS of footfall serve, ' + label + ', 1 s after traffic':<52} {after:>10.1f} MB  (200 pageviews)")
-        print(f"{'RSS of footfall serve, ' + label + ', idle after traffic':<52} {idle:>10.1f} MB  (target ≤ 60 MB)")
+        print(f"{'RSS of footfall serve, ' + label + ', after start':<64} {start:>10.1f} MB")
+        print(f"{'RSS of footfall serve, ' + label + ', 1 s after traffic':<64} {after:>10.1f} MB  (200 pageviews)")
+        print(f"{'RSS of footfall serve, ' + label + ', idle after traffic':<64} {idle:>10.1f} MB  (target ≤ 60 MB)")
 
 
 if __name__ == "__main__":
