@@ -291,3 +291,28 @@ async def test_rollups_of_an_older_footfall_are_rebuilt(db_path: Path, website: 
     after = snapshot(db_path)
     assert after == rebuilt(db_path, 0)
     assert after["rollup_event_visitors"] and any(row[1] == "event_value" for row in after["rollup"])
+
+
+async def test_data_values_counted_by_sqlite_read_as_pythons(client: AppClient, website: str, db_path: Path) -> None:
+    """The refresh counts data keys and values in SQLite (bounded memory); its rows are the ones Python's count makes:
+    quotes, backslashes, control characters, emoji, numbers, a value past EVENT_VALUE_CHARS and a nameless event."""
+    values = ['say "hi"', "back\\slash", "tab\tnew\nline\x01", "émoji 😀\u2028", "x" * 150, 12.5, True, ""]
+    items = [
+        {"type": "event", "payload": {"website": website, "url": "/v", "timestamp": T0 + n, "id": "p",
+                                      **({"name": "pick"} if n % 2 else {}), "data": {"v": value, f"k{n % 3}": n}}}
+        for n, value in enumerate(values * 3)
+    ]  # fmt: skip
+    response = await client.post("/api/batch", json=items, headers={"user-agent": FIREFOX})
+    assert response.status_code == 200 and response.json()["errors"] == 0, response.text
+    await flush(client)
+    await client.app.state.summary.refresh()
+    stored = rows(db_path, "SELECT * FROM rollup WHERE metric IN ('event_key', 'event_value') ORDER BY 1, 2, 3, 4")
+    with contextlib.closing(collector.connect(str(db_path))) as conn:
+        hours = {key: {footfall.rollups.bucket_of(T0, 0)} for (key,) in conn.execute("SELECT website_key FROM website")}
+        with collector.transaction(conn, immediate=False):
+            in_sql, _ = footfall.rollups.collect_rollups(conn, hours, 0)  # fills temp.agg_candidate with the hour's visits
+            python_rows, _ = footfall.rollups.aggregate_visits(conn, 0, lambda key, at: True, {}, True)  # counted in Python
+    assert in_sql.event_counts_in_sql and not python_rows.event_counts_in_sql
+    expected = sorted(row for row in python_rows.rows()[0] if row[1] in ("event_key", "event_value"))
+    assert len(stored) == len(expected) > len(values)
+    assert stored == expected
