@@ -1187,7 +1187,8 @@ def normalize_ip(value: str | None) -> IPAddress | None:
 
 
 def in_any(address: IPAddress | None, networks: tuple[Network, ...]) -> bool:
-    return address is not None and any(address in network for network in networks)
+    # An empty tuple (no --ignore-ip, the usual case: asked for every hit) answers without making a generator.
+    return bool(networks) and address is not None and any(address in network for network in networks)
 
 
 class ClientPolicy(NamedTuple):
@@ -2293,7 +2294,7 @@ class Collection:
         if agent.is_bot and self.config.bot_check:
             self.writer.count_bot(website_key, time.strftime("%Y-%m-%d", time.gmtime(now)))
             return None
-        if self.policy.ignored and in_any(client.address, self.policy.ignored):  # nearly always none: no generator per hit
+        if in_any(client.address, self.policy.ignored):
             raise forbidden()
         salt = self.salts.salt_for(hit.created_at, now)
         session_id = self.session_id((hit.website_id, client.ip, user_agent, salt, hit.distinct_id))
