@@ -37,6 +37,7 @@ import hmac
 import ipaddress
 import logging
 import math
+import os
 import re
 import secrets
 import sqlite3
@@ -163,6 +164,12 @@ RETRY_AFTER_SECONDS = 1
 
 #: Size the WAL file is truncated back to once checkpointed, in bytes (it grows past it only while a reader holds it).
 WAL_SIZE_LIMIT_BYTES = 32 * 1024 * 1024
+
+#: The writer looks at the WAL file's size at most this often, in seconds (see EventWriter._restart_long_wal).
+WAL_CHECK_SECONDS = 1.0
+
+#: How long a RESTART checkpoint may wait for readers of the old WAL to finish, in milliseconds (the writer waits too).
+WAL_RESTART_WAIT_MS = 1000
 
 #: Current schema version, kept in ``PRAGMA user_version``.
 SCHEMA_VERSION = 1
@@ -1855,6 +1862,11 @@ class EventWriter:
       get 503, and the writer goes on with the next ones, so footfall recovers by itself when the condition clears.
     * Integer keys are assigned here (max(key) + n, read inside the transaction), so a batch is a few ``executemany``
       calls whatever its size.
+    * The WAL stays near WAL_SIZE_LIMIT_BYTES under load: autocheckpoints are PASSIVE, and while readers overlap without
+      a gap (the page, upkeep's refresh, someone's sqlite3 shell) each one still holds an older snapshot, so the WAL is
+      never fully checkpointed and never starts over: it grew past a gigabyte in a 30-minute soak. Past the limit the
+      writer runs one RESTART checkpoint, which holds new writes back (at most WAL_RESTART_WAIT_MS) until the readers
+      of old snapshots are done, and then starts the WAL over. Not with ``wal_autocheckpoint`` 0 (Litestream's turn).
     """
 
     def __init__(
@@ -1884,6 +1896,8 @@ class EventWriter:
         self._visits = _KeyCache(MAX_CACHED_KEYS)
         self._bots: collections.Counter[tuple[int, str]] = collections.Counter()
         self._last_error_log = 0.0
+        self._wal_check_at = 0.0  #: time.monotonic() of the next look at the WAL's size
+        self.wal_restarts = 0  #: RESTART checkpoints that started the WAL over
 
     async def start(self) -> None:
         """Open the write connection and start the writer task."""
@@ -2052,10 +2066,38 @@ class EventWriter:
             raise
         self.commits += 1
         self.committed += len(records)
+        if self.wal_autocheckpoint and time.monotonic() >= self._wal_check_at:
+            await self._restart_long_wal()
         for sid, key in new_sessions.items():
             self._sessions.put(sid, key)
         for vid, key in new_visits.items():
             self._visits.put(vid, key)
+
+    async def _restart_long_wal(self) -> None:
+        """Start the WAL over once it has grown past WAL_SIZE_LIMIT_BYTES (the class docstring says why)."""
+        self._wal_check_at = time.monotonic() + WAL_CHECK_SECONDS
+        try:
+            size = os.stat(f"{self.path}-wal").st_size
+        except OSError:
+            return
+        if size > WAL_SIZE_LIMIT_BYTES:
+            busy = await self._in_thread(self._checkpoint_restart)
+            self.wal_restarts += not busy
+
+    def _checkpoint_restart(self) -> bool:
+        """One RESTART checkpoint on the write connection, waiting at most WAL_RESTART_WAIT_MS; True if readers kept it
+        from finishing (the next look tries again)."""
+        conn = self._conn
+        assert conn is not None
+        conn.execute(f"PRAGMA busy_timeout={WAL_RESTART_WAIT_MS}")
+        try:
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+        except sqlite3.OperationalError as exc:
+            self._log_error("wal-restart", exc)
+            return True
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+        return bool(busy)
 
     def _write(self, records: list[Record], bots: Mapping[tuple[int, str], int]) -> tuple[dict[str, int], dict[str, int]]:
         """The transaction of commit_batch, in the writer's thread: keys assigned, rows built once, one executemany each."""

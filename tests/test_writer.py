@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -214,3 +216,43 @@ def test_queue_bytes_must_hold_a_full_body(db_path: Path) -> None:
     with pytest.raises(collector.ConfigError, match="write_queue_max_bytes must be at least batch_max_bytes"):
         collector.load_config({"db": str(db_path), "write_queue_max_bytes": "1000"}, {})
     assert collector.load_config({"write_queue_max_bytes": str(2**20)}, {}).write_queue_max_bytes == 2**20
+
+
+async def test_wal_starts_over_while_readers_never_pause(
+    db_path: Path, clock: Clock, website: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two readers whose transactions always overlap keep PASSIVE checkpoints from ever finishing (the WAL grew past a
+    gigabyte in a 30-minute soak); past WAL_SIZE_LIMIT_BYTES the writer starts the WAL over, and every event lands."""
+    monkeypatch.setattr(collector, "WAL_SIZE_LIMIT_BYTES", 1 << 20)
+    monkeypatch.setattr(collector, "WAL_CHECK_SECONDS", 0.0)
+    stop = threading.Event()
+
+    def reader(delay: float) -> None:
+        with contextlib.closing(sqlite3.connect(db_path, isolation_level=None)) as conn:
+            time.sleep(delay)
+            while not stop.is_set():
+                conn.execute("BEGIN")
+                conn.execute("SELECT count(*) FROM website_event").fetchone()
+                time.sleep(0.02)  # the other reader starts before this one ends: there is never a moment without one
+                conn.execute("COMMIT")
+
+    wal = Path(f"{db_path}-wal")
+    headers = {"User-Agent": FIREFOX}
+    batch = [hit(website, url=f"/p{i}", data={f"k{j}": "v" * 40 for j in range(10)}) for i in range(500)]
+    largest = 0
+    async with open_client(footfall.app.create_app(collector.Config(db=str(db_path)), clock)) as client:
+        readers = [threading.Thread(target=reader, args=(delay,)) for delay in (0.0, 0.01)]
+        for thread in readers:
+            thread.start()
+        try:
+            for _ in range(12):
+                assert (await client.post("/api/batch", json=batch, headers=headers)).status_code == 200
+                largest = max(largest, wal.stat().st_size)
+        finally:
+            stop.set()
+            for thread in readers:
+                thread.join()
+        restarts = client.app.state.collection.writer.wal_restarts
+    assert restarts >= 2
+    assert largest < 4 << 20  # a batch or two past the limit at most; without the restart it only grows (~13 MB here)
+    assert rows(db_path, "SELECT count(*) FROM website_event") == [(6000,)]
