@@ -34,9 +34,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import collector  # noqa: E402
-import footfall.cli  # noqa: E402
-import footfall.rollups  # noqa: E402
 from common import (  # noqa: E402
     CONNECTIONS,
     FIREFOX,
@@ -53,6 +50,10 @@ from common import (  # noqa: E402
     website_of,
     wrk,
 )
+
+import collector  # noqa: E402
+import footfall.cli  # noqa: E402
+import footfall.rollups  # noqa: E402
 
 EXPORT_PEAK = """
 import os, resource, sys
@@ -157,6 +158,10 @@ def counts(results: list[dict[str, float]], per_request: int = 1) -> str:
     return f"{acknowledged:,} acknowledged, {int(sum(r['stored'] for r in results)):,} stored"
 
 
+#: Width of the figure names, so that the rows printed one by one line up.
+WIDTH = 52
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1 run per figure, a 200k-event fill and a 2-minute soak")
@@ -167,7 +172,21 @@ def main() -> None:
     summary_events = 1_000_000 if args.quick else 10_000_000
     if not shutil.which("wrk"):
         raise SystemExit("wrk is missing: apt-get install wrk")
-    rows: list[tuple[str, str, str, str]] = []
+    print(
+        f"footfall benchmark — {os.cpu_count()} CPUs, {'server on CPU 0, wrk on CPU 1' if PIN else 'unpinned'}, "
+        f"{CONNECTIONS} connections, median of {runs} × {seconds} s runs, Python {sys.version.split()[0]}, "
+        f"load average {os.getloadavg()[0]:.1f} at the start\n",
+        flush=True,
+    )
+
+    def row(name: str, value: str, detail: str, note: str = "") -> None:  # printed as measured: a late failure keeps them
+        print(f"{name:<{WIDTH}}  {value:>18}  {detail:<48}  {note}", flush=True)
+
+    def lat(results: list[dict[str, float]]) -> str:
+        return (
+            f"p50 {median(results, 'p50'):.1f} ms, p99 {median(results, 'p99'):.1f} ms, errors {median(results, 'errors'):.0f}"
+        )
+
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         base = baseline(work)
@@ -176,15 +195,26 @@ def main() -> None:
         base.stop()
         b_rps, b_p99 = median(base_runs, "rps"), median(base_runs, "p99")
         b_events = median(base_batch_runs, "rps") * 100
+        row("baseline: bare Litestar decode + answer", f"{b_rps:,.0f} req/s", lat(base_runs))
+        row("baseline: bare Litestar decode of a 100-event batch", f"{b_events:,.0f} events/s", lat(base_batch_runs))
+
+        # Each on a fresh server of its own, before the one the load figures use starts.
         rss_start, rss_first = first_requests(work)
+        row(
+            "4. RSS right after start / after 4 requests",
+            f"{rss_start:.1f} / {rss_first:.1f} MB",
+            "fresh server, embedded geo on",
+            "target ≤ 60 MB idle after traffic",
+        )
         hostile = hostile_batches(work)
+        row(
+            "4. 48 maximal batches, twice",
+            f"{hostile['peak']:.0f} / {hostile['after']:.0f} MB",
+            f"peak / 10 s after; {hostile['accepted']:.0f} x 200, {hostile['refused']:.0f} x 503",
+            f"target ≤ 150 / ≤ 80 MB; {hostile['accepted'] * 500:,.0f} events acknowledged, {hostile['stored']:,.0f} stored",
+        )
 
         db = work / "footfall.db"
-        starts = []
-        for _ in range(3):
-            probe = footfall_server(work / f"start{len(starts)}.db")
-            starts.append(probe.startup_s)
-            probe.stop()
         server = footfall_server(db)
         website = website_of(db)
         time.sleep(1)
@@ -192,9 +222,30 @@ def main() -> None:
         with RssPeak(server.process.pid) as under_send:
             send_runs = measure(server, website, runs, seconds, db)
         f_rps, f_p99 = median(send_runs, "rps"), median(send_runs, "p99")
+        row(
+            "1. /api/send pageviews",
+            f"{f_rps:,.0f} req/s",
+            lat(send_runs),
+            f"{f_rps / b_rps:.2f} of baseline (target ≥ 0.75); {counts(send_runs)}",
+        )
+        row("1. p99 at 64 connections", f"{f_p99:.1f} ms", f"baseline {b_p99:.1f} ms", f"{f_p99 / b_p99:.2f}x (target ≤ 1.5x)")
         storm_runs = measure(server, website, runs, seconds, db, UNIQUE_UA="1")
+        s_rps = median(storm_runs, "rps")
+        row(
+            "2. unique user-agent storm",
+            f"{s_rps:,.0f} req/s",
+            lat(storm_runs),
+            f"{s_rps / f_rps:.2f} of figure 1 (target ≥ 0.60, aim 0.8); {counts(storm_runs)}",
+        )
         batch_runs = measure(server, website, runs, seconds, db, per_request=100, BATCH="100")
-        soaked = None
+        e_rate = median(batch_runs, "rps") * 100
+        row(
+            "3. /api/batch of 100 events",
+            f"{e_rate:,.0f} events/s",
+            lat(batch_runs),
+            f"{e_rate / b_events:.2f} of the bare batch decode (target ≥ 0.12, ≥ 30,000 events/s); {counts(batch_runs, 100)}",
+        )
+        row("4. RSS under the send load", f"{under_send.peak:.0f} MB", f"idle {idle:.0f} MB before it", "target ≤ 100 MB")
         if soak_minutes > 0:  # on its own server, so the fill and the figures above do not count in its memory
             import soak  # bench/soak.py
 
@@ -202,6 +253,12 @@ def main() -> None:
             soak_server = footfall_server(soak_db)
             soaked = soak.soak(soak_server, website_of(soak_db), soak_db, soak_minutes, f_rps / 2)
             soak_server.stop()
+            row(
+                f"4. soak, {soaked['seconds'] / 60:.0f} min at half capacity",
+                f"{soaked['growth']:+.1%} RSS",
+                f"{soaked['rss_start']:.1f} -> max {soaked['rss_max']:.1f} MB, {soaked['rate']:,.0f} req/s",
+                f"target ≤ +5% after warm-up; {soaked['acknowledged']:,} acknowledged, {soaked['stored']:,} stored",
+            )
         wal_peak = 0
         while event_rows(db) < fill:  # fill to the disk figure's size with batches
             wrk(server.port, website, 5, BATCH="100")
@@ -210,6 +267,12 @@ def main() -> None:
         peak = rss_mb(server.process.pid, "VmHWM")
         idle_after = rss_mb(server.process.pid)
         server.stop()
+        row(
+            "4. RSS after all the load above",
+            f"{idle_after:.0f} MB",
+            f"peak {peak:.0f} MB during the fill",
+            f"{fill:,}+ events, storms of new sessions included",
+        )
         with contextlib.closing(collector.connect(str(db))) as conn:  # the rollups of the filled database, from nothing
             footfall.rollups.reset_rollups(conn, 0)
             rollup_start = time.monotonic()
@@ -222,6 +285,12 @@ def main() -> None:
                 "SELECT sum(pgsize) FROM dbstat WHERE name IN (SELECT name FROM sqlite_master "
                 "WHERE tbl_name = 'website_event')"
             ).fetchone()[0]
+        row(
+            "5. disk per event (table + index)",
+            f"{on_disk / total:.0f} bytes",
+            f"{total:,} events",
+            f"target ≤ 200 bytes; WAL peak {wal_peak / 1e6:.1f} MB; rollups built in {rollup_s:.0f} s",
+        )
         export_start = time.monotonic()
         # In a process of its own, which reports its own peak RSS (the children's maximum would be the server's).
         export_rss = float(
@@ -230,12 +299,33 @@ def main() -> None:
             ).stdout
         )
         export_s = time.monotonic() - export_start
+        starts = []
+        for _ in range(3):
+            probe = footfall_server(work / f"start{len(starts)}.db")
+            starts.append(probe.startup_s)
+            probe.stop()
 
     # 6: the summary page over a generated database (bench/summary.py; made once and kept in /tmp).
     import summary  # bench/summary.py
 
     big = summary.ensure_database(summary_events)
     website_big = summary.bench_website(big)
+    with contextlib.closing(collector.connect(str(big))) as conn:  # rollups current first: figure 6 times reading them
+        footfall.rollups.refresh_rollups(conn, 0)
+    with contextlib.closing(sqlite3.connect(big)) as conn:  # rollups of events spread over a month, per event
+        big_total = conn.execute("SELECT count(*) FROM website_event").fetchone()[0]
+        rollups = (
+            conn.execute(
+                "SELECT sum(pgsize) FROM dbstat WHERE name IN (SELECT name FROM sqlite_master WHERE tbl_name LIKE 'rollup%')"
+            ).fetchone()[0]
+            or 0
+        )
+    row(
+        "5. summary rollups per event",
+        f"{rollups / big_total:.0f} bytes",
+        f"{big_total:,} events over 30 days",
+        "hourly and daily rollups of the figure-6 database",
+    )
     pages, _, summary_peak = summary.time_pages(
         big,
         [
@@ -247,132 +337,14 @@ def main() -> None:
         pinned(0, []),
     )
     timing = {label: middle for label, middle, *_ in pages}
-    with contextlib.closing(sqlite3.connect(big)) as conn:  # rollups of events spread over a month, per event
-        big_total = conn.execute("SELECT count(*) FROM website_event").fetchone()[0]
-        rollups = (
-            conn.execute(
-                "SELECT sum(pgsize) FROM dbstat WHERE name IN (SELECT name FROM sqlite_master WHERE tbl_name LIKE 'rollup%')"
-            ).fetchone()[0]
-            or 0
-        )
-
-    def lat(results: list[dict[str, float]]) -> str:
-        return (
-            f"p50 {median(results, 'p50'):.1f} ms, p99 {median(results, 'p99'):.1f} ms, errors {median(results, 'errors'):.0f}"
-        )
-
-    rows.append(("baseline: bare Litestar decode + answer", f"{b_rps:,.0f} req/s", lat(base_runs), ""))
-    rows.append(("baseline: bare Litestar decode of a 100-event batch", f"{b_events:,.0f} events/s", lat(base_batch_runs), ""))
-    rows.append(
-        (
-            "1. /api/send pageviews",
-            f"{f_rps:,.0f} req/s",
-            lat(send_runs),
-            f"{f_rps / b_rps:.2f} of baseline (target ≥ 0.75); {counts(send_runs)}",
-        )
+    row(
+        "6. summary page 30 d / 12 months",
+        f"{timing['30 d']:.0f} / {timing['12 months']:.0f} ms",
+        f"JSON 30 d {timing['JSON 30 d']:.0f} ms, {summary_events:,} events",
+        f"target ≤ 500 ms / ≤ 2 s; server peak RSS {summary_peak:.0f} MB",
     )
-    rows.append(
-        ("1. p99 at 64 connections", f"{f_p99:.1f} ms", f"baseline {b_p99:.1f} ms", f"{f_p99 / b_p99:.2f}x (target ≤ 1.5x)")
-    )
-    s_rps = median(storm_runs, "rps")
-    rows.append(
-        (
-            "2. unique user-agent storm",
-            f"{s_rps:,.0f} req/s",
-            lat(storm_runs),
-            f"{s_rps / f_rps:.2f} of figure 1 (target ≥ 0.60, aim 0.8); {counts(storm_runs)}",
-        )
-    )
-    e_rate = median(batch_runs, "rps") * 100
-    rows.append(
-        (
-            "3. /api/batch of 100 events",
-            f"{e_rate:,.0f} events/s",
-            lat(batch_runs),
-            f"{e_rate / b_events:.2f} of the bare batch decode (target ≥ 0.12, ≥ 30,000 events/s); {counts(batch_runs, 100)}",
-        )
-    )
-    rows.append(
-        (
-            "4. RSS right after start / after 4 requests",
-            f"{rss_start:.1f} / {rss_first:.1f} MB",
-            "fresh server, embedded geo on",
-            "target ≤ 60 MB idle after traffic",
-        )
-    )
-    rows.append(
-        (
-            "4. RSS under the send load",
-            f"{under_send.peak:.0f} MB",
-            f"idle {idle:.0f} MB before it",
-            "target ≤ 100 MB",
-        )
-    )
-    rows.append(
-        (
-            "4. RSS after all the load above",
-            f"{idle_after:.0f} MB",
-            f"peak {peak:.0f} MB during the fill",
-            f"{fill:,}+ events, storms of new sessions included",
-        )
-    )
-    rows.append(
-        (
-            "4. 48 maximal batches, twice",
-            f"{hostile['peak']:.0f} / {hostile['after']:.0f} MB",
-            f"peak / 10 s after; {hostile['accepted']:.0f} x 200, {hostile['refused']:.0f} x 503",
-            f"target ≤ 150 / ≤ 80 MB; {hostile['accepted'] * 500:,.0f} events acknowledged, {hostile['stored']:,.0f} stored",
-        )
-    )
-    if soaked is not None:
-        rows.append(
-            (
-                f"4. soak, {soaked['seconds'] / 60:.0f} min at half capacity",
-                f"{soaked['growth']:+.1%} RSS",
-                f"{soaked['rss_start']:.1f} -> max {soaked['rss_max']:.1f} MB, {soaked['rate']:,.0f} req/s",
-                f"target ≤ +5% after warm-up; {soaked['acknowledged']:,} acknowledged, {soaked['stored']:,} stored",
-            )
-        )
-    rows.append(
-        (
-            "5. disk per event (table + index)",
-            f"{on_disk / total:.0f} bytes",
-            f"{total:,} events",
-            f"target ≤ 200 bytes; WAL peak {wal_peak / 1e6:.1f} MB; rollups built in {rollup_s:.0f} s",
-        )
-    )
-    rows.append(
-        (
-            "5. summary rollups per event",
-            f"{rollups / big_total:.0f} bytes",
-            f"{big_total:,} events over 30 days",
-            "hourly and daily rollups of the figure-6 database",
-        )
-    )
-    rows.append(
-        (
-            "6. summary page 30 d / 12 months",
-            f"{timing['30 d']:.0f} / {timing['12 months']:.0f} ms",
-            f"JSON 30 d {timing['JSON 30 d']:.0f} ms, {summary_events:,} events",
-            f"target ≤ 500 ms / ≤ 2 s; server peak RSS {summary_peak:.0f} MB",
-        )
-    )
-    rows.append(("7. start-up to first answer", f"{statistics.median(starts) * 1000:.0f} ms", "median of 3", "target ≤ 1 s"))
-    rows.append(
-        (
-            "7. export of all events (CSV)",
-            f"{export_s:.1f} s",
-            f"{total:,} rows",
-            f"peak RSS {export_rss:.0f} MB (constant memory)",
-        )
-    )
-    print(
-        f"footfall benchmark — {os.cpu_count()} CPUs, {'server on CPU 0, wrk on CPU 1' if PIN else 'unpinned'}, "
-        f"{CONNECTIONS} connections, median of {runs} × {seconds} s runs, Python {sys.version.split()[0]}\n"
-    )
-    width = max(len(r[0]) for r in rows)
-    for name, value, detail, note in rows:
-        print(f"{name:<{width}}  {value:>18}  {detail:<48}  {note}")
+    row("7. start-up to first answer", f"{statistics.median(starts) * 1000:.0f} ms", "median of 3", "target ≤ 1 s")
+    row("7. export of all events (CSV)", f"{export_s:.1f} s", f"{total:,} rows", f"peak RSS {export_rss:.0f} MB (constant memory)")
 
 
 if __name__ == "__main__":
