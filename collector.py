@@ -171,6 +171,9 @@ WAL_CHECK_SECONDS = 1.0
 #: How long a RESTART checkpoint may wait for readers of the old WAL to finish, in milliseconds (the writer waits too).
 WAL_RESTART_WAIT_MS = 1000
 
+#: Longest wait between RESTART attempts that readers kept failing, in seconds (the wait doubles from WAL_CHECK_SECONDS).
+WAL_MAX_PAUSE_SECONDS = 60.0
+
 #: Current schema version, kept in ``PRAGMA user_version``.
 SCHEMA_VERSION = 1
 
@@ -1897,7 +1900,9 @@ class EventWriter:
         self._bots: collections.Counter[tuple[int, str]] = collections.Counter()
         self._last_error_log = 0.0
         self._wal_check_at = 0.0  #: time.monotonic() of the next look at the WAL's size
+        self._wal_pause = WAL_CHECK_SECONDS  #: seconds until the next RESTART attempt after this one
         self.wal_restarts = 0  #: RESTART checkpoints that started the WAL over
+        self.wal_busy = 0  #: RESTART checkpoints that readers kept from finishing
 
     async def start(self) -> None:
         """Open the write connection and start the writer task."""
@@ -2083,6 +2088,11 @@ class EventWriter:
         if size > WAL_SIZE_LIMIT_BYTES:
             busy = await self._in_thread(self._checkpoint_restart)
             self.wal_restarts += not busy
+            self.wal_busy += busy
+            # A reader that stays (someone's sqlite3 shell) makes every attempt wait in vain: wait longer between them,
+            # so such a reader costs the writer at most WAL_RESTART_WAIT_MS a minute.
+            self._wal_pause = min(self._wal_pause * 2, WAL_MAX_PAUSE_SECONDS) if busy else WAL_CHECK_SECONDS
+            self._wal_check_at = time.monotonic() + self._wal_pause
 
     def _checkpoint_restart(self) -> bool:
         """One RESTART checkpoint on the write connection, waiting at most WAL_RESTART_WAIT_MS; True if readers kept it

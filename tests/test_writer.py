@@ -256,3 +256,32 @@ async def test_wal_starts_over_while_readers_never_pause(
     assert restarts >= 2
     assert largest < 4 << 20  # a batch or two past the limit at most; without the restart it only grows (~13 MB here)
     assert rows(db_path, "SELECT count(*) FROM website_event") == [(6000,)]
+
+
+async def test_a_reader_that_stays_is_asked_less_and_less_often(
+    db_path: Path, clock: Clock, website: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read transaction left open (someone's sqlite3 shell) keeps every RESTART from finishing: the writer waits twice
+    as long after each failed one instead of stalling every commit, and starts the WAL over once the reader is gone."""
+    monkeypatch.setattr(collector, "WAL_SIZE_LIMIT_BYTES", 1 << 20)
+    monkeypatch.setattr(collector, "WAL_CHECK_SECONDS", 0.05)
+    monkeypatch.setattr(collector, "WAL_RESTART_WAIT_MS", 20)
+    headers = {"User-Agent": FIREFOX}
+    batch = [hit(website, url=f"/p{i}", data={f"k{j}": "v" * 40 for j in range(10)}) for i in range(500)]
+    async with open_client(footfall.app.create_app(collector.Config(db=str(db_path)), clock)) as client:
+        writer = client.app.state.collection.writer
+        shell = sqlite3.connect(db_path, isolation_level=None)
+        shell.execute("BEGIN")
+        shell.execute("SELECT count(*) FROM website_event").fetchone()
+        began = time.monotonic()
+        while time.monotonic() - began < 1.5:
+            assert (await client.post("/api/batch", json=batch, headers=headers)).status_code == 200
+        # 0.05 s, then 0.1, 0.2, 0.4, 0.8 …: a handful of attempts in 1.5 s, not one per commit
+        assert 1 <= writer.wal_busy <= 6 and writer.wal_restarts == 0
+        shell.execute("COMMIT")
+        shell.close()
+        began = time.monotonic()
+        while writer.wal_restarts == 0 and time.monotonic() - began < 10:
+            assert (await client.post("/api/batch", json=batch[:10], headers=headers)).status_code == 200
+            await asyncio.sleep(0.05)
+        assert writer.wal_restarts == 1
