@@ -744,6 +744,12 @@ SUMMARY_QUEUE_SECONDS = 5.0
 SUMMARY_CACHE_KIB = 65536
 
 
+#: Page cache while upkeep refreshes the rollups in the background, in KiB. A refresh reads each new page about once, so a
+#: big cache buys it little (6,000 events of 50 data keys: 2.2 s with 64 MB, 2.6 s with 8 MB) and, filled, would hold
+#: the server at twice its idle size just after a burst of batches.
+REFRESH_CACHE_KIB = 8192
+
+
 #: Events a summary request's own rollup refresh takes in at a time (the background refresh takes larger rounds).
 SUMMARY_REFRESH_ROUND_EVENTS = 50_000
 
@@ -829,7 +835,15 @@ class SummaryReader:
 
     async def refresh(self) -> int:
         """Bring the rollups up to date (the writer goes on meanwhile); the events taken in."""
-        return await self.run(lambda conn: refresh_rollups(conn, self.shift, self.zone))  # type: ignore[no-any-return]
+
+        def job(conn: sqlite3.Connection) -> int:
+            conn.execute(f"PRAGMA cache_size = -{REFRESH_CACHE_KIB}")
+            try:
+                return refresh_rollups(conn, self.shift, self.zone)
+            finally:
+                conn.execute(f"PRAGMA cache_size = -{SUMMARY_CACHE_KIB}")
+
+        return await self.run(job)  # type: ignore[no-any-return]
 
     async def summary(
         self, site: Site, period: SummaryRange, filters: Mapping[str, str], full: str | None = None
