@@ -77,6 +77,34 @@ async def test_batch_is_one_transaction(client: AppClient, db_path: Path, websit
     assert rows(db_path, "SELECT count(*) FROM website_event") == [(100,)]
 
 
+async def test_each_items_data_lands_on_its_own_event(client: AppClient, db_path: Path, website: str) -> None:
+    """In one commit, every item's data rows (queued packed) are stored under that item's event or session, intact."""
+    items = [hit(website, url=f"/d{i}", name=f"e{i}", data={"i": i, "tag": f"t{i}", "on": i % 2 == 0}) for i in range(30)]
+    items.append(hit(website, type_="identify", id="member-1", data={"plan": "pro", "since": "2026-01-02T03:04:05.000Z"}))
+    items.append(hit(website, url="/plain"))
+    response = await batch(client, items)
+    assert response.json()["processed"] == 32
+    await flush(client)
+    stored = rows(
+        db_path,
+        "SELECT e.url_path, d.data_key, d.data_type, d.string_value, d.number_value FROM event_data d "
+        "JOIN website_event e USING (event_key) ORDER BY e.event_key, d.data_key",
+    )
+    assert stored == [
+        row
+        for i in range(30)
+        for row in (
+            (f"/d{i}", "i", 2, f"{i:.4f}", float(i)),
+            (f"/d{i}", "on", 3, "true" if i % 2 == 0 else "false", None),
+            (f"/d{i}", "tag", 1, f"t{i}", None),
+        )
+    ]
+    assert rows(db_path, "SELECT data_key, string_value, date_value, distinct_id FROM session_data ORDER BY 1") == [
+        ("plan", "pro", None, "member-1"),
+        ("since", "2026-01-02T03:04:05.000Z", 1767323045, "member-1"),
+    ]
+
+
 async def test_bot_items_count_as_processed_and_are_not_stored(client: AppClient, db_path: Path, website: str) -> None:
     """As in Umami, a bot batch is 'processed' without errors, stores nothing, and has no cache token."""
     answer = (await batch(client, [hit(website, url="/a"), hit(website, url="/b")], agent="curl/8.4.0")).json()
