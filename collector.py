@@ -44,7 +44,7 @@ import sqlite3
 import struct
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
@@ -53,7 +53,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import aiosqlite
 import msgspec
 from litestar import Request, Response, get, post
-from litestar.exceptions import HTTPException
 
 __version__ = "0.1.0"
 
@@ -583,11 +582,8 @@ class EventRow(NamedTuple):
 
 
 class Record(NamedTuple):
-    """Everything one accepted hit writes: its session, visit, event (None for identify) and data rows.
-
-    The data rows wait in the queue packed (pack_data): fifty keys as fifty tuples and their strings are ~12 KB of small
-    objects per hit, and thousands of them queued under a storm of batches fragment the allocator's arenas for good.
-    """
+    """Everything one accepted hit writes: its session, visit, event (None for identify) and data rows, packed (pack_data:
+    50 keys as tuples are ~12 KB of small objects a hit, and thousands queued fragment the allocator's arenas for good)."""
 
     website_id: str
     session: SessionRow
@@ -598,13 +594,12 @@ class Record(NamedTuple):
     session_data: bytes
 
 
-_DATA_ENCODER = msgspec.msgpack.Encoder()
 _DATA_DECODER = msgspec.msgpack.Decoder(list[tuple[str, int, str | None, float | None, int | None]])
 
 
 def pack_data(rows: list[DataRow]) -> bytes:
     """A hit's data rows as one compact bytes object, for the time they wait to be written (b"" when there are none)."""
-    return _DATA_ENCODER.encode(rows) if rows else b""
+    return msgspec.msgpack.encode(rows) if rows else b""
 
 
 def unpack_data(packed: bytes) -> list[tuple[str, int, str | None, float | None, int | None]]:
@@ -657,45 +652,6 @@ def unavailable(message: str) -> ApiError:
 
 class DatabaseUnavailable(Exception):
     """The database could not take a write (locked, full, read-only) after the retry limit."""
-
-
-def _error_response(error: ApiError) -> Response:
-    return Response(
-        content=msgspec.json.encode(error.body()),
-        status_code=error.status,
-        media_type="application/json",
-        headers=error.headers,
-    )
-
-
-def handle_api_error(request: Request, exc: ApiError) -> Response:
-    """Render an ApiError."""
-    return _error_response(exc)
-
-
-def handle_http_exception(request: Request, exc: HTTPException) -> Response:
-    """Render Litestar's own errors (404, 405, 413 …) in Umami's shape, never with internal detail."""
-    status = exc.status_code
-    if status == 413:
-        return _error_response(too_large("Request body is too large."))
-    if status >= 500:
-        return handle_server_error(request, exc)
-    code = {
-        400: "bad-request",
-        401: "unauthorized",
-        403: "forbidden",
-        404: "not-found",
-        405: "method-not-allowed",
-        429: "too-many-requests",
-    }
-    message = exc.detail if isinstance(exc.detail, str) else "Request failed"
-    return _error_response(ApiError(status, code.get(status, "bad-request"), message, dict(exc.headers or {})))
-
-
-def handle_server_error(request: Request, exc: Exception) -> Response:
-    """Anything unexpected: log the traceback with method and route, answer a fixed 500 (Umami sends its stack; we don't)."""
-    log.error("event=server-error method=%s path=%s", request.method, request.url.path, exc_info=exc)
-    return _error_response(ApiError(500, "server-error", "Server error"))
 
 
 ###############################################################################################################################
@@ -775,19 +731,11 @@ _RESERVED_IN_PATH = frozenset(";/?:@&=+$,#")
 
 _PERCENT_RUN_RE = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
 
+#: The UTM fields, then the click ids: two lines that read as the two groups they are.
 CAMPAIGN_PARAMS = (
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "utm_content",
-    "utm_term",
-    "gclid",
-    "fbclid",
-    "msclkid",
-    "ttclid",
-    "li_fat_id",
-    "twclid",
-)  # fmt: skip  (the UTM fields, then the click ids: two lines that read as the two groups they are)
+    "utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term",
+    "gclid", "fbclid", "msclkid", "ttclid", "li_fat_id", "twclid",
+)  # fmt: skip
 
 _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError, ValueError)
 
@@ -1859,18 +1807,12 @@ SESSION_DATA_UPSERT = (
     "distinct_id = excluded.distinct_id, created_at = excluded.created_at"
 )
 
-def _event_data_rows(packed: list[tuple[int, bytes]]) -> Iterator[tuple[Any, ...]]:
-    """event_data rows for (event_key, packed data), unpacked one hit at a time as executemany asks for them."""
-    for event_key, data in packed:
-        for d in unpack_data(data):
-            yield (event_key, *d)
 
-
-def _session_data_rows(packed: list[tuple[int, bytes, str | None, int]]) -> Iterator[tuple[Any, ...]]:
-    """session_data rows for (session_key, packed data, distinct_id, created_at), unpacked as executemany asks."""
-    for session_key, data, distinct_id, created_at in packed:
+def _unpacked(packed: list[tuple[tuple[Any, ...], bytes, tuple[Any, ...]]]) -> Iterator[tuple[Any, ...]]:
+    """The rows of (leading columns, packed data rows, trailing columns), unpacked hit by hit as executemany asks."""
+    for head, data, tail in packed:
         for d in unpack_data(data):
-            yield (session_key, *d, distinct_id, created_at)
+            yield (*head, *d, *tail)
 
 
 #: visit.started_at stays its first event's time when an event up to VISIT_BACKWARD_SECONDS earlier joins the visit.
@@ -2165,8 +2107,8 @@ class EventWriter:
                     session_rows.append((next_session, *r.session))
             visit_keys = self._resolve(conn, "visit", [r.visit_id for r in records], self._visits)
             visit_rows, earlier = [], []
-            data_of_events: list[tuple[int, bytes]] = []
-            data_of_sessions: list[tuple[int, bytes, str | None, int]] = []
+            data_of_events: list[tuple[tuple[Any, ...], bytes, tuple[Any, ...]]] = []
+            data_of_sessions: list[tuple[tuple[Any, ...], bytes, tuple[Any, ...]]] = []
             event_rows: dict[tuple[bool, bool], list[tuple[Any, ...]]] = {shape: [] for shape in EVENT_INSERTS}
             for r in records:
                 session_key = session_keys[r.session.session_id]
@@ -2183,15 +2125,15 @@ class EventWriter:
                     row = (next_event, r.session.website_key, session_key, visit_keys[r.visit_id], *e[_EVENT_BASE])
                     event_rows[shape].append(row + (campaign if shape[0] else ()) + (vitals if shape[1] else ()))
                     if r.event_data:
-                        data_of_events.append((next_event, r.event_data))
+                        data_of_events.append(((next_event,), r.event_data, ()))
                 if r.session_data:
-                    data_of_sessions.append((session_key, r.session_data, r.session.distinct_id, r.session.created_at))
+                    data_of_sessions.append(((session_key,), r.session_data, (r.session.distinct_id, r.session.created_at)))
             for sql, rows in (
                 (SESSION_INSERT, session_rows),
                 (VISIT_INSERT, visit_rows),
                 *((EVENT_INSERTS[shape], rows) for shape, rows in event_rows.items()),
-                (EVENT_DATA_INSERT, data_of_events and _event_data_rows(data_of_events)),
-                (SESSION_DATA_UPSERT, data_of_sessions and _session_data_rows(data_of_sessions)),
+                (EVENT_DATA_INSERT, data_of_events and _unpacked(data_of_events)),
+                (SESSION_DATA_UPSERT, data_of_sessions and _unpacked(data_of_sessions)),
                 (_BOT_UPSERT, [(w, d, n) for (w, d), n in bots.items()]),
                 (_VISIT_START_UPDATE, earlier),
             ):
@@ -2496,20 +2438,20 @@ async def collect_batch(collection: Collection, origin: Origin, body: bytes, now
 
 async def post_send(request: Request) -> Response:
     """POST /api/send: record one pageview, custom event, identify or performance report."""
-    collection = collection_of(request)
-    now = collection.clock()
-    origin = collection.origin(request, now)
-    body = await collect_send(collection, origin, await request.body(), now)
-    return Response(content=body, media_type="application/json")
+    return await _collected(request, collect_send)
 
 
 async def post_batch(request: Request) -> Response:
     """POST /api/batch: each item checked on its own, every accepted one written in one transaction."""
+    return await _collected(request, collect_batch)
+
+
+async def _collected(request: Request, collect: Callable[[Collection, Origin, bytes, float], Awaitable[bytes]]) -> Response:
+    """A Litestar request run through collect_send or collect_batch (after the rate limit); the JSON answer."""
     collection = collection_of(request)
     now = collection.clock()
     origin = collection.origin(request, now)
-    body = await collect_batch(collection, origin, await request.body(), now)
-    return Response(content=body, media_type="application/json")
+    return Response(content=await collect(collection, origin, await request.body(), now), media_type="application/json")
 
 
 async def get_heartbeat() -> Response:

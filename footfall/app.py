@@ -32,13 +32,11 @@ from collector import (
     Config,
     asset_path,
     collection_routes,
-    handle_api_error,
-    handle_http_exception,
-    handle_server_error,
 )
 from footfall.agents import parse_agent
 from footfall.assets import load_tracker, tracker_route
 from footfall.auth import PageAuth
+from footfall.errors import handle_api_error, handle_http_exception, handle_server_error
 from footfall.fastpath import FastPathApp, fast_routes
 from footfall.geo import Locator, open_locator
 from footfall.openapi import get_openapi, openapi_document

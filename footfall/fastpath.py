@@ -9,7 +9,8 @@ it where a client can tell: the collection routes' own middleware (CORS, the bod
 is rendered by the app's own exception handlers (the Umami-shaped bodies, 413 for a large body, 429, 503 + Retry-After).
 The routes are still registered with Litestar (collector.collection_routes), so they answer the same if called there.
 
-Owns: FastPathApp and the fast path's body reading. Imports collector and Litestar; only footfall.app imports it.
+Owns: FastPathApp and the fast path's body reading. Imports collector, footfall.errors and Litestar; only footfall.app
+imports it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from litestar.exceptions import ClientException, InternalServerException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.middleware._internal.exceptions.middleware import get_exception_handler
 
-from collector import Collection, Config, Origin, collect_batch, collect_send, handle_server_error
+from collector import Collection, Config, Origin, collect_batch, collect_send
+from footfall.errors import handle_server_error
 
 #: What a fast route runs once the body is read: (collection, origin, body, now) → the answer's JSON bytes.
 Collect = Callable[[Collection, Origin, bytes, float], Awaitable[bytes]]
