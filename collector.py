@@ -2333,14 +2333,9 @@ class Collection:
         location = NOWHERE if known else origin.location(client, self.locate)
         visit_id, visit_started_at = self.visits.visit_for(session_id, hit.created_at)
         session, event = enrich(hit, website_key, agent, session_id, location, self.config.remove_trailing_slash)
+        data = pack_data(hit.data)  # an event's data, or an identify's (no event) for its session
         return Record(
-            hit.website_id,
-            session,
-            visit_id,
-            visit_started_at,
-            event,
-            pack_data(hit.data) if event is not None else b"",
-            pack_data(hit.data) if event is None else b"",
+            hit.website_id, session, visit_id, visit_started_at, event, *((data, b"") if event is not None else (b"", data))
         )
 
     def origin(self, request: Request, now: float) -> Origin:
@@ -2446,7 +2441,11 @@ async def post_batch(request: Request) -> Response:
     return await _collected(request, collect_batch)
 
 
-async def _collected(request: Request, collect: Callable[[Collection, Origin, bytes, float], Awaitable[bytes]]) -> Response:
+#: A collection body (collect_send, collect_batch): (collection, origin, body, now) → the answer's JSON bytes.
+Collect = Callable[[Collection, Origin, bytes, float], Awaitable[bytes]]
+
+
+async def _collected(request: Request, collect: Collect) -> Response:
     """A Litestar request run through collect_send or collect_batch (after the rate limit); the JSON answer."""
     collection = collection_of(request)
     now = collection.clock()

@@ -24,11 +24,8 @@ from litestar.exceptions import ClientException, InternalServerException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.middleware._internal.exceptions.middleware import get_exception_handler
 
-from collector import Collection, Config, Origin, collect_batch, collect_send
+from collector import Collect, Collection, Config, Origin, collect_batch, collect_send
 from footfall.errors import handle_server_error
-
-#: What a fast route runs once the body is read: (collection, origin, body, now) → the answer's JSON bytes.
-Collect = Callable[[Collection, Origin, bytes, float], Awaitable[bytes]]
 
 
 def fast_routes(config: Config) -> dict[str, tuple[Collect, int]]:
