@@ -539,7 +539,7 @@ async def numbers(
 ) -> T:
     """``fn(connection, scope)`` on the summary's connection, after the rollup refresh a page view does, in one snapshot."""
     reader = reader_of(request)
-    scope = Scope(site.key, filters, reader.shift, reader.zone)
+    scope = Scope(site.key, filters, reader.shift, reader.zone, reader.clock(), reader.segments)
 
     def job(conn: sqlite3.Connection) -> T:
         refresh_rollups(conn, reader.shift, reader.zone)

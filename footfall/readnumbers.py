@@ -15,14 +15,15 @@ import datetime as dt
 import itertools
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import msgspec
 
-from collector import EVENT_CUSTOM, EVENT_PAGEVIEW, HOUR_SECONDS, bad_request
+from collector import DAY_SECONDS, EVENT_CUSTOM, EVENT_PAGEVIEW, HOUR_SECONDS, bad_request
 from footfall.rollups import AGGREGATION_TABLES, Rollups, aggregate_visits, bucket_of, day_start
+from footfall.segments import SegmentCache
 from footfall.summary import (
     FILTERS,
     REALTIME_SECONDS,
@@ -34,6 +35,7 @@ from footfall.summary import (
     panel_realtime,
     panel_top,
     panel_totals,
+    segment_source,
 )
 
 # What the page shows is read with the page's functions (panel_totals, panel_top, panel_chart, panel_realtime) from the
@@ -115,6 +117,8 @@ class Scope(NamedTuple):
     filters: Mapping[str, str]
     shift: int  # the rollup hours' alignment (SummaryReader.shift)
     zone: dt.tzinfo  # the rollups' days (SummaryReader.zone)
+    now: float = 0.0  # the time of the request (days that ended before it may be kept: footfall.segments)
+    segments: SegmentCache | None = None  # the reader's kept segment days (SummaryReader.segments)
 
 
 #: panel_top with every row.
@@ -170,18 +174,31 @@ def collect_segment(
     )
     for name, value in extra.items():
         condition = EXTRA_FILTERS[name]
-        params = (value, start - 24 * HOUR_SECONDS, end) if condition.startswith("EXISTS") else (value,)
+        # (a visit's pageview a day either side of the range: as the page's filters, decided on the whole visit)
+        params = (value, start - DAY_SECONDS, end + DAY_SECONDS) if condition.startswith("EXISTS") else (value,)
         conn.execute(f"DELETE FROM temp.agg_candidate AS c WHERE NOT {condition}", params)
     rollups, _ = aggregate_visits(conn, shift, lambda key, at: start <= at < end, page, False)
     return rollups
 
 
-def _source(conn: sqlite3.Connection, scope: Scope, start: int, end: int) -> tuple[RollupSource, bool]:
-    """The rollups to read for [start, end): the site's, or with filters the segment's, computed now as the page does."""
+def _source(
+    conn: sqlite3.Connection, scope: Scope, start: int, end: int, edges: Sequence[int] = (), visits: bool = False
+) -> tuple[RollupSource, bool]:
+    """The rollups to read for [start, end) (and its intervals' ``edges``): the site's, or with filters the segment's.
+
+    The segment's are the page's (segment_source: kept closed days, the rest computed now) unless a filter is one only
+    this API has, or the caller reads the segment's visits themselves (``visits``: temp.agg_visit then holds those of
+    the whole range, and the second value is True).
+    """
     if not scope.filters:
         return RollupSource(scope.zone), False
-    load_filtered(conn, collect_segment(conn, scope.key, start, end, scope.filters, scope.shift))
-    return filtered_source(scope.zone), True
+    if visits or set(scope.filters) - set(FILTERS):
+        load_filtered(conn, collect_segment(conn, scope.key, start, end, scope.filters, scope.shift))
+        return filtered_source(scope.zone), True
+    src = segment_source(
+        conn, scope.segments, scope.key, (start, end), (start, end, *edges), scope.filters, scope.shift, scope.zone, scope.now
+    )
+    return src, False
 
 
 def _total(conn: sqlite3.Connection, src: RollupSource, website_key: int, metric: str, start: int, end: int) -> int:
@@ -282,7 +299,7 @@ def _ranked(counts: Mapping[Any, int]) -> list[tuple[Any, int]]:
 
 def metric_rows(conn: sqlite3.Connection, scope: Scope, kind: str, start: int, end: int, wanted: int) -> list[Row]:
     """The rows of one metrics ``type`` in [start, end), most first (at least ``wanted`` of them when there are)."""
-    src, segment = _source(conn, scope, start, end)
+    src, segment = _source(conn, scope, start, end, visits=kind not in PAGE_METRICS)
     if kind in PAGE_METRICS:
         top = panel_top(conn, src, scope.key, PAGE_METRICS[kind], start, end, 0, wanted + 1)  # '' is dropped below
         return [Row(row["value"], int(row["count"])) for row in top if row["value"]]
@@ -388,8 +405,9 @@ def _pageviews_per_bucket(conn: sqlite3.Connection, website_key: int, edges: lis
 def series_counts(conn: sqlite3.Connection, scope: Scope, edges: list[int]) -> tuple[list[int], list[int]]:
     """Pageviews and visitors per bucket: the page's chart when the edges are rollup hours, else counted the same way
     from the events (a pageview where it happened, a visitor once per bucket with a visit of theirs starting in it)."""
-    src, segment = _source(conn, scope, edges[0], edges[-1])
-    if _aligned(edges, scope.shift):
+    aligned = _aligned(edges, scope.shift)
+    src, segment = _source(conn, scope, edges[0], edges[-1], edges, visits=not aligned)
+    if aligned:
         chart = panel_chart(conn, src, scope.key, edges)
         return [int(c["pageviews"]) for c in chart], [int(c["visitors"]) for c in chart]
     pageviews = _pageviews_per_bucket(conn, scope.key, edges, segment)
@@ -403,12 +421,13 @@ def series_counts(conn: sqlite3.Connection, scope: Scope, edges: list[int]) -> t
 def event_series(conn: sqlite3.Connection, scope: Scope, series: Buckets, limit: int | None) -> list[EventRow]:
     """Custom events per name and bucket (only the ``limit`` most frequent names of the range, when given)."""
     edges = series.edges
-    src, segment = _source(conn, scope, edges[0], edges[-1])
+    aligned = _aligned(edges, scope.shift)
+    src, segment = _source(conn, scope, edges[0], edges[-1], edges, visits=not aligned)
     names = None
     if limit:
         names = {row["value"] for row in panel_top(conn, src, scope.key, "event", edges[0], edges[-1], 0, limit)}
     found: list[tuple[int, str, int]] = []
-    if _aligned(edges, scope.shift):
+    if aligned:
         for index, (a, b) in enumerate(itertools.pairwise(edges)):
             found += [
                 (index, row["value"], int(row["count"])) for row in panel_top(conn, src, scope.key, "event", a, b, 0, ALL_ROWS)
@@ -430,7 +449,7 @@ def active_visitors(conn: sqlite3.Connection, scope: Scope, now: float) -> int:
     if not scope.filters:
         return int(panel_realtime(conn, scope.key, now)["visitors"])
     since = int(now) - REALTIME_SECONDS
-    _source(conn, scope, since, int(now) + HOUR_SECONDS + 1)  # timestamps may run up to an hour ahead
+    _source(conn, scope, since, int(now) + HOUR_SECONDS + 1, visits=True)  # timestamps may run up to an hour ahead
     sql = (
         "SELECT count(DISTINCT a.session_key) FROM temp.agg_visit a WHERE EXISTS "
         "(SELECT 1 FROM website_event e WHERE e.visit_key = a.visit_key AND e.created_at >= ?)"
@@ -444,7 +463,7 @@ def date_range(conn: sqlite3.Connection, scope: Scope) -> tuple[int | None, int 
     first, last = conn.execute(sql, (scope.key, EARLIEST_EVENT)).fetchone()
     if first is None or not scope.filters:
         return first, last
-    _source(conn, scope, first, last + 1)
+    _source(conn, scope, first, last + 1, visits=True)
     sql = (
         "SELECT min(e.created_at), max(e.created_at) FROM temp.agg_visit a CROSS JOIN website_event e "
         "ON e.visit_key = a.visit_key WHERE e.created_at >= ?"

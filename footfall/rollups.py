@@ -159,7 +159,7 @@ class EventFact(NamedTuple):
     ttfb: float | None
 
 
-_FACT_COLUMNS = ", ".join(f"e.{name}" for name in EventFact._fields)
+EVENT_FACT_COLUMNS = ", ".join(f"e.{name}" for name in EventFact._fields)
 
 
 class VisitFact(NamedTuple):
@@ -334,6 +334,13 @@ class Rollups:
         since = 0 if previous is None else bucket_of(previous, self.shift)
         self.visitors[(website_key, bucket_of(started_at, self.shift), since)] += 1
 
+    def merge(self, other: Rollups) -> None:
+        """Add ``other``'s counts (rows of other hours, or of the same hours for other visits) to these."""
+        self.counts.update(other.counts)
+        self.visitors.update(other.visitors)
+        self.vitals.update(other.vitals)
+        self.event_visitors.update(other.event_visitors)
+
     def rows(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         """Rows for rollup, rollup_visitors, rollup_vitals and rollup_event_visitors (zero counts left out)."""
         return (
@@ -394,7 +401,7 @@ _NEIGHBOUR = (
 
 #: Every event of the candidate visits, visit by visit (the visit_key index gives the order).
 _CANDIDATE_EVENTS = (
-    f"SELECT {_FACT_COLUMNS} FROM temp.agg_candidate c CROSS JOIN website_event e ON e.visit_key = c.visit_key "
+    f"SELECT {EVENT_FACT_COLUMNS} FROM temp.agg_candidate c CROSS JOIN website_event e ON e.visit_key = c.visit_key "
     f"ORDER BY c.visit_key, e.created_at, e.event_key"
 )
 
@@ -589,94 +596,6 @@ def _count_visitors(
     return dict(follow)
 
 
-_VISIT_FACT_COLUMNS = ", ".join(f"f.{name}" for name in VisitFact._fields)
-
-
-def aggregate_segment(
-    conn: sqlite3.Connection,
-    shift: int,
-    start: int,
-    end: int,
-    filters: Mapping[str, str],
-    side: tuple[int, int, Rollups] | None = None,
-    detail_from: int | None = None,
-) -> Rollups:
-    """Rollup rows of the segment among the visits in temp.agg_candidate, from their facts (rollup_visit) and events.
-
-    The rows aggregate_visits would give for a filtered page, without rebuilding visits: each candidate's fact is read
-    by key and the filters on visit and session attributes and on custom events are decided on it; a page filter must
-    already hold for every candidate (the page index found them). Then only the segment's events in [start, end) are
-    read, once, and counted per hour and value in SQL. Visits and events before ``detail_from`` (an hour start) count
-    in the totals only; those in ``side``'s [from, to) also go to its rollups (a previous period's last part-hour).
-    temp.agg_visit holds the segment's visits afterwards.
-    """
-    out = Rollups(shift)
-    side_from, side_to, side_out = side if side is not None else (0, 0, Rollups(shift))
-
-    def detailed(key: int, at: int) -> bool:
-        return detail_from is None or at >= detail_from
-
-    def in_side(key: int, at: int) -> bool:
-        return side_from <= at < side_to
-
-    for sql in AGGREGATION_TABLES:
-        conn.execute(sql)
-    for table in ("agg_visit", "agg_visit_event", "agg_event"):
-        conn.execute(f"DELETE FROM temp.{table}")
-    checks = [(name, value) for name, value in filters.items() if name in VISIT_DIMENSIONS]
-    where = "".join(f" AND f.{name} = ?" for name, _ in checks)
-    params: list[Any] = [value for _, value in checks]
-    if "event" in filters:  # a custom event anywhere in the visit ('' for one without a name, as VisitBuilder keeps it)
-        where += " AND EXISTS (SELECT 1 FROM json_each(f.event_names) j WHERE j.value = ?)"
-        params.append(filters["event"])
-    sql = (
-        f"SELECT {_VISIT_FACT_COLUMNS}, f.event_names FROM temp.agg_candidate c CROSS JOIN rollup_visit f "
-        f"ON f.visit_key = c.visit_key WHERE 1{where}"
-    )
-    pending: list[tuple[int, int, int, int, bool]] = []
-    named: list[tuple[int, int, int, str]] = []
-    for row in conn.execute(sql, params):
-        fact = VisitFact(*row[:-1])
-        counted = start <= fact.started_at < end
-        if counted:
-            out.add_visit(fact, detailed(fact.website_key, fact.started_at))
-            if in_side(fact.website_key, fact.started_at):
-                side_out.add_visit(fact)
-        pending.append((fact.visit_key, fact.website_key, fact.session_key, fact.started_at, counted))
-        if row[-1]:
-            named.extend((fact.visit_key, fact.session_key, fact.started_at, name) for name in msgspec.json.decode(row[-1]))
-    conn.executemany("INSERT INTO temp.agg_visit VALUES (?,?,?,?,?)", pending)
-    conn.executemany("INSERT OR IGNORE INTO temp.agg_visit_event VALUES (?,?,?,?)", named)
-    conn.execute(
-        f"INSERT INTO temp.agg_event SELECT {_FACT_COLUMNS} FROM temp.agg_visit a CROSS JOIN website_event e "
-        f"ON e.visit_key = a.visit_key WHERE e.created_at >= ? AND e.created_at < ?",
-        (start, end),
-    )
-    sql = (
-        "SELECT website_key, created_at - (created_at - ?) % ? AS hour, url_path, count(*), created_at >= ? "
-        f"AND created_at < ?, created_at >= ? FROM temp.agg_event WHERE event_type = {EVENT_PAGEVIEW} GROUP BY 1, 2, 3, 5, 6"
-    )
-    params = [shift, ROLLUP_BUCKET_SECONDS, side_from, side_to, start if detail_from is None else detail_from]
-    for website_key, hour, url_path, n, in_part, detail in conn.execute(sql, params):
-        out.add_pageviews(website_key, hour, url_path, n, bool(detail))
-        if in_part:
-            side_out.add_pageviews(website_key, hour, url_path, n)
-    for row in conn.execute(f"SELECT * FROM temp.agg_event WHERE event_type != {EVENT_PAGEVIEW}"):
-        e = EventFact(*row)
-        out.add_event(e, detailed(e.website_key, e.created_at))
-        if in_side(e.website_key, e.created_at):
-            side_out.add_event(e)
-    sql = (
-        "SELECT e.website_key, e.created_at, e.event_name, d.data_key, d.string_value FROM temp.agg_event e "
-        f"CROSS JOIN event_data d ON d.event_key = e.event_key WHERE e.event_type = {EVENT_CUSTOM}"
-    )
-    for website_key, created_at, name, data_key, value in conn.execute(sql):
-        if detailed(website_key, created_at):
-            out.add_event_key(website_key, created_at, name, data_key, value)
-    _count_visitors(conn, out, shift, False, lambda key, at: True, (in_side, side_out), detailed)
-    return out
-
-
 def collect_rollups(
     conn: sqlite3.Connection, dirty: Mapping[int, set[int]], shift: int, scope: Mapping[int, set[int]] | None = None
 ) -> tuple[Rollups, dict[int, set[int]]]:
@@ -788,7 +707,7 @@ def sum_day(conn: sqlite3.Connection, website_key: int, day: int, end: int) -> N
     )
 
 
-def _dirty_hours(conn: sqlite3.Connection, after: int, upto: int, shift: int) -> dict[int, set[int]]:
+def dirty_hours(conn: sqlite3.Connection, after: int, upto: int, shift: int) -> dict[int, set[int]]:
     """Hours to recompute for events with keys in (after, upto]: theirs, and every hour their visits have events in."""
     dirty: dict[int, set[int]] = collections.defaultdict(set)
     sql = (
@@ -858,7 +777,7 @@ def refresh_rollups(
             upto = top if mark == 0 else min(top, mark + round_events)
             dirty = {}
             if aligned and top > mark:
-                dirty = _all_hours(conn, shift) if mark == 0 else _dirty_hours(conn, mark, upto, shift)
+                dirty = _all_hours(conn, shift) if mark == 0 else dirty_hours(conn, mark, upto, shift)
         if not aligned:
             reset_rollups(conn, shift, zone)
             continue

@@ -7,6 +7,7 @@ the reader connection they run on. Imports collector and footfall.rollups.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import datetime as dt
 import itertools
@@ -14,7 +15,7 @@ import math
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import aiosqlite
@@ -31,7 +32,6 @@ from footfall.rollups import (
     VISIT_DIMENSIONS,
     VITALS,
     Rollups,
-    aggregate_segment,
     aggregate_visits,
     bucket_of,
     bucket_shift,
@@ -41,6 +41,7 @@ from footfall.rollups import (
     next_day,
     refresh_rollups,
 )
+from footfall.segments import SegmentCache, aggregate_segment
 
 # One function per panel, each a query on the rollups (or, for realtime and bots, on website_event and bot_counter). A
 # filtered page computes the same rollup rows for the matching visits into temporary tables and runs the same queries.
@@ -216,23 +217,42 @@ def resolve_range(
 
 
 class RollupSource(NamedTuple):
-    """The tables a summary reads: the rollups (hourly, and daily for whole days), or a filtered page's temporary ones."""
+    """The tables a summary reads: the rollups (hourly, and daily for whole days), or a filtered view's.
+
+    A filtered view's hourly tables are temporary ones of the rows computed for it, and its daily ones the kept days of
+    its segment (footfall.segments); ``days`` then says which local days the daily tables hold (None: every day).
+    """
 
     zone: dt.tzinfo
     hourly: tuple[str, ...] = HOURLY_TABLES
     daily: tuple[str, ...] | None = DAILY_TABLES
+    days: frozenset[int] | None = None
 
     def parts(self, start: int, end: int) -> list[tuple[tuple[str, ...], str, int, int]]:
-        """[start, end) as (tables, time column, from, to) pieces: its whole local days from the daily tables, if any."""
-        if self.daily is not None and end > start:
-            first = day_of(start, self.zone)
-            first = first if first == start else next_day(first, self.zone)
-            last = day_of(end, self.zone)
-            if first < last:
-                pieces = [(self.daily, "day", first, last)]
-                pieces += [(self.hourly, "hour", a, b) for a, b in ((start, first), (last, end)) if a < b]
-                return pieces
-        return [(self.hourly, "hour", start, end)]
+        """[start, end) as (tables, time column, from, to) pieces: its whole local days the daily tables hold from them."""
+        if self.daily is None or end <= start:
+            return [(self.hourly, "hour", start, end)]
+        first = day_of(start, self.zone)
+        first = first if first == start else next_day(first, self.zone)
+        last = day_of(end, self.zone)
+        if first >= last:
+            return [(self.hourly, "hour", start, end)]
+        if self.days is None:
+            runs = [(first, last)]
+        else:
+            runs = []
+            for day in sorted(d for d in self.days if first <= d < last):
+                if runs and runs[-1][1] == day:
+                    runs[-1] = (runs[-1][0], next_day(day, self.zone))
+                else:
+                    runs.append((day, next_day(day, self.zone)))
+        pieces: list[tuple[tuple[str, ...], str, int, int]] = [(self.daily, "day", a, b) for a, b in runs]
+        at = start
+        for a, b in [*runs, (end, end)]:  # the hours between the daily runs
+            if at < a:
+                pieces.append((self.hourly, "hour", at, a))
+            at = b
+        return pieces
 
 
 #: A filtered page's copies of the hourly tables (temporary: the reader connection's own).
@@ -569,9 +589,10 @@ def collect_filtered(
     """Rollup rows of [start, end) for the visits that match every filter (a segment: all numbers are about them).
 
     Candidates come through an index: a filter on a page, event, referrer or UTM value gives the visits with such an
-    event in the range or the day before it (visits are never that long); a session filter alone gives the matching
+    event in the range or a day either side of it (visits are never that long, and a visit's event after the range can
+    make it match); a session filter alone gives the matching
     sessions' visits that started then; with neither, every visit with an event in the range. The rest is decided
-    on each candidate's stored facts (rollups.aggregate_segment), and only events and visit starts inside the range (from
+    on each candidate's stored facts (segments.aggregate_segment), and only events and visit starts inside the range (from
     ``count_from``, if given) are counted; before ``detail_from``, only their totals (a previous period's). ``side`` is
     (from, to, rollups): what falls in [from, to) is also counted there.
     """
@@ -589,7 +610,7 @@ def collect_filtered(
             f"SELECT visit_key FROM website_event WHERE website_key = ? AND {column} = ?{condition} "
             f"AND created_at >= ? AND created_at < ?"
         )
-        params += [website_key, filters[name], start - DAY_SECONDS, end]
+        params += [website_key, filters[name], start - DAY_SECONDS, end + DAY_SECONDS]
     sessions = [(name, value) for name, value in filters.items() if name in SESSION_FILTERS]
     if narrow:  # the visits the indexes give (all of them, for several filters), then the session filters
         matching = "".join(f" AND s.{name} = ?" for name, _ in sessions)
@@ -626,6 +647,74 @@ def load_filtered(conn: sqlite3.Connection, rollups: Rollups) -> None:
     insert_rollups(conn, rollups, "temp", FILTERED_PREFIX)
 
 
+#: Days computed in one pass when a segment's missing days are filled (bounds the pass's memory).
+SEGMENT_RUN_DAYS = 7
+
+
+def segment_source(
+    conn: sqlite3.Connection,
+    segments: SegmentCache | None,
+    website_key: int,
+    span: tuple[int, int],
+    edges: Iterable[int],
+    filters: Mapping[str, str],
+    shift: int,
+    zone: dt.tzinfo,
+    now: float,
+    side: tuple[int, int, Rollups] | None = None,
+    detail_from: int | None = None,
+) -> RollupSource:
+    """The rollup tables of a filtered view of [span): closed days from the segment's kept daily rows, the rest now.
+
+    A day is read from the kept rows when it is over (its end at or before ``now``) and no edge of what the view reads
+    (``edges``: range ends, chart intervals) falls inside it; missing ones are computed first (SEGMENT_RUN_DAYS at a
+    time) and kept. Every other hour of the span is computed from the events into the temporary hourly tables, with
+    ``side`` and ``detail_from`` as collect_filtered takes them. Without ``segments``, all of the span is computed now.
+    """
+    first, end = span
+    kept: list[int] = []
+    segment = 0
+    if segments is not None:
+        segments.sync(conn)
+        segment = segments.segment(website_key, filters)
+        inside = sorted(set(edges))
+        day = day_of(first, zone)
+        day = day if day == first else next_day(day, zone)
+        while (following := next_day(day, zone)) <= min(end, now):
+            at = bisect.bisect_right(inside, day)
+            if at == len(inside) or inside[at] >= following:
+                kept.append(day)
+            day = following
+        missing = segments.missing(segment, kept)
+        for at in range(0, len(missing), SEGMENT_RUN_DAYS):  # (runs of missing days need not be contiguous: each is
+            for run in _contiguous(missing[at : at + SEGMENT_RUN_DAYS], zone):  # computed alone)
+                rows = collect_filtered(conn, website_key, run[0], next_day(run[-1], zone), filters, shift)
+                segments.keep(conn, segment, run, rows)
+    live = Rollups(shift)
+    at = first
+    for a, b in [*((day, next_day(day, zone)) for day in kept), (end, end)]:
+        if at < a:
+            part = side if side is not None and at <= side[0] < a else None
+            live.merge(collect_filtered(conn, website_key, at, a, filters, shift, side=part, detail_from=detail_from))
+        at = max(at, b)
+    load_filtered(conn, live)
+    hourly = filtered_source(zone).hourly
+    if segments is None:
+        return RollupSource(zone, hourly, None)
+    return RollupSource(zone, hourly, segments.tables(segment), segments.days(segment) & frozenset(kept))
+
+
+def _contiguous(days: list[int], zone: dt.tzinfo) -> list[list[int]]:
+    """Ordered local midnights as runs of consecutive days."""
+    runs: list[list[int]] = []
+    for day in days:
+        if runs and next_day(runs[-1][-1], zone) == day:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return runs
+
+
 class Site(NamedTuple):
     """A website as the summary shows it."""
 
@@ -655,26 +744,28 @@ def build_summary(
     now: float,
     shift: int,
     full: str | None = None,
+    segments: SegmentCache | None = None,
 ) -> dict[str, Any]:
     """Everything the summary page shows, as plain data (the JSON twin returns exactly this).
 
     Lists hold their top SUMMARY_LIST_LIMIT rows ("more" says whether there are others); the list named ``full`` (or
-    every list, for 'all') holds up to FULL_LIST_LIMIT.
+    every list, for 'all') holds up to FULL_LIST_LIMIT. A filtered view keeps its closed days in ``segments``, if given.
     """
     src = RollupSource(period.zone)
     previous_start, previous_end = period.previous
     with transaction(conn, immediate=False):  # one snapshot for every panel
         part = None
-        if filters:  # the same rollup rows for the matching visits, in this connection's own temporary tables
-            cut = bucket_of(previous_end, shift)  # and, in the same pass, the previous period's last part-hour
+        if filters:  # the same rollup rows for the matching visits: kept closed days, and the rest computed now
+            cut = bucket_of(previous_end, shift)  # (in the same pass, the previous period's last part-hour)
             side = None
             if cut != previous_end and cut >= previous_start:
                 part = Rollups(shift)
                 side = (cut, previous_end, part)
-            first = min(previous_start, period.start)
-            rows = collect_filtered(conn, site.key, first, period.end, filters, shift, side=side, detail_from=period.start)
-            load_filtered(conn, rows)
-            src = filtered_source(period.zone)
+            span = (min(previous_start, period.start), period.end)
+            edges = (period.start, period.until, previous_start, previous_end, cut, *period.bounds, *period.previous_bounds)
+            src = segment_source(
+                conn, segments, site.key, span, edges, filters, shift, period.zone, now, side=side, detail_from=period.start
+            )
         totals = panel_totals(conn, src, site.key, period.start, period.until)
         before = panel_previous_totals(conn, src, site.key, previous_start, previous_end, filters, shift, part)
 
@@ -789,6 +880,8 @@ class SummaryReader:
         #: Longest a summary may compute (--summary-timeout), in seconds.
         self.timeout = timeout
         self.lock = asyncio.Lock()
+        #: A filtered view's closed days, kept on the connection (its temporary tables).
+        self.segments = SegmentCache(self.shift, self.zone)
         self.runs = 0  #: jobs run on the connection since start (upkeep releases its page cache after new ones)
         self._conn: sqlite3.Connection | None = None
 
@@ -854,7 +947,7 @@ class SummaryReader:
         def job(conn: sqlite3.Connection) -> dict[str, Any]:
             # In small rounds, each committed with its watermark: a refresh cut short by the deadline keeps its progress.
             refresh_rollups(conn, self.shift, self.zone, SUMMARY_REFRESH_ROUND_EVENTS)
-            return build_summary(conn, site, period, filters, now, self.shift, full)
+            return build_summary(conn, site, period, filters, now, self.shift, full, self.segments)
 
         return await self.run(job, self.timeout)  # type: ignore[no-any-return]
 
