@@ -39,7 +39,8 @@ from footfall.rollups import (
     repair_rollups,
     stored_alignment,
 )
-from footfall.summary import RollupSource, panel_top, panel_totals
+from footfall.segments import RollupSource
+from footfall.summary import panel_top, panel_totals
 
 # What the operating commands (backup, check, prune, export, forget, stats) do, as plain functions of a database path so
 # tests call them directly. They are safe while footfall serves: reads use their own transaction (WAL), deletes go in

@@ -23,20 +23,8 @@ import msgspec
 
 from collector import DAY_SECONDS, EVENT_CUSTOM, EVENT_PAGEVIEW, HOUR_SECONDS, bad_request
 from footfall.rollups import AGGREGATION_TABLES, Rollups, aggregate_visits, bucket_of, day_start
-from footfall.segments import SegmentCache
-from footfall.summary import (
-    FILTERS,
-    REALTIME_SECONDS,
-    RollupSource,
-    collect_filtered,
-    filtered_source,
-    load_filtered,
-    panel_chart,
-    panel_realtime,
-    panel_top,
-    panel_totals,
-    segment_source,
-)
+from footfall.segments import RollupSource, SegmentCache, collect_filtered, filtered_source, load_filtered, segment_source
+from footfall.summary import FILTERS, REALTIME_SECONDS, panel_chart, panel_realtime, panel_top, panel_totals
 
 # What the page shows is read with the page's functions (panel_totals, panel_top, panel_chart, panel_realtime) from the
 # rollups, or, with filters, from the segment's rollups computed the page's way. Only numbers the page has no function

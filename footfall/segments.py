@@ -1,38 +1,46 @@
-"""A filtered view's rollups: a segment's rows from its visits' facts, and its closed days computed once and kept.
+"""What a summary reads, and a filtered view's rollups: a segment's rows from its visits' facts, its closed days kept.
 
-Owns: aggregate_segment (the rollup rows of the visits matching a filter, from rollup_visit and their events, a visit's
-visitor count decided by the session's previous visit in the segment, wherever it lies), and SegmentCache, the daily rollup rows of each segment (a website and a set of filters) for the closed local days a
-filtered view has asked for, in temporary tables of the summary reader's connection (SQLite spills them to a file; the
-rows are bounded, and the least recently used segment goes first), and keeping them true to the events: before each use
-the days that events written since reach are dropped (their visits' days and every later day, whose visitor counts a new
-visit may change), and a prune, `forget` or rebuild of the rollups (their epoch, or their watermark going back) drops
-everything. Which days a view may take from here, and computing what is missing, is footfall.summary's segment_source.
+Owns: RollupSource (the tables a summary reads: the rollups, or a filtered view's), collect_filtered and
+aggregate_segment (the rollup rows of the visits matching a filter, from rollup_visit and their events; a visit's visitor
+count decided by the session's previous visit in the segment, wherever it lies in time), and SegmentCache: the daily
+rollup rows of each segment (a website and a set of filters) for the closed local days a filtered view has asked for,
+in temporary tables of the summary reader's connection (SQLite spills them to a file; rows and segments are bounded,
+the least recently used going first), kept true to the events: before each use, the days that events written since
+reach are dropped (their visits' days and every later day, whose visitor counts a new visit may change), and a prune,
+`forget` or rebuild of the rollups (their epoch, or their watermark going back) drops everything. segment_source puts
+them together: kept days where a view may read them (kept_days), the rest computed per request.
 Imports collector and rollups only.
 """
 
 from __future__ import annotations
 
+import bisect
 import collections
+import contextlib
 import datetime as dt
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
-from collector import EVENT_CUSTOM, EVENT_PAGEVIEW
+from collector import DAY_SECONDS, EVENT_CUSTOM, EVENT_PAGEVIEW, transaction
 from footfall.rollups import (
     AGGREGATION_TABLES,
     DAILY_TABLES,
     EVENT_FACT_COLUMNS,
+    HOURLY_TABLES,
     ROLLUP_BUCKET_SECONDS,
+    SESSION_FILTERS,
     VISIT_DIMENSIONS,
     EventFact,
     Rollups,
     VisitFact,
     day_of,
     dirty_hours,
+    insert_rollups,
+    next_day,
     setting_int,
 )
 
@@ -45,42 +53,281 @@ SEGMENT_CACHE_ROWS = 1_000_000
 SEGMENT_CACHE_SEGMENTS = 256
 
 
+#: Bytes of remembered results (SegmentCache.remember) kept at most, for all of them together.
+REMEMBERED_BYTES = 4 * 1024 * 1024
+
+
 #: The kept tables: the daily rollup tables with a leading ``segment`` column (temporary: the connection's own).
 KEPT_PREFIX = "seg_"
 
 
+class RollupSource(NamedTuple):
+    """The tables a summary reads: the rollups (hourly, and daily for whole days), or a filtered view's.
+
+    A filtered view's hourly tables are temporary ones of the rows computed for it, and its daily ones the kept days of
+    its segment (footfall.segments); ``days`` then says which local days the daily tables hold (None: every day).
+    """
+
+    zone: dt.tzinfo
+    hourly: tuple[str, ...] = HOURLY_TABLES
+    daily: tuple[str, ...] | None = DAILY_TABLES
+    days: frozenset[int] | None = None
+    #: Where a panel may remember what it summed over whole days of the site's daily rollups (kept true by its sync).
+    remembered: SegmentCache | None = None
+
+    def parts(self, start: int, end: int) -> list[tuple[tuple[str, ...], str, int, int]]:
+        """[start, end) as (tables, time column, from, to) pieces: its whole local days the daily tables hold from them."""
+        if self.daily is None or end <= start:
+            return [(self.hourly, "hour", start, end)]
+        first = day_of(start, self.zone)
+        first = first if first == start else next_day(first, self.zone)
+        last = day_of(end, self.zone)
+        if first >= last:
+            return [(self.hourly, "hour", start, end)]
+        if self.days is None:
+            runs = [(first, last)]
+        else:
+            runs = []
+            for day in sorted(d for d in self.days if first <= d < last):
+                if runs and runs[-1][1] == day:
+                    runs[-1] = (runs[-1][0], next_day(day, self.zone))
+                else:
+                    runs.append((day, next_day(day, self.zone)))
+        pieces: list[tuple[tuple[str, ...], str, int, int]] = [(self.daily, "day", a, b) for a, b in runs]
+        at = start
+        for a, b in [*runs, (end, end)]:  # the hours between the daily runs
+            if at < a:
+                pieces.append((self.hourly, "hour", at, a))
+            at = b
+        return pieces
+
+
+#: A filtered page's copies of the hourly tables (temporary: the reader connection's own).
+FILTERED_PREFIX = "f_"
+
+
+def filtered_source(zone: dt.tzinfo) -> RollupSource:
+    """A filtered page's tables: hourly rows in temporary tables (see load_filtered)."""
+    return RollupSource(zone, tuple(f"temp.{FILTERED_PREFIX}{t}" for t in HOURLY_TABLES), None)
+
+
+#: Filter → (website_event column, extra condition) of the index that finds its candidate visits (schema.sql).
+_NARROWING = {
+    "page": ("url_path", f" AND event_type = {EVENT_PAGEVIEW}"),
+    "entry": ("url_path", f" AND event_type = {EVENT_PAGEVIEW}"),
+    "exit": ("url_path", f" AND event_type = {EVENT_PAGEVIEW}"),
+    "event": ("event_name", f" AND event_type = {EVENT_CUSTOM}"),
+    "referrer": ("referrer_domain", ""),
+    "utm_source": ("utm_source", ""),
+    "utm_medium": ("utm_medium", ""),
+    "utm_campaign": ("utm_campaign", ""),
+}
+
+
+def collect_filtered(
+    conn: sqlite3.Connection,
+    website_key: int,
+    start: int,
+    end: int,
+    filters: Mapping[str, str],
+    shift: int,
+    count_from: int | None = None,
+    side: tuple[int, int, Rollups] | None = None,
+    detail_from: int | None = None,
+) -> Rollups:
+    """Rollup rows of [start, end) for the visits that match every filter (a segment: all numbers are about them).
+
+    Candidates come through an index: a filter on a page, event, referrer or UTM value gives the visits with such an
+    event in the range or a day either side of it (visits are never that long, and a visit's event after the range can
+    make it match); a session filter alone gives the matching
+    sessions' visits that started then; with neither, every visit with an event in the range. The rest is decided
+    on each candidate's stored facts (segments.aggregate_segment), and only events and visit starts inside the range (from
+    ``count_from``, if given) are counted; before ``detail_from``, only their totals (a previous period's). ``side`` is
+    (from, to, rollups): what falls in [from, to) is also counted there.
+    """
+    counted_from = start if count_from is None else count_from
+    for sql in AGGREGATION_TABLES:
+        conn.execute(sql)
+    conn.execute("DELETE FROM temp.agg_candidate")
+    narrow, params = [], []
+    # Each event-level or visit-level filter keeps the visits with a matching event in the span (found through its
+    # index); whether the visit really matches (its landing referrer, its last page …) is decided on its facts.
+    keyed = [name for name in filters if name in _NARROWING]
+    for name in keyed:
+        column, condition = _NARROWING[name]
+        narrow.append(
+            f"SELECT visit_key FROM website_event WHERE website_key = ? AND {column} = ?{condition} "
+            f"AND created_at >= ? AND created_at < ?"
+        )
+        params += [website_key, filters[name], start - DAY_SECONDS, end + DAY_SECONDS]
+    sessions = [(name, value) for name, value in filters.items() if name in SESSION_FILTERS]
+    if narrow:  # the visits the indexes give (all of them, for several filters), then the session filters
+        matching = "".join(f" AND s.{name} = ?" for name, _ in sessions)
+        sql = (
+            f"INSERT OR IGNORE INTO temp.agg_candidate SELECT c.visit_key FROM ({' INTERSECT '.join(narrow)}) c "
+            + (f"CROSS JOIN visit v ON v.visit_key = c.visit_key CROSS JOIN session s ON s.session_key = v.session_key "
+               f"WHERE 1{matching}" if sessions else "")
+        )  # fmt: skip
+        conn.execute(sql, [*params, *(value for _, value in sessions)])
+    elif sessions:  # few sessions match: go from them to their visits, not through every event of the range
+        matching = " AND ".join(f"s.{name} = ?" for name, _ in sessions)
+        sql = (
+            f"INSERT OR IGNORE INTO temp.agg_candidate SELECT v.visit_key FROM session s CROSS JOIN visit v "
+            f"ON v.session_key = s.session_key WHERE s.website_key = ? AND {matching} AND v.started_at >= ? "
+            f"AND v.started_at < ?"
+        )
+        conn.execute(sql, [website_key, *(value for _, value in sessions), start - DAY_SECONDS, end])
+    else:
+        sql = (
+            "INSERT OR IGNORE INTO temp.agg_candidate SELECT e.visit_key FROM website_event e WHERE e.website_key = ? "
+            "AND e.created_at >= ? AND e.created_at < ?"
+        )
+        conn.execute(sql, [website_key, start, end])
+    return aggregate_segment(conn, shift, counted_from, end, filters, side, detail_from)
+
+
+def load_filtered(conn: sqlite3.Connection, rollups: Rollups) -> None:
+    """Put a filtered page's rollup rows into the temporary tables filtered_source() names (keyed like the rollups)."""
+    for like in HOURLY_TABLES:
+        table = FILTERED_PREFIX + like
+        (sql,) = conn.execute("SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = ?", (like,)).fetchone()
+        conn.execute(re.sub(r"^CREATE TABLE \"?\w+\"?", f"CREATE TEMP TABLE IF NOT EXISTS {table}", sql))
+        conn.execute(f"DELETE FROM temp.{table}")
+    insert_rollups(conn, rollups, "temp", FILTERED_PREFIX)
+
+
+#: Days computed in one pass when a segment's missing days are filled (bounds the pass's memory).
+SEGMENT_RUN_DAYS = 7
+
+
+def kept_days(span: tuple[int, int], edges: Iterable[int], zone: dt.tzinfo, now: float) -> list[int]:
+    """The local days of ``span`` a filtered view reads from kept rows: over (ended at or before ``now``), and with no edge
+    of what the view reads (``edges``: range ends, chart intervals) inside them."""
+    first, end = span
+    inside = sorted(set(edges))
+    days = []
+    day = day_of(first, zone)
+    day = day if day == first else next_day(day, zone)
+    while (following := next_day(day, zone)) <= min(end, now):
+        at = bisect.bisect_right(inside, day)
+        if at == len(inside) or inside[at] >= following:
+            days.append(day)
+        day = following
+    return days
+
+
+def keep_segment_days(
+    conn: sqlite3.Connection,
+    segments: SegmentCache,
+    website_key: int,
+    filters: Mapping[str, str],
+    days: list[int],
+    shift: int,
+    zone: dt.tzinfo,
+) -> int:
+    """Compute and keep the segment's ``days`` not kept yet (SEGMENT_RUN_DAYS at a time); return the segment id.
+
+    Outside a transaction each run is one of its own, so a view cut short by its deadline keeps the runs it finished.
+    """
+    own = not conn.in_transaction
+    with transaction(conn, immediate=False) if own else contextlib.nullcontext():
+        segments.sync(conn)
+        segment = segments.segment(conn, website_key, filters)
+        missing = sorted(set(days) - segments.days(conn, segment))
+    for at in range(0, len(missing), SEGMENT_RUN_DAYS):
+        for run in _contiguous(missing[at : at + SEGMENT_RUN_DAYS], zone):
+            with transaction(conn, immediate=False) if own else contextlib.nullcontext():
+                if own:  # (another snapshot: what it keeps is true to it)
+                    segments.sync(conn)
+                    if not set(run) - segments.days(conn, segment):
+                        continue
+                rows = collect_filtered(conn, website_key, run[0], next_day(run[-1], zone), filters, shift)
+                segments.keep(conn, segment, website_key, run, rows)
+    return segment
+
+
+def segment_source(
+    conn: sqlite3.Connection,
+    segments: SegmentCache | None,
+    website_key: int,
+    span: tuple[int, int],
+    edges: Iterable[int],
+    filters: Mapping[str, str],
+    shift: int,
+    zone: dt.tzinfo,
+    now: float,
+    side: tuple[int, int, Rollups] | None = None,
+    detail_from: int | None = None,
+) -> RollupSource:
+    """The rollup tables of a filtered view of [span) (call in its snapshot): kept days, and the rest computed now.
+
+    The days kept_days names are read from the segment's kept daily rows (computed first where missing: see
+    keep_segment_days, which a caller may run before the snapshot). Every other hour of the span is computed from the
+    events into the temporary hourly tables, with ``side`` and ``detail_from`` as collect_filtered takes them. Without
+    ``segments``, all of the span is computed now.
+    """
+    first, end = span
+    kept: list[int] = []
+    if segments is not None:
+        kept = kept_days(span, edges, zone, now)
+        segment = keep_segment_days(conn, segments, website_key, filters, kept, shift, zone)
+    live = Rollups(shift)
+    at = first
+    for a, b in [*((day, next_day(day, zone)) for day in kept), (end, end)]:
+        if at < a:
+            part = side if side is not None and at <= side[0] < a else None
+            live.merge(collect_filtered(conn, website_key, at, a, filters, shift, side=part, detail_from=detail_from))
+        at = max(at, b)
+    load_filtered(conn, live)
+    hourly = filtered_source(zone).hourly
+    if segments is None:
+        return RollupSource(zone, hourly, None)
+    return RollupSource(zone, hourly, segments.tables(segment), frozenset(kept))
+
+
+def _contiguous(days: list[int], zone: dt.tzinfo) -> list[list[int]]:
+    """Ordered local midnights as runs of consecutive days."""
+    runs: list[list[int]] = []
+    for day in days:
+        if runs and next_day(runs[-1][-1], zone) == day:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return runs
+
+
 class SegmentCache:
-    """The kept daily rows of the segments of one summary reader (used from its one worker thread at a time)."""
+    """The kept daily rows of the segments of one summary reader (used from its one worker thread at a time).
+
+    What is kept, and the rollup watermark and epoch it agrees with, live in the temporary tables beside the rows
+    (seg_day, seg_state), so a transaction rolled back (a summary past its deadline) takes its changes with it.
+    """
 
     def __init__(
         self, shift: int, zone: dt.tzinfo, max_rows: int = SEGMENT_CACHE_ROWS, max_segments: int = SEGMENT_CACHE_SEGMENTS
     ) -> None:
         self.shift, self.zone, self.max_rows, self.max_segments = shift, zone, max_rows, max_segments
         self._ids: dict[tuple[int, tuple[tuple[str, str], ...]], int] = {}
-        self._next = 0
-        self._website: dict[int, int] = {}  # segment → its website
-        self._days: dict[int, set[int]] = {}  # segment → the local midnights of the days kept
-        self._rows: collections.OrderedDict[int, int] = collections.OrderedDict()  # segment → rows kept, least recent first
+        self._next = 0  # the last segment id given (ids are never reused)
+        self._used = 0  # a clock for "least recently used"
         self._columns: dict[str, list[str]] = {}
-        self._mark: int | None = None  # the rollups' watermark and epoch the kept rows agree with
-        self._epoch: int | None = None
         self._conn: sqlite3.Connection | None = None  # the connection whose temporary tables hold them
+        #: (website, first day, end, what) → a result over those whole days of the site's own daily rollups, packed.
+        self._remembered: collections.OrderedDict[tuple[int, int, int, str], bytes] = collections.OrderedDict()
 
-    @property
-    def rows(self) -> int:
+    def rows(self, conn: sqlite3.Connection) -> int:
         """Rows kept now, for all segments."""
-        return sum(self._rows.values())
+        return int(conn.execute("SELECT ifnull(sum(n), 0) FROM temp.seg_day").fetchone()[0])
 
-    def segment(self, website_key: int, filters: Mapping[str, str]) -> int:
+    def segment(self, conn: sqlite3.Connection, website_key: int, filters: Mapping[str, str]) -> int:
         """The segment id of a website and filters (the same filters in any order are the same segment)."""
         key = (website_key, tuple(sorted(filters.items())))
         if key not in self._ids:
             if len(self._ids) >= 2 * self.max_segments:  # forget the ids of segments that keep nothing
-                self._ids = {k: segment for k, segment in self._ids.items() if segment in self._rows}
-                self._website = {segment: self._website[segment] for segment in self._ids.values()}
+                kept = {segment for (segment,) in conn.execute("SELECT DISTINCT segment FROM temp.seg_day")}
+                self._ids = {k: segment for k, segment in self._ids.items() if segment in kept}
             self._next += 1
             self._ids[key] = self._next
-            self._website[self._next] = website_key
         return self._ids[key]
 
     def sync(self, conn: sqlite3.Connection) -> None:
@@ -89,55 +336,76 @@ class SegmentCache:
         On another connection than before (a reader reopened), nothing is kept: its temporary tables start empty.
         """
         if conn is not self._conn:
-            self._conn, self._columns, self._mark = conn, {}, None
-            self._ids, self._website, self._days, self._rows = {}, {}, {}, collections.OrderedDict()
+            self._conn, self._columns, self._ids = conn, {}, {}
+            self._remembered.clear()
         self._create(conn)
         mark, epoch = setting_int(conn, "rollup_event_key"), setting_int(conn, "rollup_epoch")
-        if self._mark is None or epoch != self._epoch or mark < self._mark:
-            self._drop(conn, {segment: None for segment in self._days})
-        elif mark > self._mark and self._days:
-            earliest = {
-                key: day_of(min(hours), self.zone) for key, hours in dirty_hours(conn, self._mark, mark, self.shift).items()
-            }
-            self._drop(conn, {segment: earliest[key] for segment, key in self._website.items() if key in earliest})
-        self._mark, self._epoch = mark, epoch
+        kept_mark, kept_epoch = conn.execute("SELECT mark, epoch FROM temp.seg_state").fetchone()
+        if kept_mark is None or epoch != kept_epoch or mark < kept_mark:
+            self._drop(conn, None, 0)
+            self._remembered.clear()
+        elif mark > kept_mark:
+            hours = dirty_hours(conn, kept_mark, mark, self.shift)
+            for website_key, touched in hours.items():
+                first = day_of(min(touched), self.zone)
+                self._drop(conn, website_key, first)
+                for key in [k for k in self._remembered if k[0] == website_key and k[2] > first]:
+                    del self._remembered[key]
+        conn.execute("UPDATE temp.seg_state SET mark = ?, epoch = ?", (mark, epoch))
 
-    def missing(self, segment: int, days: Iterable[int]) -> list[int]:
-        """The days (local midnights) of ``days`` not kept for ``segment``, in order."""
-        kept = self._days.get(segment, set())
-        return sorted(day for day in days if day not in kept)
+    def remember(self, website_key: int, first: int, end: int, what: str, compute: Callable[[], Any]) -> Any:
+        """``compute()``, a result over the whole local days [first, end) of the website's own daily rollups, computed
+        once and kept (msgpack-packed, REMEMBERED_BYTES in all) until those days change (see sync, called before)."""
+        key = (website_key, first, end, what)
+        packed = self._remembered.get(key)
+        if packed is None:
+            packed = msgspec.msgpack.encode(compute())
+            self._remembered[key] = packed
+            while sum(map(len, self._remembered.values())) > REMEMBERED_BYTES and len(self._remembered) > 1:
+                self._remembered.popitem(last=False)
+        self._remembered.move_to_end(key)
+        return msgspec.msgpack.decode(packed)
 
-    def keep(self, conn: sqlite3.Connection, segment: int, days: Iterable[int], rollups: Rollups) -> None:
+    def days(self, conn: sqlite3.Connection, segment: int) -> frozenset[int]:
+        """The days (local midnights) kept for ``segment`` (marks it as just used)."""
+        self._used += 1
+        conn.execute("UPDATE temp.seg_day SET used = ? WHERE segment = ?", (self._used, segment))
+        return frozenset(day for (day,) in conn.execute("SELECT day FROM temp.seg_day WHERE segment = ?", (segment,)))
+
+    def keep(self, conn: sqlite3.Connection, segment: int, website_key: int, days: Iterable[int], rollups: Rollups) -> None:
         """Keep the rows of ``rollups`` (hourly, of exactly ``days``: whole local days) as ``segment``'s daily rows."""
-        hourly = rollups.rows()
-        total = 0
+        per_day = dict.fromkeys(days, 0)
         day_of_hour: dict[int, int] = {}
-        for table, rows, at in zip(DAILY_TABLES, hourly, (2, 1, 1, 1)):
+        for table, rows, at in zip(DAILY_TABLES, rollups.rows(), (2, 1, 1, 1)):
             summed: collections.Counter[tuple[Any, ...]] = collections.Counter()
             for row in rows:
                 hour = row[at]
                 if hour not in day_of_hour:
                     day_of_hour[hour] = day_of(hour, self.zone)
                 summed[(*row[:at], day_of_hour[hour], *row[at + 1 : -1])] += row[-1]
+            for key in summed:
+                per_day[key[at]] = per_day.get(key[at], 0) + 1
             columns = self._columns[table]
             marks = ", ".join("?" * (len(columns) + 1))
             conn.executemany(
                 f"INSERT INTO temp.{KEPT_PREFIX}{table} (segment, {', '.join(columns)}) VALUES ({marks})",
                 ((segment, *key, n) for key, n in summed.items()),
             )
-            total += len(summed)
-        self._days.setdefault(segment, set()).update(days)
-        self._rows[segment] = self._rows.get(segment, 0) + total
-        self._rows.move_to_end(segment)
-        while (self.rows > self.max_rows or len(self._rows) > self.max_segments) and len(self._rows) > 1:
-            oldest = next(iter(self._rows))
-            self._drop(conn, {oldest: None})
-
-    def days(self, segment: int) -> frozenset[int]:
-        """The days kept for ``segment`` (marks it as just used)."""
-        if segment in self._rows:
-            self._rows.move_to_end(segment)
-        return frozenset(self._days.get(segment, ()))
+        self._used += 1
+        conn.executemany(
+            "INSERT INTO temp.seg_day (segment, website_key, day, n, used) VALUES (?, ?, ?, ?, ?)",
+            ((segment, website_key, day, n, self._used) for day, n in per_day.items()),
+        )
+        while True:  # the least recently used other segment goes while there are too many rows or segments
+            rows, segments = conn.execute("SELECT ifnull(sum(n), 0), count(DISTINCT segment) FROM temp.seg_day").fetchone()
+            if rows <= self.max_rows and segments <= self.max_segments:
+                return
+            oldest = conn.execute(
+                "SELECT segment FROM temp.seg_day WHERE segment != ? GROUP BY segment ORDER BY max(used) LIMIT 1", (segment,)
+            ).fetchone()
+            if oldest is None:
+                return
+            self._drop(conn, None, 0, oldest[0])
 
     def tables(self, segment: int) -> tuple[str, ...]:
         """The kept rows of ``segment`` as the daily tables' columns, in DAILY_TABLES' order (subqueries: FROM-able)."""
@@ -147,46 +415,42 @@ class SegmentCache:
         )
 
     def _create(self, conn: sqlite3.Connection) -> None:
-        """The kept tables, made like the daily rollup tables with ``segment`` first in each column list and key."""
-        if self._columns:
+        """The kept tables, made like the daily rollup tables with ``segment`` first in each column list and key (again
+        when a rolled-back transaction took them away)."""
+        if self._columns and conn.execute("SELECT 1 FROM temp.sqlite_master WHERE name = 'seg_state'").fetchone():
             return
         for table in DAILY_TABLES:
             (sql,) = conn.execute("SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
             sql = re.sub(r"^CREATE TABLE \"?\w+\"? *\(", f"CREATE TEMP TABLE IF NOT EXISTS {KEPT_PREFIX}{table} (", sql)
             sql = sql.replace("(", "(segment INTEGER NOT NULL, ", 1).replace("PRIMARY KEY (", "PRIMARY KEY (segment, ", 1)
             conn.execute(sql)
-            conn.execute(f"DELETE FROM temp.{KEPT_PREFIX}{table}")  # a reader reopened on a connection that had some
             self._columns[table] = [row[1] for row in conn.execute(f"PRAGMA main.table_info({table})")]
         conn.execute(
             f"CREATE INDEX IF NOT EXISTS temp.{KEPT_PREFIX}rollup_daily_vitals_day ON {KEPT_PREFIX}rollup_daily_vitals "
             "(segment, website_key, day)"
         )
+        conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS seg_day (segment INTEGER NOT NULL, website_key INTEGER NOT NULL, "
+            "day INTEGER NOT NULL, n INTEGER NOT NULL, used INTEGER NOT NULL, PRIMARY KEY (segment, day))"
+        )
+        conn.execute("CREATE INDEX IF NOT EXISTS temp.seg_day_website ON seg_day (website_key, day)")
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS seg_state (mark INTEGER, epoch INTEGER)")
+        conn.execute("DELETE FROM temp.seg_state")  # (a connection that had some, new to this cache: start over)
+        conn.execute("INSERT INTO temp.seg_state VALUES (NULL, NULL)")
 
-    def _drop(self, conn: sqlite3.Connection, drops: Mapping[int, int | None]) -> None:
-        """Drop kept days: segment → the first day dropped (None: all of them)."""
-        for segment, first in drops.items():
-            days = self._days.get(segment, set())
-            gone = {day for day in days if first is None or day >= first}
-            if not gone:
-                continue
+    def _drop(self, conn: sqlite3.Connection, website_key: int | None, first: int, segment: int | None = None) -> None:
+        """Drop the kept days from ``first`` on: of one website's segments, of one segment, or (neither) of all."""
+        if segment is not None:
+            where, params = "segment = ? AND day >= ?", [segment, first]
+        elif website_key is not None:
+            where, params = "website_key = ? AND day >= ?", [website_key, first]
+        else:
+            where, params = "day >= ?", [first]
+        sql = f"SELECT segment, min(day) FROM temp.seg_day WHERE {where} GROUP BY segment"
+        for dropped, since in conn.execute(sql, params).fetchall():
             for table in DAILY_TABLES:
-                conn.execute(
-                    f"DELETE FROM temp.{KEPT_PREFIX}{table} WHERE segment = ? AND day >= ?",
-                    (segment, min(gone)),
-                )
-            days -= gone
-            if days:
-                (left,) = conn.execute(
-                    f"SELECT (SELECT count(*) FROM temp.{KEPT_PREFIX}rollup_daily WHERE segment = ?1) + "
-                    f"(SELECT count(*) FROM temp.{KEPT_PREFIX}rollup_daily_visitors WHERE segment = ?1) + "
-                    f"(SELECT count(*) FROM temp.{KEPT_PREFIX}rollup_daily_vitals WHERE segment = ?1) + "
-                    f"(SELECT count(*) FROM temp.{KEPT_PREFIX}rollup_daily_event_visitors WHERE segment = ?1)",
-                    (segment,),
-                ).fetchone()
-                self._rows[segment] = left
-            else:
-                self._days.pop(segment, None)
-                self._rows.pop(segment, None)
+                conn.execute(f"DELETE FROM temp.{KEPT_PREFIX}{table} WHERE segment = ? AND day >= ?", (dropped, since))
+        conn.execute(f"DELETE FROM temp.seg_day WHERE {where}", params)
 
 
 _VISIT_FACT_COLUMNS = ", ".join(f"f.{name}" for name in VisitFact._fields)

@@ -7,7 +7,6 @@ the reader connection they run on. Imports collector and footfall.rollups.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import collections
 import datetime as dt
 import itertools
@@ -15,20 +14,18 @@ import math
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import aiosqlite
 import msgspec
 from litestar import Request
 
-from collector import DAY_SECONDS, EVENT_CUSTOM, EVENT_PAGEVIEW, bad_request, connect, load_zone, transaction, unavailable
+from collector import DAY_SECONDS, bad_request, connect, load_zone, transaction, unavailable
 from footfall.rollups import (
     AGGREGATION_TABLES,
     DAILY_TABLES,
-    HOURLY_TABLES,
     ROLLUP_BUCKET_SECONDS,
-    SESSION_FILTERS,
     VISIT_DIMENSIONS,
     VITALS,
     Rollups,
@@ -37,11 +34,17 @@ from footfall.rollups import (
     bucket_shift,
     day_of,
     day_start,
-    insert_rollups,
     next_day,
     refresh_rollups,
 )
-from footfall.segments import SegmentCache, aggregate_segment
+from footfall.segments import (
+    RollupSource,
+    SegmentCache,
+    collect_filtered,
+    keep_segment_days,
+    kept_days,
+    segment_source,
+)
 
 # One function per panel, each a query on the rollups (or, for realtime and bots, on website_event and bot_counter). A
 # filtered page computes the same rollup rows for the matching visits into temporary tables and runs the same queries.
@@ -214,54 +217,6 @@ def resolve_range(
     previous_end = min(a, max(previous_start, back(int(now)))) if now < b else a
     previous_bounds = [back(t) for t in bounds] + [a]
     return SummaryRange(name, label, a, b, until, step, [*bounds, b], zone, previous_start, previous_end, previous_bounds)
-
-
-class RollupSource(NamedTuple):
-    """The tables a summary reads: the rollups (hourly, and daily for whole days), or a filtered view's.
-
-    A filtered view's hourly tables are temporary ones of the rows computed for it, and its daily ones the kept days of
-    its segment (footfall.segments); ``days`` then says which local days the daily tables hold (None: every day).
-    """
-
-    zone: dt.tzinfo
-    hourly: tuple[str, ...] = HOURLY_TABLES
-    daily: tuple[str, ...] | None = DAILY_TABLES
-    days: frozenset[int] | None = None
-
-    def parts(self, start: int, end: int) -> list[tuple[tuple[str, ...], str, int, int]]:
-        """[start, end) as (tables, time column, from, to) pieces: its whole local days the daily tables hold from them."""
-        if self.daily is None or end <= start:
-            return [(self.hourly, "hour", start, end)]
-        first = day_of(start, self.zone)
-        first = first if first == start else next_day(first, self.zone)
-        last = day_of(end, self.zone)
-        if first >= last:
-            return [(self.hourly, "hour", start, end)]
-        if self.days is None:
-            runs = [(first, last)]
-        else:
-            runs = []
-            for day in sorted(d for d in self.days if first <= d < last):
-                if runs and runs[-1][1] == day:
-                    runs[-1] = (runs[-1][0], next_day(day, self.zone))
-                else:
-                    runs.append((day, next_day(day, self.zone)))
-        pieces: list[tuple[tuple[str, ...], str, int, int]] = [(self.daily, "day", a, b) for a, b in runs]
-        at = start
-        for a, b in [*runs, (end, end)]:  # the hours between the daily runs
-            if at < a:
-                pieces.append((self.hourly, "hour", at, a))
-            at = b
-        return pieces
-
-
-#: A filtered page's copies of the hourly tables (temporary: the reader connection's own).
-FILTERED_PREFIX = "f_"
-
-
-def filtered_source(zone: dt.tzinfo) -> RollupSource:
-    """A filtered page's tables: hourly rows in temporary tables (see load_filtered)."""
-    return RollupSource(zone, tuple(f"temp.{FILTERED_PREFIX}{t}" for t in HOURLY_TABLES), None)
 
 
 def _union(
@@ -493,25 +448,38 @@ def panel_vitals(
 ) -> list[dict[str, Any]]:
     """p75 of each web vital for the pages with most performance reports (nearest rank over two-figure histograms)."""
     pages = []
-    for top in panel_top(conn, src, website_key, "reports", start, end, 0, limit):
-        inner, params = _union(
-            src,
-            start,
-            end,
-            2,
-            "metric, bin, n",
-            "website_key = ? AND url_path = ?",
-            [website_key, top["value"]],
-            by_time=False,
+    tops = panel_top(conn, src, website_key, "reports", start, end, 0, limit)
+    if not tops:
+        return pages
+    # All the pages in one pass over each piece (an hourly piece is read by time once, not once per page); the whole days
+    # of the site's daily rollups are summed once and remembered until they change (a month is 130,000 rows at 10M).
+    paths = [top["value"] for top in tops]
+    marks = ", ".join("?" * len(paths))
+    counts: collections.Counter[tuple[str, str, float]] = collections.Counter()
+    for tables, column, a, b in src.parts(start, end):
+        plus = "+" if column == "day" else ""  # (a page's histograms over many days are one range of the key)
+        sql = (
+            f"SELECT url_path, metric, bin, sum(n) FROM {tables[2]} WHERE website_key = ? AND url_path IN ({marks}) "
+            f"AND {plus}{column} >= ? AND {plus}{column} < ? GROUP BY url_path, metric, bin"
         )
-        histograms: dict[str, list[tuple[float, int]]] = collections.defaultdict(list)
-        for metric, value, n in conn.execute(
-            f"SELECT metric, bin, sum(n) FROM ({inner}) GROUP BY metric, bin ORDER BY metric, bin", params
-        ):
-            histograms[metric].append((value, n))
+        params = [website_key, *paths, a, b]
+
+        def piece(sql: str = sql, params: list[Any] = params) -> list[tuple[str, str, float, int]]:
+            return conn.execute(sql, params).fetchall()
+
+        if column == "day" and tables == DAILY_TABLES and src.remembered is not None:
+            rows = src.remembered.remember(website_key, a, b, "vitals " + msgspec.json.encode(paths).decode(), piece)
+        else:
+            rows = piece()
+        for url_path, metric, value, n in rows:
+            counts[(url_path, metric, value)] += n
+    histograms: dict[tuple[str, str], list[tuple[float, int]]] = collections.defaultdict(list)
+    for (url_path, metric, value), n in sorted(counts.items()):
+        histograms[(url_path, metric)].append((value, n))
+    for top in tops:
         row: dict[str, Any] = {"page": top["value"], "reports": top["count"]}
         for metric in VITALS:
-            bins = histograms.get(metric)
+            bins = histograms.get((top["value"], metric))
             row[metric] = None
             if bins:
                 count = sum(n for _, n in bins)
@@ -562,159 +530,6 @@ def panel_bots(conn: sqlite3.Connection, website_key: int, start: int, end: int)
     return int(conn.execute(sql, (website_key, first, last)).fetchone()[0])
 
 
-#: Filter → (website_event column, extra condition) of the index that finds its candidate visits (schema.sql).
-_NARROWING = {
-    "page": ("url_path", f" AND event_type = {EVENT_PAGEVIEW}"),
-    "entry": ("url_path", f" AND event_type = {EVENT_PAGEVIEW}"),
-    "exit": ("url_path", f" AND event_type = {EVENT_PAGEVIEW}"),
-    "event": ("event_name", f" AND event_type = {EVENT_CUSTOM}"),
-    "referrer": ("referrer_domain", ""),
-    "utm_source": ("utm_source", ""),
-    "utm_medium": ("utm_medium", ""),
-    "utm_campaign": ("utm_campaign", ""),
-}
-
-
-def collect_filtered(
-    conn: sqlite3.Connection,
-    website_key: int,
-    start: int,
-    end: int,
-    filters: Mapping[str, str],
-    shift: int,
-    count_from: int | None = None,
-    side: tuple[int, int, Rollups] | None = None,
-    detail_from: int | None = None,
-) -> Rollups:
-    """Rollup rows of [start, end) for the visits that match every filter (a segment: all numbers are about them).
-
-    Candidates come through an index: a filter on a page, event, referrer or UTM value gives the visits with such an
-    event in the range or a day either side of it (visits are never that long, and a visit's event after the range can
-    make it match); a session filter alone gives the matching
-    sessions' visits that started then; with neither, every visit with an event in the range. The rest is decided
-    on each candidate's stored facts (segments.aggregate_segment), and only events and visit starts inside the range (from
-    ``count_from``, if given) are counted; before ``detail_from``, only their totals (a previous period's). ``side`` is
-    (from, to, rollups): what falls in [from, to) is also counted there.
-    """
-    counted_from = start if count_from is None else count_from
-    for sql in AGGREGATION_TABLES:
-        conn.execute(sql)
-    conn.execute("DELETE FROM temp.agg_candidate")
-    narrow, params = [], []
-    # Each event-level or visit-level filter keeps the visits with a matching event in the span (found through its
-    # index); whether the visit really matches (its landing referrer, its last page …) is decided on its facts.
-    keyed = [name for name in filters if name in _NARROWING]
-    for name in keyed:
-        column, condition = _NARROWING[name]
-        narrow.append(
-            f"SELECT visit_key FROM website_event WHERE website_key = ? AND {column} = ?{condition} "
-            f"AND created_at >= ? AND created_at < ?"
-        )
-        params += [website_key, filters[name], start - DAY_SECONDS, end + DAY_SECONDS]
-    sessions = [(name, value) for name, value in filters.items() if name in SESSION_FILTERS]
-    if narrow:  # the visits the indexes give (all of them, for several filters), then the session filters
-        matching = "".join(f" AND s.{name} = ?" for name, _ in sessions)
-        sql = (
-            f"INSERT OR IGNORE INTO temp.agg_candidate SELECT c.visit_key FROM ({' INTERSECT '.join(narrow)}) c "
-            + (f"CROSS JOIN visit v ON v.visit_key = c.visit_key CROSS JOIN session s ON s.session_key = v.session_key "
-               f"WHERE 1{matching}" if sessions else "")
-        )  # fmt: skip
-        conn.execute(sql, [*params, *(value for _, value in sessions)])
-    elif sessions:  # few sessions match: go from them to their visits, not through every event of the range
-        matching = " AND ".join(f"s.{name} = ?" for name, _ in sessions)
-        sql = (
-            f"INSERT OR IGNORE INTO temp.agg_candidate SELECT v.visit_key FROM session s CROSS JOIN visit v "
-            f"ON v.session_key = s.session_key WHERE s.website_key = ? AND {matching} AND v.started_at >= ? "
-            f"AND v.started_at < ?"
-        )
-        conn.execute(sql, [website_key, *(value for _, value in sessions), start - DAY_SECONDS, end])
-    else:
-        sql = (
-            "INSERT OR IGNORE INTO temp.agg_candidate SELECT e.visit_key FROM website_event e WHERE e.website_key = ? "
-            "AND e.created_at >= ? AND e.created_at < ?"
-        )
-        conn.execute(sql, [website_key, start, end])
-    return aggregate_segment(conn, shift, counted_from, end, filters, side, detail_from)
-
-
-def load_filtered(conn: sqlite3.Connection, rollups: Rollups) -> None:
-    """Put a filtered page's rollup rows into the temporary tables filtered_source() names (keyed like the rollups)."""
-    for like in HOURLY_TABLES:
-        table = FILTERED_PREFIX + like
-        (sql,) = conn.execute("SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = ?", (like,)).fetchone()
-        conn.execute(re.sub(r"^CREATE TABLE \"?\w+\"?", f"CREATE TEMP TABLE IF NOT EXISTS {table}", sql))
-        conn.execute(f"DELETE FROM temp.{table}")
-    insert_rollups(conn, rollups, "temp", FILTERED_PREFIX)
-
-
-#: Days computed in one pass when a segment's missing days are filled (bounds the pass's memory).
-SEGMENT_RUN_DAYS = 7
-
-
-def segment_source(
-    conn: sqlite3.Connection,
-    segments: SegmentCache | None,
-    website_key: int,
-    span: tuple[int, int],
-    edges: Iterable[int],
-    filters: Mapping[str, str],
-    shift: int,
-    zone: dt.tzinfo,
-    now: float,
-    side: tuple[int, int, Rollups] | None = None,
-    detail_from: int | None = None,
-) -> RollupSource:
-    """The rollup tables of a filtered view of [span): closed days from the segment's kept daily rows, the rest now.
-
-    A day is read from the kept rows when it is over (its end at or before ``now``) and no edge of what the view reads
-    (``edges``: range ends, chart intervals) falls inside it; missing ones are computed first (SEGMENT_RUN_DAYS at a
-    time) and kept. Every other hour of the span is computed from the events into the temporary hourly tables, with
-    ``side`` and ``detail_from`` as collect_filtered takes them. Without ``segments``, all of the span is computed now.
-    """
-    first, end = span
-    kept: list[int] = []
-    segment = 0
-    if segments is not None:
-        segments.sync(conn)
-        segment = segments.segment(website_key, filters)
-        inside = sorted(set(edges))
-        day = day_of(first, zone)
-        day = day if day == first else next_day(day, zone)
-        while (following := next_day(day, zone)) <= min(end, now):
-            at = bisect.bisect_right(inside, day)
-            if at == len(inside) or inside[at] >= following:
-                kept.append(day)
-            day = following
-        missing = segments.missing(segment, kept)
-        for at in range(0, len(missing), SEGMENT_RUN_DAYS):  # (runs of missing days need not be contiguous: each is
-            for run in _contiguous(missing[at : at + SEGMENT_RUN_DAYS], zone):  # computed alone)
-                rows = collect_filtered(conn, website_key, run[0], next_day(run[-1], zone), filters, shift)
-                segments.keep(conn, segment, run, rows)
-    live = Rollups(shift)
-    at = first
-    for a, b in [*((day, next_day(day, zone)) for day in kept), (end, end)]:
-        if at < a:
-            part = side if side is not None and at <= side[0] < a else None
-            live.merge(collect_filtered(conn, website_key, at, a, filters, shift, side=part, detail_from=detail_from))
-        at = max(at, b)
-    load_filtered(conn, live)
-    hourly = filtered_source(zone).hourly
-    if segments is None:
-        return RollupSource(zone, hourly, None)
-    return RollupSource(zone, hourly, segments.tables(segment), segments.days(segment) & frozenset(kept))
-
-
-def _contiguous(days: list[int], zone: dt.tzinfo) -> list[list[int]]:
-    """Ordered local midnights as runs of consecutive days."""
-    runs: list[list[int]] = []
-    for day in days:
-        if runs and next_day(runs[-1][-1], zone) == day:
-            runs[-1].append(day)
-        else:
-            runs.append([day])
-    return runs
-
-
 class Site(NamedTuple):
     """A website as the summary shows it."""
 
@@ -751,9 +566,16 @@ def build_summary(
     Lists hold their top SUMMARY_LIST_LIMIT rows ("more" says whether there are others); the list named ``full`` (or
     every list, for 'all') holds up to FULL_LIST_LIMIT. A filtered view keeps its closed days in ``segments``, if given.
     """
-    src = RollupSource(period.zone)
+    src = RollupSource(period.zone, remembered=segments)
     previous_start, previous_end = period.previous
+    span = (min(previous_start, period.start), period.end)
+    edges = (period.start, period.until, previous_start, previous_end, bucket_of(previous_end, shift))
+    edges += (*period.bounds, *period.previous_bounds)
+    if filters and segments is not None:  # the closed days first, each run committed (a long first view keeps them)
+        keep_segment_days(conn, segments, site.key, filters, kept_days(span, edges, period.zone, now), shift, period.zone)
     with transaction(conn, immediate=False):  # one snapshot for every panel
+        if segments is not None:
+            segments.sync(conn)  # (what it keeps or remembers, true to the events of this snapshot)
         part = None
         if filters:  # the same rollup rows for the matching visits: kept closed days, and the rest computed now
             cut = bucket_of(previous_end, shift)  # (in the same pass, the previous period's last part-hour)
@@ -761,8 +583,6 @@ def build_summary(
             if cut != previous_end and cut >= previous_start:
                 part = Rollups(shift)
                 side = (cut, previous_end, part)
-            span = (min(previous_start, period.start), period.end)
-            edges = (period.start, period.until, previous_start, previous_end, cut, *period.bounds, *period.previous_bounds)
             src = segment_source(
                 conn, segments, site.key, span, edges, filters, shift, period.zone, now, side=side, detail_from=period.start
             )
@@ -932,7 +752,10 @@ class SummaryReader:
         def job(conn: sqlite3.Connection) -> int:
             conn.execute(f"PRAGMA cache_size = -{REFRESH_CACHE_KIB}")
             try:
-                return refresh_rollups(conn, self.shift, self.zone)
+                taken = refresh_rollups(conn, self.shift, self.zone)
+                with transaction(conn, immediate=False):  # what the kept days lose, now, in small steps
+                    self.segments.sync(conn)
+                return taken
             finally:
                 conn.execute(f"PRAGMA cache_size = -{SUMMARY_CACHE_KIB}")
 

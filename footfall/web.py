@@ -145,7 +145,8 @@ async def _busiest_site(reader: SummaryReader, sites: list[Site], period: Summar
     """The site with the most visitors in ``period``: the one `/` opens on (ties: 'default', then the first by name)."""
     from collector import transaction
     from footfall.rollups import refresh_rollups
-    from footfall.summary import RollupSource, panel_totals
+    from footfall.segments import RollupSource
+    from footfall.summary import panel_totals
 
     def visitors(conn: Any) -> list[int]:
         refresh_rollups(conn, reader.shift, reader.zone)

@@ -14,6 +14,7 @@ import pytest
 import collector
 import footfall.app
 import footfall.ops
+import footfall.summary
 from conftest import CHROME, FIREFOX, AppClient, Clock, flush, open_client
 from footfall.rollups import bucket_shift, refresh_rollups
 from footfall.segments import SegmentCache
@@ -159,6 +160,9 @@ async def test_late_events_and_forget_change_kept_days(db_path: Path, website: s
     clock.now = NOW
     async with segment_client(db_path, website, clock) as client:
         before = await view(client, website=website, period="30d", country="FR")
+        plain = await view(client, website=website, period="30d")  # (its web vitals' whole days remembered)
+        vitals = {"lcp": 9000, "inp": 80, "cls": 0.05, "fcp": 700, "ttfb": 90}
+        await send(client, website, 4, at(3, 15), "performance", {"url": "https://site.example/", **vitals})
         await send(client, website, 4, at(3, 15), "event", {"url": "https://site.example/late"})  # visitor 4, again
         await send(client, website, 1, at(5, 2), "event", {"url": "https://site.example/late", "id": "person-2"})
         await flush(client)
@@ -168,6 +172,10 @@ async def test_late_events_and_forget_change_kept_days(db_path: Path, website: s
         assert late["totals"]["visits"]["value"] == before["totals"]["visits"]["value"] + 2
         assert late["totals"]["visitors"]["value"] == before["totals"]["visitors"]["value"] + 1  # person-2 is new
         assert ("/late", 2) in [(row["value"], row["count"]) for row in late["lists"]["page"]["rows"]]
+        plain_late = await view(client, website=website, period="30d")
+        assert numbers(plain_late) == numbers(computed(db_path, website, NOW, period="30d"))
+        reports = {row["page"]: row["lcp"]["count"] for row in plain_late["vitals"]}
+        assert reports["/"] == {row["page"]: row["lcp"]["count"] for row in plain["vitals"]}["/"] + 1
         forgotten = footfall.ops.forget_person(str(db_path), "person-2")
         assert forgotten["events"] == 1
         after = await view(client, website=website, period="30d", country="FR")
@@ -190,5 +198,35 @@ def test_a_small_bound_drops_the_least_recent_segments(db_path: Path, website: s
         for country in (*COUNTRIES, "DE", "DE"):
             kept = build(conn, website, NOW, segments, {"period": "30d", "country": country})
             assert numbers(kept) == numbers(computed(db_path, website, NOW, period="30d", country=country))
-            assert 150 < segments.rows < 400  # each country's month is more than the bound: only the one in use stays
-    assert segments.segment(1, {"country": "FR"}) not in segments._rows
+            assert 150 < segments.rows(conn) < 400  # each country's month is more than the bound: only the one in use stays
+            (key,) = conn.execute("SELECT website_key FROM website WHERE website_id = ?", (website,)).fetchone()
+            kept = [c for c in COUNTRIES if segments.days(conn, segments.segment(conn, key, {"country": c}))]
+            assert kept == [country]
+
+
+def test_a_view_rolled_back_keeps_nothing(db_path: Path, website: str) -> None:
+    """A view cut short (its transaction rolled back, as past the summary deadline) leaves no day marked kept without
+    its rows: the next view computes them again and gets the numbers right."""
+    import anyio
+
+    async def load() -> None:
+        async with segment_client(db_path, website, Clock(NOW)):
+            pass
+
+    anyio.run(load)
+    zone = collector.load_zone(ZONE)
+    segments = SegmentCache(bucket_shift(zone, NOW), zone)
+    params = {"period": "30d", "country": "DE"}
+    with contextlib.closing(collector.connect(str(db_path))) as conn:
+        (key,) = conn.execute("SELECT website_key FROM website WHERE website_id = ?", (website,)).fetchone()
+        conn.execute("BEGIN")
+        period = resolve_range("30d", None, None, zone, NOW, bucket_shift(zone, NOW))
+        days = footfall.summary.kept_days((period.start, period.end), period.bounds, zone, NOW)
+        segment = footfall.summary.keep_segment_days(conn, segments, key, {"country": "DE"}, days, segments.shift, zone)
+        assert len(segments.days(conn, segment)) == len(days) > 10
+        conn.execute("ROLLBACK")
+        segments.sync(conn)
+        assert segments.days(conn, segment) == frozenset()
+        kept = build(conn, website, NOW, segments, params)
+        assert set(days) <= segments.days(conn, segment)  # (and the previous period's)
+    assert numbers(kept) == numbers(computed(db_path, website, NOW, **params))
