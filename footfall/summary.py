@@ -289,18 +289,10 @@ def panel_previous_totals(
     if hour == end or hour < start:
         return panel_totals(conn, src, website_key, start, end)
     sums = _sums(conn, src, website_key, start, hour)
-    if part is None and filters:  # (a filtered page computes ``part`` in its own pass: see build_summary)
-        part = collect_filtered(conn, website_key, start, end, filters, shift, count_from=hour)
-    elif part is None:
-        for sql in AGGREGATION_TABLES:
-            conn.execute(sql)
-        conn.execute("DELETE FROM temp.agg_candidate")
-        conn.execute(
-            "INSERT OR IGNORE INTO temp.agg_candidate SELECT visit_key FROM website_event WHERE website_key = ? "
-            "AND created_at >= ? AND created_at < ?",
-            (website_key, hour, end),
-        )
-        part, _ = aggregate_visits(conn, shift, lambda key, at: key == website_key and hour <= at < end, {}, True)
+    if part is None:  # (a filtered page computes ``part`` in its own pass: see build_summary)
+        # From the visits' stored facts, as a segment is (no filters: every visit); their visitor counts are decided by
+        # each session's previous visit wherever it lies, so only the part-hour's visits are read.
+        part = collect_filtered(conn, website_key, hour, end, filters, shift, detail_from=end)  # (totals only)
     for (key, metric, _, value), n in part.counts.items():
         if key == website_key and value == "" and metric in _SUMS:
             sums[metric] += n
