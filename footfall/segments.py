@@ -131,7 +131,6 @@ def collect_filtered(
     end: int,
     filters: Mapping[str, str],
     shift: int,
-    count_from: int | None = None,
     side: tuple[int, int, Rollups] | None = None,
     detail_from: int | None = None,
 ) -> Rollups:
@@ -139,13 +138,11 @@ def collect_filtered(
 
     Candidates come through an index: a filter on a page, event, referrer or UTM value gives the visits with such an
     event in the range or a day either side of it (visits are never that long, and a visit's event after the range can
-    make it match); a session filter alone gives the matching
-    sessions' visits that started then; with neither, every visit with an event in the range. The rest is decided
-    on each candidate's stored facts (segments.aggregate_segment), and only events and visit starts inside the range (from
-    ``count_from``, if given) are counted; before ``detail_from``, only their totals (a previous period's). ``side`` is
-    (from, to, rollups): what falls in [from, to) is also counted there.
+    make it match); a session filter alone gives the matching sessions' visits that started then; with neither, every
+    visit with an event in the range. The rest is decided on each candidate's stored facts (aggregate_segment), and only
+    events and visit starts inside the range are counted; before ``detail_from``, only their totals (a previous
+    period's). ``side`` is (from, to, rollups): what falls in [from, to) is also counted there.
     """
-    counted_from = start if count_from is None else count_from
     for sql in AGGREGATION_TABLES:
         conn.execute(sql)
     conn.execute("DELETE FROM temp.agg_candidate")
@@ -183,7 +180,7 @@ def collect_filtered(
             "AND e.created_at >= ? AND e.created_at < ?"
         )
         conn.execute(sql, [website_key, start, end])
-    return aggregate_segment(conn, shift, counted_from, end, filters, side, detail_from)
+    return aggregate_segment(conn, shift, start, end, filters, side, detail_from)
 
 
 def load_filtered(conn: sqlite3.Connection, rollups: Rollups) -> None:
