@@ -2,8 +2,9 @@
 
 Owns: the /api/auth/*, /api/me, /api/websites and /api/websites/{id}/* routes, their parameters (checked before the
 token, as Umami does), who a request is (login token or API key), and Umami-shaped answers: the msgspec Structs the
-OpenAPI document is built from. The numbers come from footfall.readnumbers. Imports collector, footfall.auth,
-footfall.readnumbers, footfall.rollups and footfall.summary.
+OpenAPI document is built from. The numbers come from footfall.readnumbers (a filter's closed days kept first, as the
+page keeps them: footfall.segments). Imports collector, footfall.auth, footfall.readnumbers, footfall.rollups,
+footfall.segments and footfall.summary.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import hmac
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -50,6 +51,7 @@ from footfall.readnumbers import (
     stats_numbers,
 )
 from footfall.rollups import ROLLUP_BUCKET_SECONDS, bucket_of, refresh_rollups
+from footfall.segments import keep_segment_days, kept_days
 from footfall.summary import FILTERS, reader_of
 
 # How a request goes: its query string is checked first (400, as Umami's parseRequest does), then the token or API key
@@ -535,14 +537,27 @@ def _website(site: SiteRow, owner_id: str, username: str, listed: bool) -> Websi
 
 
 async def numbers(
-    request: Request, site: SiteRow, filters: Mapping[str, str], fn: Callable[[sqlite3.Connection, Scope], T]
+    request: Request,
+    site: SiteRow,
+    filters: Mapping[str, str],
+    fn: Callable[[sqlite3.Connection, Scope], T],
+    keep: Sequence[tuple[int, int]] = (),
 ) -> T:
-    """``fn(connection, scope)`` on the summary's connection, after the rollup refresh a page view does, in one snapshot."""
+    """``fn(connection, scope)`` on the summary's connection, after the rollup refresh a page view does, in one snapshot.
+
+    ``keep``: the ranges ``fn`` reads a segment's rollups over (whole ranges, no inner edges); with the page's filters,
+    their closed days are computed and kept first, a step at a time, as a page view does (a first request cut short by
+    the time limit keeps the steps it finished).
+    """
     reader = reader_of(request)
     scope = Scope(site.key, filters, reader.shift, reader.zone, reader.clock(), reader.segments)
 
     def job(conn: sqlite3.Connection) -> T:
         refresh_rollups(conn, reader.shift, reader.zone)
+        if filters and not set(filters) - set(FILTERS):
+            for span in keep:
+                days = kept_days(span, span, reader.zone, scope.now)
+                keep_segment_days(conn, reader.segments, site.key, filters, days, reader.shift, reader.zone)
         with transaction(conn, immediate=False):
             return fn(conn, scope)
 
@@ -643,7 +658,7 @@ async def get_stats(request: Request) -> Response:
         now, then = stats_numbers(conn, scope, start, end), stats_numbers(conn, scope, *before)
         return Stats(*now, comparison=StatsNumbers(*then))
 
-    return _answer(await numbers(request, site, filters, job))
+    return _answer(await numbers(request, site, filters, job, keep=[(start, end), before]))
 
 
 async def get_pageviews(request: Request) -> Response:
@@ -699,7 +714,8 @@ async def get_metrics(request: Request) -> Response:
             rows = [row for row in rows if needle in row.x.casefold()]
         return [Metric(*row) for row in rows[offset : offset + limit]]
 
-    return _answer(await numbers(request, site, filters, job))
+    keep = [(start, end)] if kind in PAGE_METRICS else []  # (the others count the segment's visits themselves)
+    return _answer(await numbers(request, site, filters, job, keep=keep))
 
 
 async def get_daterange(request: Request) -> Response:

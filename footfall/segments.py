@@ -313,7 +313,9 @@ class SegmentCache:
         self._remembered: collections.OrderedDict[tuple[int, int, int, str], bytes] = collections.OrderedDict()
 
     def rows(self, conn: sqlite3.Connection) -> int:
-        """Rows kept now, for all segments."""
+        """Rows kept now, for all segments (none before the first sync on ``conn``)."""
+        if conn is not self._conn or not conn.execute("SELECT 1 FROM temp.sqlite_master WHERE name = 'seg_day'").fetchone():
+            return 0
         return int(conn.execute("SELECT ifnull(sum(n), 0) FROM temp.seg_day").fetchone()[0])
 
     def segment(self, conn: sqlite3.Connection, website_key: int, filters: Mapping[str, str]) -> int:

@@ -230,3 +230,37 @@ def test_a_view_rolled_back_keeps_nothing(db_path: Path, website: str) -> None:
         kept = build(conn, website, NOW, segments, params)
         assert set(days) <= segments.days(conn, segment)  # (and the previous period's)
     assert numbers(kept) == numbers(computed(db_path, website, NOW, **params))
+
+
+async def test_the_read_api_keeps_and_reads_the_same_days(db_path: Path, website: str, clock: Clock) -> None:
+    """Umami's /stats and /metrics with a page filter keep the segment's closed days as the page does, and answer the
+    numbers computed from the events, before and after the days are kept."""
+    from test_readapi import make_key
+
+    clock.now = NOW
+    key = make_key(db_path)
+    async with segment_client(db_path, website, clock) as client:
+        reader = client.app.state.summary
+        start, end = at(4, 22), at(11, 22)  # 2026-05-05 to 2026-05-11 in Berlin, whole local days
+        query = {"startAt": str(start * 1000), "endAt": str(end * 1000 - 1), "country": "DE"}
+        headers = {"x-umami-api-key": key}
+        assert await reader.run(reader.segments.rows) == 0
+        answers = []
+        for _ in range(2):
+            stats = await client.get(f"/api/websites/{website}/stats", params=query, headers=headers)
+            paths = await client.get(f"/api/websites/{website}/metrics", params={**query, "type": "path"}, headers=headers)
+            assert stats.status_code == paths.status_code == 200, (stats.text, paths.text)
+            answers.append((stats.json(), paths.json()))
+            assert await reader.run(reader.segments.rows) > 0
+    expected = computed(db_path, website, NOW, start=str(start), end=str(end), country="DE")
+    for stats, paths in answers:
+        totals = {name: cell["value"] for name, cell in expected["totals"].items()}
+        assert (stats["pageviews"], stats["visitors"], stats["visits"]) == (
+            totals["pageviews"],
+            totals["visitors"],
+            totals["visits"],
+        )
+        assert stats["visitors"] == 3
+        assert [(row["x"], row["y"]) for row in paths] == [
+            (row["value"], row["count"]) for row in expected["lists"]["page"]["rows"]
+        ]
