@@ -707,7 +707,7 @@ def sum_day(conn: sqlite3.Connection, website_key: int, day: int, end: int) -> N
     )
 
 
-def dirty_hours(conn: sqlite3.Connection, after: int, upto: int, shift: int) -> dict[int, set[int]]:
+def _dirty_hours(conn: sqlite3.Connection, after: int, upto: int, shift: int) -> dict[int, set[int]]:
     """Hours to recompute for events with keys in (after, upto]: theirs, and every hour their visits have events in."""
     dirty: dict[int, set[int]] = collections.defaultdict(set)
     sql = (
@@ -777,7 +777,7 @@ def refresh_rollups(
             upto = top if mark == 0 else min(top, mark + round_events)
             dirty = {}
             if aligned and top > mark:
-                dirty = _all_hours(conn, shift) if mark == 0 else dirty_hours(conn, mark, upto, shift)
+                dirty = _all_hours(conn, shift) if mark == 0 else _dirty_hours(conn, mark, upto, shift)
         if not aligned:
             reset_rollups(conn, shift, zone)
             continue

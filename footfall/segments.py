@@ -38,7 +38,6 @@ from footfall.rollups import (
     Rollups,
     VisitFact,
     day_of,
-    dirty_hours,
     insert_rollups,
     next_day,
     setting_int,
@@ -343,10 +342,15 @@ class SegmentCache:
         if kept_mark is None or epoch != kept_epoch or mark < kept_mark:
             self._drop(conn, None, 0)
             self._remembered.clear()
-        elif mark > kept_mark:
-            hours = dirty_hours(conn, kept_mark, mark, self.shift)
-            for website_key, touched in hours.items():
-                first = day_of(min(touched), self.zone)
+        elif mark > kept_mark and (self._remembered or conn.execute("SELECT 1 FROM temp.seg_day LIMIT 1").fetchone()):
+            # The earliest event of each website's visits that have events written since (the rollup refresh recomputes
+            # the same visits' hours: rollups._dirty_hours).
+            sql = (
+                "SELECT x.website_key, min(x.created_at) FROM website_event x WHERE x.visit_key IN "
+                "(SELECT e.visit_key FROM website_event e WHERE e.event_key > ? AND e.event_key <= ?) GROUP BY x.website_key"
+            )
+            for website_key, earliest in conn.execute(sql, (kept_mark, mark)).fetchall():
+                first = day_of(earliest, self.zone)
                 self._drop(conn, website_key, first)
                 for key in [k for k in self._remembered if k[0] == website_key and k[2] > first]:
                     del self._remembered[key]
