@@ -23,7 +23,15 @@ import msgspec
 
 from collector import DAY_SECONDS, EVENT_CUSTOM, EVENT_PAGEVIEW, HOUR_SECONDS, bad_request
 from footfall.rollups import AGGREGATION_TABLES, Rollups, aggregate_visits, bucket_of, day_start
-from footfall.segments import RollupSource, SegmentCache, collect_filtered, filtered_source, load_filtered, segment_source
+from footfall.segments import (
+    RollupSource,
+    SegmentCache,
+    collect_filtered,
+    filtered_source,
+    kept_days,
+    load_filtered,
+    segment_source,
+)
 from footfall.summary import FILTERS, REALTIME_SECONDS, panel_chart, panel_realtime, panel_top, panel_totals
 
 # What the page shows is read with the page's functions (panel_totals, panel_top, panel_chart, panel_realtime) from the
@@ -183,9 +191,8 @@ def _source(
     if visits or set(scope.filters) - set(FILTERS):
         load_filtered(conn, collect_segment(conn, scope.key, start, end, scope.filters, scope.shift))
         return filtered_source(scope.zone), True
-    src = segment_source(
-        conn, scope.segments, scope.key, (start, end), (start, end, *edges), scope.filters, scope.shift, scope.zone, scope.now
-    )
+    kept = kept_days((start, end), (start, end, *edges), scope.zone, scope.now) if scope.segments is not None else []
+    src = segment_source(conn, scope.segments, scope.key, (start, end), kept, scope.filters, scope.shift, scope.zone)
     return src, False
 
 

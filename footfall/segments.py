@@ -86,12 +86,8 @@ class RollupSource(NamedTuple):
         if self.days is None:
             runs = [(first, last)]
         else:
-            runs = []
-            for day in sorted(d for d in self.days if first <= d < last):
-                if runs and runs[-1][1] == day:
-                    runs[-1] = (runs[-1][0], next_day(day, self.zone))
-                else:
-                    runs.append((day, next_day(day, self.zone)))
+            days = sorted(d for d in self.days if first <= d < last)
+            runs = [(run[0], next_day(run[-1], self.zone)) for run in _contiguous(days, self.zone)]
         pieces: list[tuple[tuple[str, ...], str, int, int]] = [(self.daily, "day", a, b) for a, b in runs]
         at = start
         for a, b in [*runs, (end, end)]:  # the hours between the daily runs
@@ -182,12 +178,17 @@ def collect_filtered(
     return aggregate_segment(conn, shift, start, end, filters, side, detail_from)
 
 
+def _temp_table_like(conn: sqlite3.Connection, like: str, name: str) -> str:
+    """The CREATE statement of a temporary table ``name`` made like the database's table ``like`` (if not there yet)."""
+    (sql,) = conn.execute("SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = ?", (like,)).fetchone()
+    return re.sub(r"^CREATE TABLE \"?\w+\"? *\(", f"CREATE TEMP TABLE IF NOT EXISTS {name} (", sql)
+
+
 def load_filtered(conn: sqlite3.Connection, rollups: Rollups) -> None:
     """Put a filtered page's rollup rows into the temporary tables filtered_source() names (keyed like the rollups)."""
     for like in HOURLY_TABLES:
         table = FILTERED_PREFIX + like
-        (sql,) = conn.execute("SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = ?", (like,)).fetchone()
-        conn.execute(re.sub(r"^CREATE TABLE \"?\w+\"?", f"CREATE TEMP TABLE IF NOT EXISTS {table}", sql))
+        conn.execute(_temp_table_like(conn, like, table))
         conn.execute(f"DELETE FROM temp.{table}")
     insert_rollups(conn, rollups, "temp", FILTERED_PREFIX)
 
@@ -247,29 +248,26 @@ def segment_source(
     segments: SegmentCache | None,
     website_key: int,
     span: tuple[int, int],
-    edges: Iterable[int],
+    kept: list[int],
     filters: Mapping[str, str],
     shift: int,
     zone: dt.tzinfo,
-    now: float,
     side: tuple[int, int, Rollups] | None = None,
     detail_from: int | None = None,
 ) -> RollupSource:
     """The rollup tables of a filtered view of [span) (call in its snapshot): kept days, and the rest computed now.
 
-    The days kept_days names are read from the segment's kept daily rows (computed first where missing: see
-    keep_segment_days, which a caller may run before the snapshot). Every other hour of the span is computed from the
-    events into the temporary hourly tables, with ``side`` and ``detail_from`` as collect_filtered takes them. Without
-    ``segments``, all of the span is computed now.
+    ``kept`` (kept_days' answer for the view) are read from the segment's kept daily rows, computed first where missing
+    (keep_segment_days, which a caller may also run before the snapshot). Every other hour of the span is computed from
+    the events into the temporary hourly tables, with ``side`` and ``detail_from`` as collect_filtered takes them.
+    Without ``segments``, all of the span is computed now (``kept`` must then be empty).
     """
     first, end = span
-    kept: list[int] = []
     if segments is not None:
-        kept = kept_days(span, edges, zone, now)
         segment = keep_segment_days(conn, segments, website_key, filters, kept, shift, zone)
     live = Rollups(shift)
     at = first
-    for a, b in [*((day, next_day(day, zone)) for day in kept), (end, end)]:
+    for a, b in [*((run[0], next_day(run[-1], zone)) for run in _contiguous(kept, zone)), (end, end)]:
         if at < a:
             part = side if side is not None and at <= side[0] < a else None
             live.merge(collect_filtered(conn, website_key, at, a, filters, shift, side=part, detail_from=detail_from))
@@ -423,8 +421,7 @@ class SegmentCache:
         if self._columns and conn.execute("SELECT 1 FROM temp.sqlite_master WHERE name = 'seg_state'").fetchone():
             return
         for table in DAILY_TABLES:
-            (sql,) = conn.execute("SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
-            sql = re.sub(r"^CREATE TABLE \"?\w+\"? *\(", f"CREATE TEMP TABLE IF NOT EXISTS {KEPT_PREFIX}{table} (", sql)
+            sql = _temp_table_like(conn, table, KEPT_PREFIX + table)
             sql = sql.replace("(", "(segment INTEGER NOT NULL, ", 1).replace("PRIMARY KEY (", "PRIMARY KEY (segment, ", 1)
             conn.execute(sql)
             self._columns[table] = [row[1] for row in conn.execute(f"PRAGMA main.table_info({table})")]

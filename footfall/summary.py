@@ -563,8 +563,10 @@ def build_summary(
     span = (min(previous_start, period.start), period.end)
     edges = (period.start, period.until, previous_start, previous_end, bucket_of(previous_end, shift))
     edges += (*period.bounds, *period.previous_bounds)
+    kept: list[int] = []
     if filters and segments is not None:  # the closed days first, each run committed (a long first view keeps them)
-        keep_segment_days(conn, segments, site.key, filters, kept_days(span, edges, period.zone, now), shift, period.zone)
+        kept = kept_days(span, edges, period.zone, now)
+        keep_segment_days(conn, segments, site.key, filters, kept, shift, period.zone)
     with transaction(conn, immediate=False):  # one snapshot for every panel
         if segments is not None:
             segments.sync(conn)  # (what it keeps or remembers, true to the events of this snapshot)
@@ -576,7 +578,7 @@ def build_summary(
                 part = Rollups(shift)
                 side = (cut, previous_end, part)
             src = segment_source(
-                conn, segments, site.key, span, edges, filters, shift, period.zone, now, side=side, detail_from=period.start
+                conn, segments, site.key, span, kept, filters, shift, period.zone, side=side, detail_from=period.start
             )
         totals = panel_totals(conn, src, site.key, period.start, period.until)
         before = panel_previous_totals(conn, src, site.key, previous_start, previous_end, filters, shift, part)
