@@ -152,10 +152,15 @@ CREATE INDEX IF NOT EXISTS idx_website_event_website_key_created_at ON website_e
 -- A visit's events in time order, for the `visits` view and the summary rollups (visit keys grow with time, so this is
 -- appended to as well).
 CREATE INDEX IF NOT EXISTS idx_website_event_visit_key_created_at ON website_event (visit_key, created_at);
--- The visits of a filtered summary, found by key instead of by reading every event of the period: pageviews by page,
--- custom events by name, and the few events that carry a referrer or UTM value (partial indexes: they cost only for those
--- events; bench/summary.py measures what they cost on insert).
-CREATE INDEX IF NOT EXISTS idx_website_event_page ON website_event (website_key, url_path, created_at) WHERE event_type = 1;
+-- The visits of a filtered summary, found by key instead of by reading every event of the period: custom events by name,
+-- and the events that carry a referrer or UTM value (partial indexes: they cost only for those events; bench/summary.py
+-- measures what they cost on insert). Few values take most of their events, so each insert lands on a page the last
+-- commit touched already.
+-- A page filter reads the period's events instead: an index by page took every pageview to one of a site's many pages
+-- (one more page of the file written per event and commit), which halved the collector's insert rate, and a filtered
+-- view reads the events of each closed day only once (footfall/segments.py keeps the days it computed). Dropped here
+-- from databases made before.
+DROP INDEX IF EXISTS idx_website_event_page;
 CREATE INDEX IF NOT EXISTS idx_website_event_name ON website_event (website_key, event_name, created_at) WHERE event_type = 2;
 CREATE INDEX IF NOT EXISTS idx_website_event_referrer ON website_event (website_key, referrer_domain, created_at)
     WHERE referrer_domain IS NOT NULL;

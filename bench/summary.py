@@ -163,7 +163,6 @@ def generate(path: Path, events: int, now: int, seed: int = 7) -> str:
 #: The indexes the filtered summary added (schema.sql); insert_rates() measures what they cost.
 FILTER_INDEXES = (
     "idx_session_website_key_country",
-    "idx_website_event_page",
     "idx_website_event_name",
     "idx_website_event_referrer",
     "idx_website_event_utm_source",

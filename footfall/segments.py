@@ -131,9 +131,10 @@ def collect_filtered(
 ) -> Rollups:
     """Rollup rows of [start, end) for the visits that match every filter (a segment: all numbers are about them).
 
-    Candidates come through an index: a filter on a page, event, referrer or UTM value gives the visits with such an
+    Candidates come from the events: a filter on a page, event, referrer or UTM value gives the visits with such an
     event in the range or a day either side of it (visits are never that long, and a visit's event after the range can
-    make it match); a session filter alone gives the matching sessions' visits that started then; with neither, every
+    make it match), through its partial index (an event name, a referrer, a UTM value) or by reading the period's events
+    through the time index (a page: schema.sql says why it has no index); a session filter alone gives the matching sessions' visits that started then; with neither, every
     visit with an event in the range. The rest is decided on each candidate's stored facts (aggregate_segment), and only
     events and visit starts inside the range are counted; before ``detail_from``, only their totals (a previous
     period's). ``side`` is (from, to, rollups): what falls in [from, to) is also counted there.
@@ -153,7 +154,7 @@ def collect_filtered(
         )
         params += [website_key, filters[name], start - DAY_SECONDS, end + DAY_SECONDS]
     sessions = [(name, value) for name, value in filters.items() if name in SESSION_FILTERS]
-    if narrow:  # the visits the indexes give (all of them, for several filters), then the session filters
+    if narrow:  # the visits the events give (all of them, for several filters), then the session filters
         matching = "".join(f" AND s.{name} = ?" for name, _ in sessions)
         sql = (
             f"INSERT OR IGNORE INTO temp.agg_candidate SELECT c.visit_key FROM ({' INTERSECT '.join(narrow)}) c "
@@ -469,7 +470,7 @@ def aggregate_segment(
 
     The rows aggregate_visits would give for a filtered page, without rebuilding visits: each candidate's fact is read
     by key and the filters on visit and session attributes and on custom events are decided on it; a page filter must
-    already hold for every candidate (the page index found them). Then only the segment's events in [start, end) are
+    already hold for every candidate (collect_filtered found them by it). Then only the segment's events in [start, end) are
     read, once, and counted per hour and value in SQL. Visits and events before ``detail_from`` (an hour start) count
     in the totals only; those in ``side``'s [from, to) also go to its rollups (a previous period's last part-hour).
     temp.agg_visit holds the segment's visits afterwards.
@@ -541,7 +542,7 @@ def _segment_condition(filters: Mapping[str, str], page: bool) -> tuple[str, lis
 
     Visit and session attributes are compared on the fact, a custom event is looked for among its names ('' for one
     without a name, as VisitBuilder keeps them); with ``page``, a pageview of the filter's page is looked for among the
-    visit's events (aggregate_segment's candidates have one already: the page index found them).
+    visit's events (aggregate_segment's candidates have one already: collect_filtered found them by it).
     """
     checks = [(name, value) for name, value in filters.items() if name in VISIT_DIMENSIONS]
     where = "".join(f" AND f.{name} = ?" for name, _ in checks)

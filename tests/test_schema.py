@@ -140,8 +140,8 @@ def test_views_answer_the_documented_examples(db_path: Path) -> None:
 
 
 def test_a_database_from_before_the_summary_indexes_upgrades_to_a_fresh_one(tmp_path: Path) -> None:
-    """A database without the goal-visitor rollups and the filter indexes (an older footfall's) gains exactly them on the
-    next start: its schema then equals a fresh database's."""
+    """A database without the goal-visitor rollups and the filter indexes, with the page index since dropped (an older
+    footfall's), gains exactly them and loses it on the next start: its schema then equals a fresh database's."""
     fresh, old = tmp_path / "fresh.db", tmp_path / "old.db"
     collector.prepare_database(str(fresh))
     collector.prepare_database(str(old))
@@ -152,10 +152,15 @@ def test_a_database_from_before_the_summary_indexes_upgrades_to_a_fresh_one(tmp_
                                  "OR name LIKE 'idx_website_event_%' OR name = 'idx_session_website_key_country'")
         if name not in older
     ]  # fmt: skip
-    assert len(added) == 9, added  # two tables, seven indexes
+    assert len(added) == 8, added  # two tables, six indexes
     with contextlib.closing(collector.connect(str(old))) as conn:
         for name in added:
             conn.execute(f"DROP {'TABLE' if name.startswith('rollup') else 'INDEX'} {name}")
+        # The page index of footfall 0.1's first filtered summaries, since dropped (schema.sql says why).
+        conn.execute(
+            "CREATE INDEX idx_website_event_page ON website_event (website_key, url_path, created_at) WHERE event_type = 1"
+        )
     collector.prepare_database(str(old))
+    assert "idx_website_event_page" not in [name for (name,) in rows(old, "SELECT name FROM sqlite_master")]
     schema = "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"
     assert rows(old, schema) == rows(fresh, schema)
