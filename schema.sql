@@ -156,10 +156,9 @@ CREATE INDEX IF NOT EXISTS idx_website_event_visit_key_created_at ON website_eve
 -- and the events that carry a referrer or UTM value (partial indexes: they cost only for those events; bench/summary.py
 -- measures what they cost on insert). Few values take most of their events, so each insert lands on a page the last
 -- commit touched already.
--- A page filter reads the period's events instead: an index by page took every pageview to one of a site's many pages
--- (one more page of the file written per event and commit), which halved the collector's insert rate, and a filtered
--- view reads the events of each closed day only once (footfall/segments.py keeps the days it computed). Dropped here
--- from databases made before.
+-- A page filter finds its visits in rollup_visit_page instead, written in bulk by the rollup refresh: an index by page
+-- took every pageview to one of a site's many pages (one more page of the file written per event and commit), which
+-- halved the collector's insert rate. Dropped here from databases made before.
 DROP INDEX IF EXISTS idx_website_event_page;
 CREATE INDEX IF NOT EXISTS idx_website_event_name ON website_event (website_key, event_name, created_at) WHERE event_type = 2;
 CREATE INDEX IF NOT EXISTS idx_website_event_referrer ON website_event (website_key, referrer_domain, created_at)
@@ -346,6 +345,18 @@ CREATE TABLE IF NOT EXISTS rollup_visit (
     event_names   TEXT                             -- JSON array of its custom events' names, sorted; NULL: none
 );
 CREATE INDEX IF NOT EXISTS idx_rollup_visit_website_key_started_at ON rollup_visit (website_key, started_at);
+
+-- The pages of each visit in rollup_visit: one row per visit and page it viewed, written and dropped with its fact. A
+-- summary filtered by a page finds its visits here by key (the events have no index by page: see website_event).
+--   Example: SELECT count(*) FROM rollup_visit_page WHERE website_key = 1 AND url_path = '/pricing';
+CREATE TABLE IF NOT EXISTS rollup_visit_page (
+    website_key INTEGER NOT NULL,                  -- the website
+    url_path    TEXT    NOT NULL,                  -- a page the visit viewed (website_event.url_path of a pageview)
+    started_at  INTEGER NOT NULL,                  -- the visit's start (rollup_visit.started_at)
+    visit_key   INTEGER NOT NULL,                  -- the visit
+    PRIMARY KEY (website_key, url_path, started_at, visit_key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx_rollup_visit_page_visit_key ON rollup_visit_page (visit_key);
 
 -- Public, read-only share links of the summary page: one per website at most. Written by `footfall site share`.
 CREATE TABLE IF NOT EXISTS share_link (

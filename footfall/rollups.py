@@ -96,12 +96,14 @@ HOURLY_TABLES = ("rollup", "rollup_visitors", "rollup_vitals", "rollup_event_vis
 DAILY_TABLES = ("rollup_daily", "rollup_daily_visitors", "rollup_daily_vitals", "rollup_daily_event_visitors")
 #: One row per visit, as the rollups count it (schema.sql): what a filtered summary aggregates instead of the events.
 VISIT_FACTS_TABLE = "rollup_visit"
-ROLLUP_TABLES = (*HOURLY_TABLES, *DAILY_TABLES, VISIT_FACTS_TABLE)
+#: The pages each of those visits viewed (schema.sql): how a summary filtered by a page finds its visits.
+VISIT_PAGES_TABLE = "rollup_visit_page"
+ROLLUP_TABLES = (*HOURLY_TABLES, *DAILY_TABLES, VISIT_PAGES_TABLE, VISIT_FACTS_TABLE)
 
 
 #: What the rollups hold; a database whose rollups were made by another version is rebuilt (2: event data values and
-#: visitors per custom event; 3: rollup_visit, the per-visit facts).
-ROLLUP_VERSION = 3
+#: visitors per custom event; 3: rollup_visit, the per-visit facts; 4: rollup_visit_page, their pages).
+ROLLUP_VERSION = 4
 
 
 #: A custom event's data value is counted by its first this many characters (keeps a free-text value's rows bounded).
@@ -653,14 +655,35 @@ def store_rollups(conn: sqlite3.Connection, dirty: Mapping[int, set[int]], rollu
             conn.execute("DELETE FROM rollup_visitors WHERE website_key = ? AND hour >= ? AND hour < ?", params)
             conn.execute("DELETE FROM rollup_vitals WHERE website_key = ? AND hour >= ? AND hour < ?", params)
             conn.execute("DELETE FROM rollup_event_visitors WHERE website_key = ? AND hour >= ? AND hour < ?", params)
+            conn.execute(
+                "DELETE FROM rollup_visit_page WHERE visit_key IN (SELECT visit_key FROM rollup_visit WHERE website_key = ? "
+                "AND started_at >= ? AND started_at < ?)",
+                params,
+            )
             conn.execute("DELETE FROM rollup_visit WHERE website_key = ? AND started_at >= ? AND started_at < ?", params)
     insert_rollups(conn, rollups, "main")
     marks = ",".join("?" * (len(VisitFact._fields) + 1))
     facts = [(*fact, names) for fact, names in rollups.facts or ()]
     conn.executemany(f"INSERT OR REPLACE INTO rollup_visit VALUES ({marks})", facts)
+    _store_visit_pages(conn, [fact[0] for fact in facts])
     for website_key, hours in dirty.items():
         for day in sorted({day_of(hour, zone) for hour in hours}):
             sum_day(conn, website_key, day, next_day(day, zone))
+
+
+def _store_visit_pages(conn: sqlite3.Connection, visit_keys: list[int]) -> None:
+    """Replace the rollup_visit_page rows of these visits (just stored in rollup_visit) with the pages of their events."""
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS page_visit (visit_key INTEGER PRIMARY KEY)")
+    conn.execute("DELETE FROM temp.page_visit")
+    conn.executemany("INSERT OR IGNORE INTO temp.page_visit VALUES (?)", ((key,) for key in visit_keys))
+    conn.execute("DELETE FROM rollup_visit_page WHERE visit_key IN (SELECT visit_key FROM temp.page_visit)")
+    conn.execute(
+        "INSERT OR IGNORE INTO rollup_visit_page (website_key, url_path, started_at, visit_key) "
+        "SELECT f.website_key, e.url_path, f.started_at, f.visit_key FROM temp.page_visit p "
+        "CROSS JOIN rollup_visit f ON f.visit_key = p.visit_key CROSS JOIN website_event e ON e.visit_key = p.visit_key "
+        f"WHERE e.event_type = {EVENT_PAGEVIEW}"
+    )
+    conn.execute("DELETE FROM temp.page_visit")
 
 
 def insert_rollups(conn: sqlite3.Connection, rollups: Rollups, schema: str, prefix: str = "") -> None:
@@ -871,7 +894,7 @@ def drop_pruned_rollups(
         with transaction(conn):
             for table in ROLLUP_TABLES:
                 column, first = ("day", first_day) if "daily" in table else ("hour", first_hour)
-                column = "started_at" if table == VISIT_FACTS_TABLE else column
+                column = "started_at" if table in (VISIT_FACTS_TABLE, VISIT_PAGES_TABLE) else column
                 conn.execute(
                     f"DELETE FROM {table} WHERE {column} < ?{site}", (first,) if website_key is None else (first, website_key)
                 )

@@ -106,7 +106,8 @@ def filtered_source(zone: dt.tzinfo) -> RollupSource:
     return RollupSource(zone, tuple(f"temp.{FILTERED_PREFIX}{t}" for t in HOURLY_TABLES), None)
 
 
-#: Filter → (website_event column, extra condition) of the index that finds its candidate visits (schema.sql).
+#: Filter → (website_event column, extra condition) of the index that finds its candidate visits (schema.sql); the page
+#: filters find theirs in rollup_visit_page (_PAGE_VISITS).
 _NARROWING = {
     "page": ("url_path", f" AND event_type = {EVENT_PAGEVIEW}"),
     "entry": ("url_path", f" AND event_type = {EVENT_PAGEVIEW}"),
@@ -131,10 +132,9 @@ def collect_filtered(
 ) -> Rollups:
     """Rollup rows of [start, end) for the visits that match every filter (a segment: all numbers are about them).
 
-    Candidates come from the events: a filter on a page, event, referrer or UTM value gives the visits with such an
+    Candidates come through an index: a filter on a page, event, referrer or UTM value gives the visits with such an
     event in the range or a day either side of it (visits are never that long, and a visit's event after the range can
-    make it match), through its partial index (an event name, a referrer, a UTM value) or by reading the period's events
-    through the time index (a page: schema.sql says why it has no index); a session filter alone gives the matching sessions' visits that started then; with neither, every
+    make it match), a page's from rollup_visit_page (_PAGE_VISITS); a session filter alone gives the matching sessions' visits that started then; with neither, every
     visit with an event in the range. The rest is decided on each candidate's stored facts (aggregate_segment), and only
     events and visit starts inside the range are counted; before ``detail_from``, only their totals (a previous
     period's). ``side`` is (from, to, rollups): what falls in [from, to) is also counted there.
@@ -148,13 +148,18 @@ def collect_filtered(
     keyed = [name for name in filters if name in _NARROWING]
     for name in keyed:
         column, condition = _NARROWING[name]
-        narrow.append(
-            f"SELECT visit_key FROM website_event WHERE website_key = ? AND {column} = ?{condition} "
-            f"AND created_at >= ? AND created_at < ?"
-        )
-        params += [website_key, filters[name], start - DAY_SECONDS, end + DAY_SECONDS]
+        window = [website_key, filters[name], start - DAY_SECONDS, end + DAY_SECONDS]
+        if column == "url_path":
+            narrow.append(_PAGE_VISITS)
+            params += [*window, setting_int(conn, "rollup_event_key"), *window]
+        else:
+            narrow.append(
+                f"SELECT visit_key FROM website_event WHERE website_key = ? AND {column} = ?{condition} "
+                f"AND created_at >= ? AND created_at < ?"
+            )
+            params += window
     sessions = [(name, value) for name, value in filters.items() if name in SESSION_FILTERS]
-    if narrow:  # the visits the events give (all of them, for several filters), then the session filters
+    if narrow:  # the visits the indexes give (all of them, for several filters), then the session filters
         matching = "".join(f" AND s.{name} = ?" for name, _ in sessions)
         sql = (
             f"INSERT OR IGNORE INTO temp.agg_candidate SELECT c.visit_key FROM ({' INTERSECT '.join(narrow)}) c "
@@ -177,6 +182,16 @@ def collect_filtered(
         )
         conn.execute(sql, [website_key, start, end])
     return aggregate_segment(conn, shift, start, end, filters, side, detail_from)
+
+
+#: The visits with a pageview of a page (website, page, visit starts from/to, then the rollups' watermark and website,
+#: page, event times from/to): the rolled-up ones by key in rollup_visit_page, and those with events the rollups have
+#: not taken in yet among the few events above the watermark (read by key range, not through an index).
+_PAGE_VISITS = (
+    "SELECT visit_key FROM (SELECT visit_key FROM rollup_visit_page WHERE website_key = ? AND url_path = ? "
+    "AND started_at >= ? AND started_at < ? UNION SELECT visit_key FROM website_event NOT INDEXED WHERE event_key > ? "
+    f"AND website_key = ? AND url_path = ? AND event_type = {EVENT_PAGEVIEW} AND created_at >= ? AND created_at < ?)"
+)
 
 
 def _temp_table_like(conn: sqlite3.Connection, like: str, name: str) -> str:

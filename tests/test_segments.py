@@ -14,6 +14,7 @@ import pytest
 import collector
 import footfall.app
 import footfall.ops
+import footfall.segments
 import footfall.summary
 from conftest import CHROME, FIREFOX, AppClient, Clock, flush, open_client
 from footfall.rollups import bucket_shift, refresh_rollups
@@ -181,6 +182,46 @@ async def test_late_events_and_forget_change_kept_days(db_path: Path, website: s
         after = await view(client, website=website, period="30d", country="FR")
         assert numbers(after) == numbers(computed(db_path, website, NOW, period="30d", country="FR"))
         assert ("/late", 1) in [(row["value"], row["count"]) for row in after["lists"]["page"]["rows"]]
+
+
+PAGE_VISITS = (
+    "SELECT DISTINCT e.website_key, e.url_path, f.started_at, e.visit_key FROM website_event e "
+    "JOIN rollup_visit f ON f.visit_key = e.visit_key WHERE e.event_type = 1 ORDER BY 1, 2, 3, 4"
+)
+
+
+async def test_a_page_filter_finds_its_visits_in_the_rollups_and_above_their_watermark(
+    db_path: Path, website: str, clock: Clock
+) -> None:
+    """rollup_visit_page holds each rolled-up visit's pages; a pageview the rollups have not taken in yet still makes its
+    visit match a page filter; the next refresh adds it to the table."""
+    clock.now = NOW
+    zone = collector.load_zone(ZONE)
+    shift = bucket_shift(zone, NOW)
+    async with segment_client(db_path, website, clock) as client:
+        with contextlib.closing(collector.connect(str(db_path))) as conn:
+            refresh_rollups(conn, shift, zone)
+            assert conn.execute("SELECT * FROM rollup_visit_page ORDER BY 1, 2, 3, 4").fetchall() == (
+                conn.execute(PAGE_VISITS).fetchall()
+            )
+            assert conn.execute("SELECT count(*) FROM rollup_visit_page WHERE url_path = '/pricing'").fetchone()[0] > 10
+        # Visitor 6's visit at noon on the 14th, the last one still open, views one more page.
+        await send(client, website, 6, at(14, 12, 10), "event", {"url": "https://site.example/new-page"})
+        await flush(client)
+    with contextlib.closing(collector.connect(str(db_path))) as conn:
+        (key,) = conn.execute("SELECT website_key FROM website WHERE website_id = ?", (website,)).fetchone()
+        mark, top = conn.execute(
+            "SELECT (SELECT CAST(value AS INTEGER) FROM setting WHERE name = 'rollup_event_key'), "
+            "(SELECT max(event_key) FROM website_event)"
+        ).fetchone()
+        assert mark < top  # the new pageview is above the rollups' watermark
+        footfall.segments.collect_filtered(conn, key, at(14, 0), int(NOW), {"page": "/new-page"}, shift)
+        assert conn.execute("SELECT count(*) FROM temp.agg_visit").fetchone()[0] == 1
+        refresh_rollups(conn, shift, zone)
+        assert conn.execute("SELECT * FROM rollup_visit_page ORDER BY 1, 2, 3, 4").fetchall() == (
+            conn.execute(PAGE_VISITS).fetchall()
+        )
+        assert conn.execute("SELECT count(*) FROM rollup_visit_page WHERE url_path = '/new-page'").fetchone()[0] == 1
 
 
 def test_a_small_bound_drops_the_least_recent_segments(db_path: Path, website: str) -> None:
