@@ -1373,10 +1373,21 @@ def origin_of(request: Request) -> Origin:
 ###############################################################################################################################
 # Sessions and visits
 ###############################################################################################################################
+_UUID_NAMESPACE_BYTES = UMAMI_UUID_NAMESPACE.bytes
+
+
 def umami_uuid(*parts: str | None, secret: str) -> str:
-    """Umami's ``uuid(...parts)``: UUIDv5 in the DNS namespace of sha512-hex(parts joined, then the secret)."""
+    """Umami's ``uuid(...parts)``: UUIDv5 in the DNS namespace of sha512-hex(parts joined, then the secret).
+
+    RFC 9562's UUIDv5 written out (SHA-1 of namespace and name, version and variant bits set, hex in 8-4-4-4-12), which
+    is ``str(uuid.uuid5(...))`` at half its cost: a new visitor needs two of these, a session id and a visit id.
+    """
     name = "".join(p or "" for p in parts) + secret
-    return str(uuid.uuid5(UMAMI_UUID_NAMESPACE, hashlib.sha512(name.encode()).hexdigest()))
+    digest = bytearray(hashlib.sha1(_UUID_NAMESPACE_BYTES + hashlib.sha512(name.encode()).hexdigest().encode()).digest())
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # variant 10xx
+    h = digest[:16].hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def derive_session_id(

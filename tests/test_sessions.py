@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import random
+import uuid
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,17 @@ def test_umami_session_vector() -> None:
     assert collector.derive_session_id(VECTOR_WEBSITE, VECTOR_IP, FIREFOX, VECTOR_SALT, VECTOR_SECRET, "user-42") == (
         "f06a85fe-7d7f-596d-8ac8-d9ad05352dd4"
     )
+
+
+def test_umami_uuid_is_the_standard_uuid5() -> None:
+    """The hand-written UUIDv5 equals the standard library's for many names, including empty and non-ASCII parts."""
+    rng = random.Random(5)
+    for n in range(500):
+        parts = ["".join(rng.choice("ab€✓0-:/ ") for _ in range(rng.randrange(0, 40))) for _ in range(rng.randrange(1, 5))]
+        parts[0] = parts[0] if n % 7 else None
+        name = "".join(p or "" for p in parts) + VECTOR_SECRET
+        expected = str(uuid.uuid5(uuid.NAMESPACE_DNS, sha512(name)))
+        assert collector.umami_uuid(*parts, secret=VECTOR_SECRET) == expected
 
 
 async def test_session_vector_through_http(db_path: Path, clock: Clock) -> None:
