@@ -221,6 +221,18 @@ def test_bots_are_flagged(parse, agent: str) -> None:  # type: ignore[no-untyped
     assert parse(agent).is_bot is True
 
 
+def test_every_token_of_the_bot_list_makes_a_bot_in_any_case() -> None:
+    """Each entry of footfall's own list, anywhere in an otherwise ordinary browser string and in any letter case, makes
+    it a bot; the browser alone is not one."""
+    browser = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0"
+    assert footfall.agents.looks_like_bot(browser) is False
+    for token in footfall.agents._BOT_TOKENS:
+        for variant in (token, token.upper(), token.title()):
+            assert footfall.agents.looks_like_bot(f"{browser} {variant}x"), variant
+            assert footfall.agents.looks_like_bot(f"{variant}{browser}"), variant
+    assert footfall.agents.looks_like_bot(f"{browser} SomeBot") and not footfall.agents.looks_like_bot(f"{browser} Botany")
+
+
 def test_umami_node_client_is_not_a_bot() -> None:
     """@umami/node's default user agent is a server-side sender, not a bot (Umami accepts it too)."""
     assert footfall.agents.parse_agent("Mozilla/5.0 Umami/v20.20.2").is_bot is False
