@@ -1850,7 +1850,8 @@ class EventWriter:
       get 503, and the writer goes on with the next ones, so footfall recovers by itself when the condition clears.
     * Integer keys are assigned here (max(key) + n, read inside the transaction), so a batch is a few ``executemany``
       calls whatever its size.
-    * The WAL stays near WAL_SIZE_LIMIT_BYTES under load: autocheckpoints are PASSIVE, and while readers overlap without
+    * The WAL stays near WAL_SIZE_LIMIT_BYTES under load: checkpoints are PASSIVE (``after_commit``'s, beside the writer,
+      when the app gives one: footfall.checkpoint), and while readers overlap without
       a gap (the page, upkeep's refresh, someone's sqlite3 shell) each one still holds an older snapshot, so the WAL is
       never fully checkpointed and never starts over: it grew past a gigabyte in a 30-minute soak. Past the limit the
       writer runs one RESTART checkpoint, which holds new writes back (at most WAL_RESTART_WAIT_MS) until the readers
@@ -1864,10 +1865,13 @@ class EventWriter:
         max_pending: int,
         max_pending_bytes: int = 1 << 62,
         wal_autocheckpoint: int = 1000,
+        after_commit: Callable[[], bool] | None = None,
     ) -> None:
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
         self.wal_autocheckpoint = wal_autocheckpoint
+        #: Called after each commit by whoever checkpoints instead of the write connection (footfall.checkpoint).
+        self.after_commit = after_commit
         self.max_pending = max_pending
         self.max_pending_bytes = max_pending_bytes
         self.pending = 0  #: events submitted and not yet committed or failed
@@ -1891,7 +1895,8 @@ class EventWriter:
 
     async def start(self) -> None:
         """Open the write connection and start the writer task."""
-        self._conn = await self._in_thread(connect, self.path, self.busy_timeout_ms, True, self.wal_autocheckpoint)
+        checkpoints = 0 if self.after_commit else self.wal_autocheckpoint  # its own, unless someone else checkpoints
+        self._conn = await self._in_thread(connect, self.path, self.busy_timeout_ms, True, checkpoints)
         self._task = asyncio.create_task(self._writer_loop(), name="footfall-writer")
 
     def remember(self, session_id: str, session_key: int, visit_id: str, visit_key: int) -> None:
@@ -2056,6 +2061,8 @@ class EventWriter:
             raise
         self.commits += 1
         self.committed += len(records)
+        if self.after_commit is not None and self.after_commit():  # a checkpoint beside us left frames: copy them
+            await self._in_thread(self._checkpoint, "PASSIVE")
         if self.wal_autocheckpoint and time.monotonic() >= self._wal_check_at:
             await self._restart_long_wal()
         for sid, key in new_sessions.items():
@@ -2071,7 +2078,7 @@ class EventWriter:
         except OSError:
             return
         if size > WAL_SIZE_LIMIT_BYTES:
-            busy = await self._in_thread(self._checkpoint_restart)
+            busy = await self._in_thread(self._checkpoint)
             self.wal_restarts += not busy
             self.wal_busy += busy
             # A reader that stays (someone's sqlite3 shell) makes every attempt wait in vain: wait longer between them,
@@ -2079,16 +2086,16 @@ class EventWriter:
             self._wal_pause = min(self._wal_pause * 2, WAL_MAX_PAUSE_SECONDS) if busy else WAL_CHECK_SECONDS
             self._wal_check_at = time.monotonic() + self._wal_pause
 
-    def _checkpoint_restart(self) -> bool:
-        """One RESTART checkpoint on the write connection, waiting at most WAL_RESTART_WAIT_MS; True if readers kept it
-        from finishing (the next look tries again)."""
+    def _checkpoint(self, mode: str = "RESTART") -> bool:
+        """One checkpoint on the write connection: RESTART waits at most WAL_RESTART_WAIT_MS for readers, PASSIVE (what a
+        checkpoint beside the writer left) for nobody. True if it could not finish (the next look tries again)."""
         conn = self._conn
         assert conn is not None
         conn.execute(f"PRAGMA busy_timeout={WAL_RESTART_WAIT_MS}")
         try:
-            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            busy, _, _ = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
         except sqlite3.OperationalError as exc:
-            self._log_error("wal-restart", exc)
+            self._log_error(f"wal-{mode.lower()}", exc)
             return True
         finally:
             conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
@@ -2188,6 +2195,7 @@ class Collection:
         clock: Callable[[], float] = time.time,
         locate: Locate = locate_nowhere,
         parse_agent: ParseAgent = unknown_agent,
+        after_commit: Callable[[], bool] | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -2199,6 +2207,7 @@ class Collection:
             config.write_queue_max,
             config.write_queue_max_bytes,
             config.wal_autocheckpoint,
+            after_commit,
         )
         self.reader: aiosqlite.Connection | None = None
         self.secret = ""

@@ -36,6 +36,7 @@ from collector import (
 from footfall.agents import parse_agent
 from footfall.assets import load_tracker, tracker_route
 from footfall.auth import PageAuth
+from footfall.checkpoint import Checkpointer
 from footfall.errors import handle_api_error, handle_http_exception, handle_server_error
 from footfall.fastpath import FastPathApp, fast_routes
 from footfall.geo import Locator, open_locator
@@ -51,7 +52,17 @@ log = logging.getLogger("footfall")
 def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litestar:
     """The Litestar app: the collector's routes, the page, Umami-shaped errors, and the lifespan that runs them."""
     locator = Locator([], config.cdn_geo)
-    collection = Collection(config, clock, locate=lambda client, headers: locator(client, headers), parse_agent=parse_agent)
+    # The WAL is checkpointed beside the writer, not in its commits (footfall.checkpoint); with 0, by Litestream.
+    checkpointer = (
+        Checkpointer(config.db, config.busy_timeout_ms, config.wal_autocheckpoint) if config.wal_autocheckpoint else None
+    )
+    collection = Collection(
+        config,
+        clock,
+        locate=lambda client, headers: locator(client, headers),
+        parse_agent=parse_agent,
+        after_commit=checkpointer.after_commit if checkpointer else None,
+    )
     summary = SummaryReader(
         config.db, config.busy_timeout_ms, config.timezone, clock, config.summary_timeout, config.wal_autocheckpoint
     )
@@ -73,6 +84,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
             app.state.summary = summary
             app.state.auth = auth
             app.state.upkeep = upkeep
+            app.state.checkpointer = checkpointer
             app.state.country_names = locator.names
             app.state.tracker = await asyncio.to_thread(load_tracker, config.collect_path)
             app.state.static = await asyncio.to_thread(load_static_files)
@@ -85,6 +97,8 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> Litest
         finally:
             await upkeep.close()
             await collection.close()
+            if checkpointer is not None:
+                await checkpointer.close()
             await summary.close()
             locator.close()
 

@@ -39,11 +39,11 @@ def test_wal_autocheckpoint_setting() -> None:
     assert "PRAGMA wal_autocheckpoint=0" in collector.connect_pragmas(5000, 0).split(";")
 
 
-def wal_frames_after_writes(db_path: Path, wal_autocheckpoint: int) -> tuple[int, int, int]:
-    """Write ~6,000 events through the app; the writer's and the summary connection's wal_autocheckpoint, and the frames
-    left in the WAL (PRAGMA wal_checkpoint reports them)."""
+def wal_frames_after_writes(db_path: Path, wal_autocheckpoint: int) -> tuple[int, int, int, int | None]:
+    """Write ~6,000 events through the app; the writer's and the summary connection's wal_autocheckpoint, the frames
+    left in the WAL (PRAGMA wal_checkpoint reports them) and the checkpoints run beside the writer (None: no checkpointer)."""
 
-    async def run() -> tuple[int, int, int]:
+    async def run() -> tuple[int, int, int, int | None]:
         config = collector.Config(db=str(db_path), wal_autocheckpoint=wal_autocheckpoint)
         async with open_client(footfall.app.create_app(config, Clock())) as client:
             website = rows(db_path, "SELECT website_id FROM website")[0][0]
@@ -57,20 +57,25 @@ def wal_frames_after_writes(db_path: Path, wal_autocheckpoint: int) -> tuple[int
             pragma = "PRAGMA wal_autocheckpoint"
             writer = await client.app.state.collection.writer.call(lambda conn: conn.execute(pragma).fetchone()[0])
             summary = await client.app.state.summary.run(lambda conn: conn.execute(pragma).fetchone()[0])
+            checkpointer = client.app.state.checkpointer
+            if checkpointer is not None:
+                await checkpointer.close()  # waits for a checkpoint in flight
             frames = await client.app.state.collection.writer.call(
                 lambda conn: conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
             )
-            return writer, summary, frames
+            return writer, summary, frames, None if checkpointer is None else checkpointer.checkpoints
 
     return asyncio.run(run())
 
 
 def test_every_writing_connection_leaves_checkpoints_to_litestream(tmp_path: Path) -> None:
-    """With wal_autocheckpoint 0 the writer and the summary's rollup connection (the two that write) never checkpoint: the
-    WAL keeps every frame until someone else (Litestream) checkpoints. By default footfall checkpoints every 1000 pages."""
+    """With wal_autocheckpoint 0 nobody checkpoints (no checkpointer; the summary's rollup connection, the other one that
+    writes, neither): the WAL keeps every frame until Litestream checkpoints. By default footfall checkpoints every 1000
+    pages, beside the writer (footfall.checkpoint): the writer's own connection never does, inside a commit."""
     off = wal_frames_after_writes(tmp_path / "off.db", 0)
     on = wal_frames_after_writes(tmp_path / "on.db", 1000)
-    assert (off[:2], on[:2]) == ((0, 0), (1000, 1000))
+    assert (off[:2], off[3]) == ((0, 0), None)
+    assert on[:2] == (0, 1000) and on[3] is not None and on[3] >= 1
     assert off[2] > 1000 > on[2]
 
 

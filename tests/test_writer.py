@@ -285,3 +285,23 @@ async def test_a_reader_that_stays_is_asked_less_and_less_often(
             assert (await client.post("/api/batch", json=batch[:10], headers=headers)).status_code == 200
             await asyncio.sleep(0.05)
         assert writer.wal_restarts == 1
+
+
+def test_the_checkpointer_reads_the_frames_waiting_in_the_wal_index(db_path: Path) -> None:
+    """Checkpointer.waiting_frames, read from the -shm file's header, is what SQLite itself reports: every frame of a WAL
+    nobody has checkpointed (PRAGMA wal_checkpoint's log count), then none once a checkpoint has copied them."""
+    from footfall.checkpoint import Checkpointer
+
+    collector.prepare_database(str(db_path))
+    checkpointer = Checkpointer(str(db_path), 5000, 1000)
+    with contextlib.closing(collector.connect(str(db_path), wal_autocheckpoint=0)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        assert checkpointer.waiting_frames() == 0
+        for n in range(20):
+            with collector.transaction(conn):
+                conn.execute("INSERT INTO setting (name, value, updated_at) VALUES (?, ?, 0)", (f"k{n}", "v" * 3000))
+        waiting = checkpointer.waiting_frames()
+        busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert (busy, waiting) == (0, frames) and frames >= 20
+        assert copied == frames and checkpointer.waiting_frames() == 0
+    asyncio.run(checkpointer.close())
