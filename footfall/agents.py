@@ -153,6 +153,12 @@ def _ua_parser() -> Callable[[str], Any]:
     return ua_parser.Parser(ua_parser.re2.Resolver(ua_parser.load_lazy_builtins())).parse
 
 
+def load_parser() -> None:
+    """Build the re2 resolver now: footfall.app does at start-up, so the first request does not wait the ~60 ms it takes,
+    and the garbage of building it is released with start-up's (its ~7 MB are needed from the first request on)."""
+    _ua_parser()
+
+
 class _FastUserAgent(user_agents.parsers.UserAgent):
     """user-agents' UserAgent (same fields, same is_mobile/is_tablet/is_bot rules) filled by ua-parser 1.x (~50 µs a miss,
     not ~500 through user-agents' own legacy parser)."""
