@@ -665,7 +665,9 @@ class Memo:
     """``fn(key)`` remembered for recent keys, least recently used forgotten first, bounded by the bytes of its keys.
 
     ``size(key)`` is what a key holds (its strings' lengths); each entry is charged MEMO_ENTRY_BYTES more for the dict
-    slot and the value. Exceptions are not remembered. Not thread-safe: the event loop's thread uses it alone.
+    slot and the value. Exceptions are not remembered. Not thread-safe: the event loop's thread uses it alone. An
+    OrderedDict, not a dict kept in order by re-inserting: a dict's oldest entry is found by skipping the slots freed
+    before it, which made a miss cost 3 µs instead of 0.8 once the memo was full (every request of a new-agent storm).
     """
 
     __slots__ = ("_fn", "_size", "max_bytes", "bytes", "_items")
@@ -675,20 +677,21 @@ class Memo:
         self._size = size
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._items: dict[Any, Any] = {}
+        self._items: collections.OrderedDict[Any, Any] = collections.OrderedDict()
 
     def __call__(self, key: Any) -> Any:
         items = self._items
         try:
-            value = items.pop(key)  # re-inserted below: most recently used last
+            value = items[key]
         except KeyError:
             value = self._fn(key)
             self.bytes += self._size(key) + MEMO_ENTRY_BYTES
             while self.bytes > self.max_bytes and items:
-                oldest = next(iter(items))
-                del items[oldest]
+                oldest, _ = items.popitem(last=False)
                 self.bytes -= self._size(oldest) + MEMO_ENTRY_BYTES
-        items[key] = value
+            items[key] = value
+            return value
+        items.move_to_end(key)  # most recently used last
         return value
 
     def __len__(self) -> int:
@@ -1277,19 +1280,20 @@ class RateLimiter:
         self.burst = max(1.0, burst)
         self.ipv6_prefix = ipv6_prefix
         self.max_buckets = max_buckets
-        self._buckets: dict[int | None, list[float]] = {}  # limit_key → [tokens, last refill time]
+        self._buckets: collections.OrderedDict[int | None, list[float]] = collections.OrderedDict()  # → [tokens, refilled]
 
     def check(self, address: IPAddress | None, now: float) -> None:
         """Take one token for ``address``'s bucket, or raise 429 saying when the next one is due."""
         key = limit_key(address, self.ipv6_prefix)
-        bucket = self._buckets.pop(key, None)
+        bucket = self._buckets.get(key)
         if bucket is None:
             if len(self._buckets) >= self.max_buckets:
                 self.sweep(now)
                 while len(self._buckets) >= self.max_buckets:
-                    del self._buckets[next(iter(self._buckets))]
-            bucket = [self.burst, now]
-        self._buckets[key] = bucket  # (re)inserted last: the most recently used
+                    self._buckets.popitem(last=False)
+            bucket = self._buckets[key] = [self.burst, now]
+        else:
+            self._buckets.move_to_end(key)  # the most recently used last
         bucket[0] = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
         bucket[1] = now
         if bucket[0] < 1:
@@ -1484,7 +1488,7 @@ class VisitTracker:
         self.timeout = timeout
         self._secret = secret
         self._max = max_sessions
-        self._visits: dict[str, list[Any]] = {}
+        self._visits: collections.OrderedDict[str, list[Any]] = collections.OrderedDict()
 
     def __len__(self) -> int:
         return len(self._visits)
@@ -1502,15 +1506,14 @@ class VisitTracker:
             and max(state[2], at) - min(state[1], at) <= MAX_VISIT_SECONDS
         ):
             if at > state[2]:
-                del self._visits[session_id]  # move to the end: most recently active
+                self._visits.move_to_end(session_id)  # most recently active last
                 state[2] = at
-                self._visits[session_id] = state
             state[1] = min(state[1], at)
             return state[0], state[1]
         visit_id = derive_visit_id(session_id, at, self._secret)
         if state is None or at > state[2]:
-            self._visits.pop(session_id, None)
             self._visits[session_id] = [visit_id, at, at]
+            self._visits.move_to_end(session_id)
             self._evict(at)
         return visit_id, at  # an event far older than the session's current visit gets a visit of its own
 
