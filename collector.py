@@ -262,7 +262,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Bytes of request bodies whose events may wait to be written (their memory is ~5x that); beyond that requests get 503."),
     Setting("busy_timeout_ms", 5000, "How long a write waits for a lock held by another program before it gets 503."),
     Setting("wal_autocheckpoint", 1000,
-            "Checkpoint the WAL into the database after a commit leaves this many pages in it (SQLite's default); "
+            "Checkpoint the WAL into the database, beside the writer, once this many pages wait in it (SQLite's default); "
             "0 leaves checkpoints to Litestream, as it advises for busy servers (README, When one machine is not enough)."),
     Setting("log_level", "info", "Log verbosity.", ("debug", "info", "warning", "error")),
 )
