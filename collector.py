@@ -1875,7 +1875,7 @@ class EventWriter:
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
         self.wal_autocheckpoint = wal_autocheckpoint
-        #: Called after each commit by whoever checkpoints instead of the write connection (footfall.checkpoint).
+        #: Called after each commit by whoever checkpoints instead (footfall.checkpoint); True: copy what it left, here.
         self.after_commit = after_commit
         self.max_pending = max_pending
         self.max_pending_bytes = max_pending_bytes
