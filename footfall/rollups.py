@@ -683,7 +683,6 @@ def _store_visit_pages(conn: sqlite3.Connection, visit_keys: list[int]) -> None:
         "CROSS JOIN rollup_visit f ON f.visit_key = p.visit_key CROSS JOIN website_event e ON e.visit_key = p.visit_key "
         f"WHERE e.event_type = {EVENT_PAGEVIEW}"
     )
-    conn.execute("DELETE FROM temp.page_visit")
 
 
 def insert_rollups(conn: sqlite3.Connection, rollups: Rollups, schema: str, prefix: str = "") -> None:

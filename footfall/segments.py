@@ -132,10 +132,10 @@ def collect_filtered(
 ) -> Rollups:
     """Rollup rows of [start, end) for the visits that match every filter (a segment: all numbers are about them).
 
-    Candidates come through an index: a filter on a page, event, referrer or UTM value gives the visits with such an
-    event in the range or a day either side of it (visits are never that long, and a visit's event after the range can
-    make it match), a page's from rollup_visit_page (_PAGE_VISITS); a session filter alone gives the matching sessions' visits that started then; with neither, every
-    visit with an event in the range. The rest is decided on each candidate's stored facts (aggregate_segment), and only
+    Candidates come by key: a filter on a page, event, referrer or UTM value gives the visits with such an event in the
+    range or a day either side of it (visits are never that long, and a visit's event after the range can make it
+    match), a page's from rollup_visit_page (_PAGE_VISITS), the others' through their event indexes; a session filter
+    alone gives the matching sessions' visits that started then; with neither, every visit with an event in the range. The rest is decided on each candidate's stored facts (aggregate_segment), and only
     events and visit starts inside the range are counted; before ``detail_from``, only their totals (a previous
     period's). ``side`` is (from, to, rollups): what falls in [from, to) is also counted there.
     """
